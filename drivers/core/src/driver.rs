@@ -1,0 +1,210 @@
+//! The two traits a driver implements, and driver registration.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use ewii_tools_schema::{
+    DescribeTableArgs, ExplainArgs, ExplainResult, ListSchemasArgs, ListSchemasResult,
+    ListTablesArgs, ListTablesResult, QueryArgs, QueryResult, StandardTool, TableDescription,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+use crate::{DatabaseConfig, DriverError, ToolError};
+
+/// Every driver name Ewii knows, built into this binary or not. `aliases`
+/// of a registered driver must be drawn from this list.
+pub const KNOWN_DRIVERS: &[&str] = &[
+    "sqlite", "postgres", "mysql", "mariadb", "mssql", "oracle", "mongodb",
+];
+
+/// A kind of database. One static value per driver crate, registered with
+/// `inventory::submit!(DriverRegistration(&MY_DRIVER))`.
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    /// Canonical name, e.g. `sqlite`.
+    fn name(&self) -> &'static str;
+
+    /// Other names that select this driver (e.g. `mariadb` for `mysql`).
+    fn aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Human name of the SQL dialect, used in tool descriptions.
+    fn dialect_name(&self) -> &'static str;
+
+    /// An example URL, shown in `--help` and in URL errors.
+    fn example_url(&self) -> &'static str;
+
+    /// Opens (lazily or eagerly) a database. Must not log the URL.
+    async fn open(&self, config: &DatabaseConfig) -> Result<Arc<dyn Database>, DriverError>;
+}
+
+/// What `check` found out about a database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckReport {
+    /// Engine name and version, e.g. `SQLite 3.51.0`.
+    pub server_version: String,
+    /// Whether the engine itself refuses writes on this connection.
+    pub engine_read_only: bool,
+    /// Warnings for the admin (e.g. a read-only database whose role can write).
+    pub warnings: Vec<String>,
+}
+
+/// Per-call context handed to a driver.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// Cancelled when the client cancels the call (`notifications/cancelled`)
+    /// or disconnects; the driver must then cancel the statement on the server.
+    pub cancel: CancellationToken,
+}
+
+/// One open database. Tools a driver does not support keep the default
+/// implementation, which refuses with a clear message.
+#[async_trait]
+pub trait Database: Send + Sync + 'static {
+    /// The standard tools this database offers.
+    fn tools(&self) -> &'static [StandardTool];
+
+    /// Human name of the SQL dialect, used in tool descriptions.
+    fn dialect_name(&self) -> &'static str;
+
+    /// Connects and reports the server version and effective mode.
+    async fn check(&self) -> Result<CheckReport, DriverError>;
+
+    /// `<db>_query`.
+    async fn query(&self, args: QueryArgs, ctx: &CallContext) -> Result<QueryResult, ToolError>;
+
+    /// `<db>_list_schemas`.
+    async fn list_schemas(
+        &self,
+        _args: ListSchemasArgs,
+        _ctx: &CallContext,
+    ) -> Result<ListSchemasResult, ToolError> {
+        Err(unsupported(StandardTool::ListSchemas))
+    }
+
+    /// `<db>_list_tables`.
+    async fn list_tables(
+        &self,
+        _args: ListTablesArgs,
+        _ctx: &CallContext,
+    ) -> Result<ListTablesResult, ToolError> {
+        Err(unsupported(StandardTool::ListTables))
+    }
+
+    /// `<db>_describe_table`.
+    async fn describe_table(
+        &self,
+        _args: DescribeTableArgs,
+        _ctx: &CallContext,
+    ) -> Result<TableDescription, ToolError> {
+        Err(unsupported(StandardTool::DescribeTable))
+    }
+
+    /// `<db>_explain`.
+    async fn explain(
+        &self,
+        _args: ExplainArgs,
+        _ctx: &CallContext,
+    ) -> Result<ExplainResult, ToolError> {
+        Err(unsupported(StandardTool::Explain))
+    }
+
+    /// Closes pools and connections. Called when the database is removed.
+    async fn close(&self) {}
+}
+
+fn unsupported(tool: StandardTool) -> ToolError {
+    ToolError::UnknownTool(format!(
+        "this database does not offer the '{}' tool",
+        tool.suffix()
+    ))
+}
+
+/// Parses `arguments` for `tool`, runs it on `db` and returns the
+/// `structuredContent`. The one place argument errors are worded.
+pub async fn dispatch(
+    db: &dyn Database,
+    tool: StandardTool,
+    arguments: Value,
+    ctx: &CallContext,
+) -> Result<Value, ToolError> {
+    if !db.tools().contains(&tool) {
+        return Err(unsupported(tool));
+    }
+    match tool {
+        StandardTool::Query => to_value(db.query(parse_args(arguments)?, ctx).await?),
+        StandardTool::ListSchemas => to_value(db.list_schemas(parse_args(arguments)?, ctx).await?),
+        StandardTool::ListTables => to_value(db.list_tables(parse_args(arguments)?, ctx).await?),
+        StandardTool::DescribeTable => {
+            to_value(db.describe_table(parse_args(arguments)?, ctx).await?)
+        }
+        StandardTool::Explain => to_value(db.explain(parse_args(arguments)?, ctx).await?),
+    }
+}
+
+fn parse_args<T: DeserializeOwned>(arguments: Value) -> Result<T, ToolError> {
+    let arguments = match arguments {
+        Value::Null => Value::Object(Default::default()),
+        other => other,
+    };
+    serde_json::from_value(arguments).map_err(|e| {
+        ToolError::InvalidArguments(format!(
+            "{e}. Check the tool's inputSchema for the field names and types."
+        ))
+    })
+}
+
+fn to_value<T: Serialize>(result: T) -> Result<Value, ToolError> {
+    serde_json::to_value(result)
+        .map_err(|e| ToolError::Database(format!("result could not be encoded as JSON: {e}")))
+}
+
+/// Registration record a driver crate submits with `inventory::submit!`.
+pub struct DriverRegistration(pub &'static dyn Driver);
+
+inventory::collect!(DriverRegistration);
+
+/// Every driver linked into this binary, sorted by name.
+///
+/// A driver crate that is a dependency but never named in code is not
+/// linked and does not appear here: name each driver crate once
+/// (`use ewii_driver_x as _;`) in the binary that should carry it.
+pub fn registered_drivers() -> Vec<&'static dyn Driver> {
+    let mut drivers: Vec<&'static dyn Driver> = inventory::iter::<DriverRegistration>
+        .into_iter()
+        .map(|r| r.0)
+        .collect();
+    drivers.sort_by_key(|d| d.name());
+    drivers
+}
+
+/// Finds the driver for `name` (canonical name or alias).
+pub fn find_driver(name: &str) -> Result<&'static dyn Driver, DriverError> {
+    let drivers = registered_drivers();
+    if let Some(d) = drivers
+        .iter()
+        .find(|d| d.name() == name || d.aliases().contains(&name))
+    {
+        return Ok(*d);
+    }
+    if KNOWN_DRIVERS.contains(&name) {
+        let built_in: Vec<&str> = drivers.iter().map(|d| d.name()).collect();
+        Err(DriverError::NotBuiltIn {
+            name: name.to_owned(),
+            built_in: if built_in.is_empty() {
+                "none".into()
+            } else {
+                built_in.join(", ")
+            },
+        })
+    } else {
+        Err(DriverError::Unknown {
+            name: name.to_owned(),
+            known: KNOWN_DRIVERS.join(", "),
+        })
+    }
+}

@@ -1,0 +1,39 @@
+//! The Ewii driver plugin API.
+//!
+//! A driver turns one kind of database into the standard tools of
+//! [`ewii_tools_schema`]. This crate holds everything drivers share:
+//!
+//! - [`Driver`] and [`Database`], the two traits a driver implements, and
+//!   [`DriverRegistration`], submitted with `inventory::submit!` so that a new
+//!   driver is a new crate and nothing else;
+//! - [`DatabaseConfig`] and [`Limits`], what the adapter hands a driver;
+//! - [`Catalog`], which builds a deployment's tool catalog from its configured
+//!   databases and routes `tools/call` to the right one;
+//! - [`classify`], the statement classifier that gives clear errors before a
+//!   read-only engine refuses a write;
+//! - [`ResultBuilder`], the one implementation of row/byte limits and paging;
+//! - `testkit` (feature `testkit`), the driver test kit every driver passes.
+#![forbid(unsafe_code)]
+
+mod bounded;
+mod catalog;
+mod classify;
+mod config;
+mod driver;
+mod error;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use bounded::{Next, ResultBuilder};
+pub use catalog::{Catalog, CatalogChange, CatalogEntry, ResolvedTool};
+pub use classify::{Classification, SqlDialect, StatementClass, check_read_only, classify};
+pub use config::{DatabaseConfig, Limits, SecretString, mask_url};
+pub use driver::{
+    CallContext, CheckReport, Database, Driver, DriverRegistration, KNOWN_DRIVERS, dispatch,
+    find_driver, registered_drivers,
+};
+pub use error::{DriverError, ToolError};
+
+pub use ewii_tools_schema as schema;
+pub use inventory;
