@@ -1,0 +1,217 @@
+//! Transports: MCP streamable HTTP on loopback TCP or a unix socket, and
+//! stdio; plus the watcher that follows the admin's changes to the store.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use tokio_util::sync::CancellationToken;
+
+use crate::server::{Adapter, McpService};
+use crate::store::{self, StoreKey};
+
+/// Errors of the serving paths.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// A non-loopback address without `--allow-network`.
+    #[error(
+        "refusing to listen on {0}: the adapter serves loopback only (127.0.0.1 or ::1). On an \
+         internal compose network, pass --allow-network (and --allowed-host SERVICE_NAME)"
+    )]
+    NotLoopback(SocketAddr),
+    /// Binding failed.
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind {
+        /// The address or socket path.
+        addr: String,
+        /// The OS error.
+        cause: std::io::Error,
+    },
+    /// The server failed while running.
+    #[error("the MCP server stopped: {0}")]
+    Runtime(String),
+}
+
+/// Host/Origin settings of the HTTP endpoint (DNS-rebinding protection).
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Extra accepted `Host` values beyond localhost, 127.0.0.1 and ::1.
+    pub allowed_hosts: Vec<String>,
+    /// Extra accepted `Origin` values beyond loopback origins.
+    pub allowed_origins: Vec<String>,
+}
+
+/// Refuses a non-loopback address unless the admin explicitly allows it.
+pub fn check_listen_addr(addr: SocketAddr, allow_network: bool) -> Result<(), ServeError> {
+    if addr.ip().is_loopback() {
+        return Ok(());
+    }
+    if allow_network {
+        tracing::warn!(
+            %addr,
+            "listening beyond loopback (--allow-network): make sure only the Ewii client's \
+             internal network can reach this address"
+        );
+        return Ok(());
+    }
+    Err(ServeError::NotLoopback(addr))
+}
+
+/// The MCP endpoint as an axum router (`/mcp`), with Host and Origin
+/// validation: a browser page on another origin, or a DNS name rebound to
+/// 127.0.0.1, is refused with 403 before any MCP message is read.
+pub fn router(
+    adapter: Arc<Adapter>,
+    opts: &HttpOptions,
+    cancel: CancellationToken,
+) -> axum::Router {
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    hosts.extend(opts.allowed_hosts.iter().cloned());
+    let mut origins: Vec<String> = vec![
+        "http://localhost:*".into(),
+        "http://127.0.0.1:*".into(),
+        "http://[::1]:*".into(),
+    ];
+    origins.extend(opts.allowed_origins.iter().cloned());
+    let config = StreamableHttpServerConfig::default()
+        .with_allowed_hosts(hosts)
+        .with_allowed_origins(origins)
+        .enforce_origin_validation()
+        .with_cancellation_token(cancel.child_token());
+    let service: StreamableHttpService<McpService, LocalSessionManager> =
+        StreamableHttpService::new(
+            move || Ok(McpService::new(adapter.clone())),
+            Default::default(),
+            config,
+        );
+    axum::Router::new().nest_service("/mcp", service)
+}
+
+/// Serves MCP streamable HTTP on an already bound TCP listener until
+/// `cancel` fires.
+pub async fn serve_tcp(
+    adapter: Arc<Adapter>,
+    listener: tokio::net::TcpListener,
+    opts: &HttpOptions,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    let app = router(adapter, opts, cancel.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled_owned().await })
+        .await
+        .map_err(|e| ServeError::Runtime(e.to_string()))
+}
+
+/// Binds a unix socket with mode 0600. A stale socket file is replaced; any
+/// other file in the way is left alone and reported.
+pub fn bind_unix(path: &Path) -> Result<tokio::net::UnixListener, ServeError> {
+    let bind_err = |cause| ServeError::Bind {
+        addr: path.display().to_string(),
+        cause,
+    };
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path).map_err(bind_err)?;
+        } else {
+            return Err(bind_err(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            )));
+        }
+    }
+    let listener = tokio::net::UnixListener::bind(path).map_err(bind_err)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+    Ok(listener)
+}
+
+/// Serves MCP streamable HTTP on a bound unix socket until `cancel` fires,
+/// then removes the socket file.
+pub async fn serve_unix(
+    adapter: Arc<Adapter>,
+    listener: tokio::net::UnixListener,
+    path: &Path,
+    opts: &HttpOptions,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    let app = router(adapter, opts, cancel.clone());
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { cancel.cancelled_owned().await })
+        .await
+        .map_err(|e| ServeError::Runtime(e.to_string()));
+    let _ = std::fs::remove_file(path);
+    result
+}
+
+/// Serves MCP over stdin/stdout (local use, e.g. a desktop MCP client
+/// launching the adapter). Logs must go to stderr.
+pub async fn serve_stdio(
+    adapter: Arc<Adapter>,
+    cancel: CancellationToken,
+) -> Result<(), ServeError> {
+    let running = McpService::new(adapter)
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| ServeError::Runtime(e.to_string()))?;
+    tokio::select! {
+        r = running.waiting() => r.map(|_| ()).map_err(|e| ServeError::Runtime(e.to_string())),
+        _ = cancel.cancelled() => Ok(()),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    mtime_ns: i128,
+    inode: u64,
+}
+
+fn stamp(path: &Path) -> Option<FileStamp> {
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        len: m.len(),
+        mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        inode: m.ino(),
+    })
+}
+
+/// Follows the credential store: when `add-database` / `remove-database`
+/// replace it, the catalog is updated live and clients are notified.
+///
+/// Polls the file's identity (every store write is a rename, so the inode
+/// changes) twice a second; needs no platform watcher.
+pub fn watch_store(
+    adapter: Arc<Adapter>,
+    path: PathBuf,
+    key: StoreKey,
+    cancel: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut last = stamp(&path);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let now = stamp(&path);
+            if now == last {
+                continue;
+            }
+            last = now;
+            match store::read(&path, &key) {
+                Ok(contents) => {
+                    adapter.apply(contents.configs()).await;
+                }
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "the credential store changed but cannot be read; keeping the current catalog"
+                ),
+            }
+        }
+    })
+}
