@@ -8,3 +8,17 @@ use ewii_driver_sqlite as _;
 
 /// The drivers this build is expected to carry.
 pub const BUILT_IN: &[&str] = &["sqlite"];
+
+#[cfg(test)]
+mod tests {
+    /// Guards against the inventory pitfall: a driver crate in Cargo.toml
+    /// but not linked would silently vanish from the registry.
+    #[test]
+    fn registry_lists_every_built_in_driver() {
+        let names: Vec<&str> = ewii_driver_core::registered_drivers()
+            .iter()
+            .map(|d| d.name())
+            .collect();
+        assert_eq!(names, super::BUILT_IN);
+    }
+}
