@@ -24,9 +24,10 @@ import socket
 import sqlite3
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import anyio
 import pytest
@@ -117,7 +118,7 @@ def adapter(tmp_path_factory: pytest.TempPathFactory):
     env = dict(os.environ, EWII_ADAPTER_HOME=str(tmp / "home"), EWII_ENROLLMENT_TOKEN=secrets.token_hex(32))
 
     def run(*args: str) -> None:
-        done = subprocess.run([str(binary), *args], env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run([str(binary), *args], check=False, env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, f"ewii-adapter {' '.join(args[:2])} failed:\n{done.stdout}\n{done.stderr}"
 
     run("init", "--workspace-id", "ws-test")
@@ -175,10 +176,9 @@ def with_session(adapter: Adapter, fn: Callable[[ClientSession], Awaitable[Any]]
     """Run fn(session) inside a fresh, initialised MCP session."""
 
     async def main() -> Any:
-        async with _http_client(adapter.url) as streams:
-            async with ClientSession(streams[0], streams[1]) as session:
-                await session.initialize()
-                return await fn(session)
+        async with _http_client(adapter.url) as streams, ClientSession(streams[0], streams[1]) as session:
+            await session.initialize()
+            return await fn(session)
 
     return anyio.run(main)
 
@@ -208,7 +208,9 @@ def test_tools_list_advertises_all_tools(adapter: Adapter, db: Database) -> None
         assert name in tools, f"{name} missing from tools/list: {sorted(tools)}"
         tool = tools[name]
         assert tool.get("inputSchema", {}).get("type") == "object", f"{name}: bad inputSchema {tool.get('inputSchema')}"
-        assert tool.get("outputSchema", {}).get("type") == "object", f"{name}: bad outputSchema {tool.get('outputSchema')}"
+        assert tool.get("outputSchema", {}).get("type") == "object", (
+            f"{name}: bad outputSchema {tool.get('outputSchema')}"
+        )
 
 
 def test_parameterised_query_returns_expected_rows(adapter: Adapter, db: Database) -> None:
