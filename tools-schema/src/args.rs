@@ -147,6 +147,11 @@ pub struct ExplainArgs {
     /// Values for its placeholders, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<SqlParam>,
+    /// Also run the statement and report real timings (EXPLAIN ANALYZE).
+    /// Only on read-write databases, and the statement's effects are rolled
+    /// back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub analyze: bool,
 }
 
 #[cfg(test)]

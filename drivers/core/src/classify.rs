@@ -19,7 +19,9 @@
 use std::ops::ControlFlow;
 
 use serde::Serialize;
-use sqlparser::ast::{Expr, ObjectName, Query, SetExpr, Statement, Visit, Visitor};
+use sqlparser::ast::{
+    Expr, ObjectName, Query, SetExpr, Statement, Value, ValueWithSpan, Visit, Visitor,
+};
 use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
@@ -68,6 +70,44 @@ pub struct Classification {
     pub class: StatementClass,
     /// Why, in words (e.g. "a data-modifying CTE (DELETE)").
     pub detail: String,
+    /// Number of parameters the statement expects: the highest `$n` / `?n`,
+    /// or the number of bare `?` placeholders.
+    pub placeholders: usize,
+}
+
+/// Refuses a call whose `params` do not match the statement's placeholders,
+/// before the engine sees it (SQLite would bind the missing ones as NULL).
+pub fn check_param_count(expected: usize, given: usize) -> Result<(), ToolError> {
+    if expected == given {
+        return Ok(());
+    }
+    Err(ToolError::InvalidArguments(format!(
+        "the statement has {expected} placeholder(s) but {given} param(s) were given; pass \
+         exactly one value in `params` per placeholder, in order"
+    )))
+}
+
+/// Counts placeholders: `$n` and `?n` by their highest index, bare `?` by
+/// occurrence.
+#[derive(Default)]
+struct PlaceholderCounter {
+    highest: usize,
+    bare: usize,
+}
+
+impl Visitor for PlaceholderCounter {
+    type Break = ();
+
+    fn pre_visit_value(&mut self, value: &ValueWithSpan) -> ControlFlow<()> {
+        if let Value::Placeholder(p) = &value.value {
+            match p.get(1..).and_then(|n| n.parse::<usize>().ok()) {
+                Some(n) => self.highest = self.highest.max(n),
+                None if p == "?" => self.bare += 1,
+                None => {}
+            }
+        }
+        ControlFlow::Continue(())
+    }
 }
 
 /// Functions that have side effects even inside a read-only transaction.
@@ -103,6 +143,11 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     "release_all_locks",
     "sys_exec",
     "sys_eval",
+    "benchmark",
+    "master_pos_wait",
+    "master_gtid_wait",
+    "source_pos_wait",
+    "wait_for_executed_gtid_set",
     // SQLite
     "load_extension",
     "writefile",
@@ -112,6 +157,19 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
 /// Classifies one SQL text. Errors when the text is empty, holds more than
 /// one statement, or does not parse.
 pub fn classify(sql: &str, dialect: SqlDialect) -> Result<Classification, ToolError> {
+    // MySQL and MariaDB execute the text of `/*! … */` and `/*M! … */`
+    // comments; a parser that skips them as comments would classify
+    // `SELECT 1 /*M! INTO OUTFILE '/tmp/x' */` as a plain read.
+    if dialect == SqlDialect::MySql {
+        let lower = sql.to_ascii_lowercase();
+        if lower.contains("/*!") || lower.contains("/*m!") {
+            return Err(ToolError::Refused {
+                reason: "MySQL and MariaDB run the text inside /*! … */ and /*M! … */ comments \
+                         as SQL; write the statement without executable comments"
+                    .into(),
+            });
+        }
+    }
     let statements = Parser::parse_sql(dialect.parser_dialect().as_ref(), sql).map_err(|e| {
         ToolError::InvalidArguments(format!(
             "the statement could not be parsed ({e}); check the SQL syntax"
@@ -134,15 +192,19 @@ pub fn classify(sql: &str, dialect: SqlDialect) -> Result<Classification, ToolEr
             });
         }
     };
-    Ok(classify_statement(statement))
+    let mut counter = PlaceholderCounter::default();
+    let _ = statement.visit(&mut counter);
+    let mut c = classify_statement(statement);
+    c.placeholders = counter.highest.max(counter.bare);
+    Ok(c)
 }
 
 /// Refuses anything but a plain read on a read-only database, with the
 /// reason in words.
-pub fn check_read_only(sql: &str, dialect: SqlDialect) -> Result<(), ToolError> {
+pub fn check_read_only(sql: &str, dialect: SqlDialect) -> Result<Classification, ToolError> {
     let c = classify(sql, dialect)?;
     if c.class == StatementClass::Read {
-        return Ok(());
+        return Ok(c);
     }
     let what = match c.class {
         StatementClass::Write => "writes data",
@@ -163,6 +225,7 @@ fn classify_statement(statement: &Statement) -> Classification {
     let mk = |class, detail: &str| Classification {
         class,
         detail: detail.to_owned(),
+        placeholders: 0,
     };
     match statement {
         Statement::Query(q) => classify_query_tree(statement, q),
@@ -177,6 +240,7 @@ fn classify_statement(statement: &Statement) -> Classification {
                 Classification {
                     class: inner_class.class,
                     detail: format!("EXPLAIN ANALYZE runs the statement: {}", inner_class.detail),
+                    placeholders: 0,
                 }
             } else if *analyze {
                 inner_class
@@ -188,6 +252,7 @@ fn classify_statement(statement: &Statement) -> Classification {
                         inner_class.class
                     },
                     detail: format!("EXPLAIN of {}", inner_class.detail),
+                    placeholders: 0,
                 }
             }
         }
@@ -234,6 +299,7 @@ fn classify_query_tree(statement: &Statement, _q: &Query) -> Classification {
     Classification {
         class: StatementClass::Read,
         detail: "a query".into(),
+        placeholders: 0,
     }
 }
 
@@ -259,6 +325,7 @@ impl Visitor for WriteFinder {
                     other => other,
                 },
                 detail: format!("a data-modifying CTE or subquery ({})", inner.detail),
+                placeholders: 0,
             });
         }
         ControlFlow::Continue(())
@@ -274,6 +341,7 @@ impl Visitor for WriteFinder {
             return ControlFlow::Break(Classification {
                 class: StatementClass::Write,
                 detail: "a locking clause (FOR UPDATE/SHARE) takes row locks".into(),
+                placeholders: 0,
             });
         }
         check_set_expr(&query.body)
@@ -298,6 +366,7 @@ fn check_set_expr(body: &SetExpr) -> ControlFlow<Classification> {
         ControlFlow::Break(Classification {
             class: StatementClass::Write,
             detail: detail.to_owned(),
+            placeholders: 0,
         })
     };
     match body {
@@ -329,6 +398,7 @@ fn check_function_name(name: &ObjectName) -> ControlFlow<Classification> {
         return ControlFlow::Break(Classification {
             class: StatementClass::Other,
             detail: format!("{base}() has side effects even in a read-only transaction"),
+            placeholders: 0,
         });
     }
     ControlFlow::Continue(())
@@ -393,6 +463,32 @@ mod tests {
         let err = classify("SELEC 1", SqlDialect::Sqlite).expect_err("garbage");
         assert!(matches!(err, ToolError::InvalidArguments(_)));
         assert!(classify("", SqlDialect::Sqlite).is_err());
+    }
+
+    #[test]
+    fn mysql_executable_comments_are_refused() {
+        for sql in [
+            "SELECT 1 /*M! INTO OUTFILE '/tmp/x' */",
+            "SELECT a FROM t /*!50000 , GET_LOCK('x', 1) */",
+        ] {
+            let err = classify(sql, SqlDialect::MySql).expect_err("refused");
+            assert!(err.to_string().contains("executable comments"), "{err}");
+        }
+        // Only MySQL runs them; elsewhere they are comments.
+        assert!(classify("SELECT 1 /*! x */", SqlDialect::Postgres).is_ok());
+    }
+
+    #[test]
+    fn placeholders_are_counted() {
+        let n = |sql: &str, d| classify(sql, d).expect("parses").placeholders;
+        assert_eq!(
+            n("SELECT * FROM t WHERE a = ? AND b > ?", SqlDialect::Sqlite),
+            2
+        );
+        assert_eq!(n("SELECT $1 + $2, $1", SqlDialect::Postgres), 2);
+        assert_eq!(n("SELECT 1", SqlDialect::Postgres), 0);
+        assert_eq!(n("INSERT INTO t VALUES (?, ?, ?)", SqlDialect::MySql), 3);
+        assert!(check_param_count(2, 1).is_err_and(|e| e.to_string().contains("param")));
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub mod testkit;
 
 pub use bounded::{Next, ResultBuilder};
 pub use catalog::{Catalog, CatalogChange, CatalogEntry, ResolvedTool};
-pub use classify::{Classification, SqlDialect, StatementClass, check_read_only, classify};
+pub use classify::{
+    Classification, SqlDialect, StatementClass, check_param_count, check_read_only, classify,
+};
 pub use config::{DatabaseConfig, Limits, SecretString, mask_url};
 pub use driver::{
     CallContext, CheckReport, Database, Driver, DriverRegistration, KNOWN_DRIVERS, dispatch,

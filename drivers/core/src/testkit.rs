@@ -4,7 +4,7 @@
 //! empty database, how to run SQL on its read-only session *without* Ewii's
 //! classifier) and calls [`run`]:
 //!
-//! ```ignore
+//! ```text
 //! #[tokio::test]
 //! async fn driver_test_kit() {
 //!     ewii_driver_core::testkit::run(&MyHarness::new()).await.assert_passed();
@@ -49,6 +49,18 @@ pub trait KitHarness: Send + Sync {
     /// Extra dialect-specific writes a read-only database must refuse
     /// (e.g. `ATTACH`, `PRAGMA writable_schema`).
     fn extra_read_only_attacks(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Dialect-specific objects created after the fixture through the
+    /// read-write query tool (sequences, procedures used by the attacks).
+    fn extra_fixture(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Extra single-number queries whose values must not change when a
+    /// read-only database refuses an attack (e.g. a sequence's last value).
+    fn extra_fingerprint(&self) -> Vec<String> {
         Vec::new()
     }
 
@@ -232,12 +244,14 @@ fn as_i64(v: &Value) -> Option<i64> {
     })
 }
 
-async fn fingerprint(db: &dyn Database) -> Result<Vec<i64>, String> {
+async fn fingerprint(db: &dyn Database, extra: &[String]) -> Result<Vec<i64>, String> {
     let mut out = Vec::new();
-    for sql in [
-        "SELECT count(*), sum(total_cents) FROM kit_orders",
-        "SELECT count(*) FROM kit_customers",
-    ] {
+    let mut queries = vec![
+        "SELECT count(*), sum(total_cents) FROM kit_orders".to_owned(),
+        "SELECT count(*) FROM kit_customers".to_owned(),
+    ];
+    queries.extend(extra.iter().cloned());
+    for sql in &queries {
         for v in rows(db, sql, json!([])).await?.concat() {
             out.push(as_i64(&v).ok_or_else(|| format!("non-numeric fingerprint {v}"))?);
         }
@@ -269,7 +283,7 @@ pub async fn run(h: &dyn KitHarness) -> KitReport {
     // Fixture through the driver's own read-write query tool.
     let load = async {
         let db = kit.open(false, Limits::default()).await?;
-        for sql in fixture_statements() {
+        for sql in fixture_statements().into_iter().chain(h.extra_fixture()) {
             call(db.as_ref(), StandardTool::Query, json!({ "sql": sql }))
                 .await
                 .map_err(|e| format!("fixture statement failed: {e}\n{sql}"))?;
@@ -285,6 +299,8 @@ pub async fn run(h: &dyn KitHarness) -> KitReport {
     }
 
     let d = h.dialect();
+    let extra_fp = h.extra_fingerprint();
+    let extra_fp = &extra_fp;
     let ro = kit.open(true, Limits::default()).await;
     let ro = match ro {
         Ok(db) => db,
@@ -679,14 +695,14 @@ pub async fn run(h: &dyn KitHarness) -> KitReport {
         &mut checks,
         "read-only: writes are refused by Ewii and data is unchanged",
         async {
-            let before = fingerprint(ro).await?;
+            let before = fingerprint(ro, extra_fp).await?;
             for sql in &attacks {
                 match call(ro, StandardTool::Query, json!({"sql": sql})).await {
                     Ok(v) => return Err(format!("`{sql}` was allowed: {v}")),
                     Err(e) => ensure!(!e.to_string().is_empty(), "empty error for `{sql}`"),
                 }
             }
-            let after = fingerprint(ro).await?;
+            let after = fingerprint(ro, extra_fp).await?;
             ensure!(before == after, "data changed: {before:?} -> {after:?}");
             Ok(())
         },
@@ -705,7 +721,7 @@ pub async fn run(h: &dyn KitHarness) -> KitReport {
         &mut checks,
         "read-only: the engine refuses writes even without the classifier",
         async {
-            let before = fingerprint(ro).await?;
+            let before = fingerprint(ro, extra_fp).await?;
             for sql in engine_attacks {
                 if h.execute_unguarded(&ro_cfg, sql).await.is_ok() {
                     return Err(format!(
@@ -713,7 +729,7 @@ pub async fn run(h: &dyn KitHarness) -> KitReport {
                     ));
                 }
             }
-            let after = fingerprint(ro).await?;
+            let after = fingerprint(ro, extra_fp).await?;
             ensure!(before == after, "data changed: {before:?} -> {after:?}");
             Ok(())
         },
@@ -922,4 +938,25 @@ pub async fn run(h: &dyn KitHarness) -> KitReport {
     ro.close().await;
     report.checks = checks;
     report
+}
+
+/// The URL of a test database server from environment variable `var`.
+///
+/// Unset: prints a `SKIPPED` line and returns `None` — unless `required_in_ci`
+/// is true and `CI` is set, where a missing server is a failure (the
+/// PostgreSQL and MariaDB servers are started by `scripts/test-databases.sh`
+/// and must never be silently skipped there).
+pub fn server_url(var: &str, required_in_ci: bool) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                !(required_in_ci && std::env::var_os("CI").is_some()),
+                "{var} is not set but CI requires this server: start it with \
+                 `eval \"$(scripts/test-databases.sh start)\"`"
+            );
+            println!("SKIPPED: {var} is not set; this test needs a live server");
+            None
+        }
+    }
 }

@@ -637,6 +637,11 @@ impl Database for SqliteDatabase {
         args: ExplainArgs,
         ctx: &CallContext,
     ) -> Result<ExplainResult, ToolError> {
+        if args.analyze {
+            return Err(ToolError::InvalidArguments(
+                "SQLite has no EXPLAIN ANALYZE; call explain without `analyze`".into(),
+            ));
+        }
         let mut g = self.guarded(ctx).await?;
         let result = async {
             self.vet(&mut g, &args.sql, &args.params).await?;
