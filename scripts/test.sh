@@ -19,13 +19,18 @@ for component in rustfmt clippy; do
   fi
 done
 
+step "throwaway PostgreSQL and MariaDB on 127.0.0.1 (scripts/test-databases.sh)"
+db_env="$(bash scripts/test-databases.sh start)"
+trap 'bash scripts/test-databases.sh stop >/dev/null 2>&1 || true' EXIT
+while IFS= read -r line; do export "${line?}"; done <<<"$db_env"
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, driver test kit, adapter CLI and MCP, demo)"
+step "cargo test (unit, driver test kit on SQLite/PostgreSQL/MariaDB, adapter CLI and MCP, demo)"
 cargo test --workspace --locked
 
 step "official Python MCP SDK against ewii-adapter"

@@ -4,10 +4,12 @@
 //! `inventory` registration silently disappears; naming each one here is
 //! what puts it in the binary. A test checks this list against the registry.
 
+use ewii_driver_mysql as _;
+use ewii_driver_postgres as _;
 use ewii_driver_sqlite as _;
 
-/// The drivers this build is expected to carry.
-pub const BUILT_IN: &[&str] = &["sqlite"];
+/// The drivers this build is expected to carry, sorted.
+pub const BUILT_IN: &[&str] = &["mysql", "postgres", "sqlite"];
 
 #[cfg(test)]
 mod tests {

@@ -162,11 +162,11 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         (
             vec![
                 "add-database",
-                "pg",
+                "ms",
                 "--driver",
-                "postgres",
+                "mssql",
                 "--url",
-                "postgres://u@h/d",
+                "mssql://u@h/d",
             ],
             "not built into this binary",
         ),
@@ -358,4 +358,87 @@ fn help_teaches_the_first_run() {
         help.contains("--password-stdin") && help.contains("--read-write"),
         "{help}"
     );
+}
+
+/// Against the real PostgreSQL and MariaDB servers of
+/// `scripts/test-databases.sh`: connection problems are one line that says
+/// what to do, and a failed check saves nothing.
+#[tokio::test]
+async fn real_server_connection_errors_are_one_line_and_save_nothing() {
+    let servers = [
+        (
+            "EWII_TEST_POSTGRES_URL",
+            "postgres",
+            "postgres://ewii:ewii@",
+            "check the user name and password",
+            "cannot reach a PostgreSQL server",
+        ),
+        (
+            "EWII_TEST_MARIADB_URL",
+            "mariadb",
+            "mysql://ewii:ewii@",
+            "password",
+            "127.0.0.1:1",
+        ),
+    ];
+    let t = TestHome::new();
+    t.init();
+    let mut tested = 0;
+    for (var, driver, prefix, wrong_pw_hint, unreachable_hint) in servers {
+        let Ok(url) = std::env::var(var) else {
+            assert!(std::env::var_os("CI").is_none(), "{var} must be set in CI");
+            println!("SKIPPED: {var} is not set");
+            continue;
+        };
+        tested += 1;
+        let before = std::fs::read(t.store()).unwrap();
+        let wrong = url.replacen(prefix, &prefix.replace("ewii:ewii", "ewii:wrong-pw-123"), 1);
+        let scheme = prefix.split("://").next().unwrap();
+        let unreachable = format!("{scheme}://ewii:ewii@127.0.0.1:1/x");
+        for (bad, want) in [
+            (wrong.as_str(), wrong_pw_hint),
+            (unreachable.as_str(), unreachable_hint),
+        ] {
+            let err = t.fails(&["add-database", "bad", "--driver", driver, "--url", bad]);
+            assert!(
+                err.contains(want) && err.contains("Nothing was saved"),
+                "{driver}: {err}"
+            );
+            assert_eq!(err.trim().lines().count(), 1, "{err}");
+            assert!(!err.contains("wrong-pw-123"), "password in error: {err}");
+        }
+        assert_eq!(
+            std::fs::read(t.store()).unwrap(),
+            before,
+            "a failed check saved something"
+        );
+
+        // --no-verify saves; test-database then reports the problem in one line.
+        t.ok(&[
+            "add-database",
+            "later",
+            "--driver",
+            driver,
+            "--url",
+            &wrong,
+            "--no-verify",
+        ]);
+        let err = t.fails(&["test-database", "later"]);
+        assert!(
+            err.contains(wrong_pw_hint) && err.trim().lines().count() == 1,
+            "{err}"
+        );
+        t.ok(&["remove-database", "later"]);
+
+        // The real thing works, and warns that the test account can write.
+        t.ok(&["add-database", driver, "--driver", driver, "--url", &url]);
+        let out = t.ok(&["test-database", driver]);
+        assert!(out.contains("enforced by the engine"), "{out}");
+        assert!(
+            out.contains("warning:")
+                && (out.contains("can write") || out.contains("write privileges")),
+            "{out}"
+        );
+    }
+    println!("tested {tested} server(s)");
 }
