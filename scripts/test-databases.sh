@@ -66,8 +66,12 @@ start_postgres() {
     runuser -u postgres -- "$bin/initdb" -D "$data" -U postgres --auth-host=scram-sha-256 \
       --auth-local=trust --pwfile="$state/pg-run/pw" --no-sync >"$state/pg-run/init.log" 2>&1
   fi
+  if runuser -u postgres -- "$bin/pg_isready" -q -h 127.0.0.1 -p "$pg_port"; then
+    log "PostgreSQL already running on port $pg_port"
+  else
   runuser -u postgres -- "$bin/pg_ctl" -D "$data" -l "$state/pg-run/pg.log" -w -o \
     "-p $pg_port -c listen_addresses=127.0.0.1 -k $state/pg-run -c fsync=off" start >&2
+  fi
   wait_for "PostgreSQL" runuser -u postgres -- "$bin/pg_isready" -h 127.0.0.1 -p "$pg_port"
   local psql=(runuser -u postgres -- "$bin/psql" -h "$state/pg-run" -p "$pg_port" -U postgres -v ON_ERROR_STOP=1 -q)
   "${psql[@]}" -d postgres -c "DO \$\$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ewii') THEN CREATE ROLE ewii LOGIN PASSWORD 'ewii' CREATEDB; END IF; END \$\$;" >&2
@@ -83,10 +87,14 @@ start_mariadb() {
     mariadb-install-db --user=mysql --datadir="$data" --auth-root-authentication-method=normal \
       --skip-test-db --force >"$state/maria-init.log" 2>&1
   fi
+  if mariadb-admin --protocol=tcp -h 127.0.0.1 -P "$maria_port" -u root ping >/dev/null 2>&1; then
+    log "MariaDB already running on port $maria_port"
+  else
   runuser -u mysql -- mariadbd --no-defaults --datadir="$data" --port="$maria_port" \
     --bind-address=127.0.0.1 --socket="$state/maria-run/mysqld.sock" \
     --pid-file="$state/maria-run/mysqld.pid" --skip-name-resolve \
     --innodb-flush-log-at-trx-commit=0 --log-error="$state/maria-run/maria.log" >/dev/null 2>&1 &
+  fi
   wait_for "MariaDB" mariadb-admin --protocol=tcp -h 127.0.0.1 -P "$maria_port" -u root ping
   mariadb --protocol=tcp -h 127.0.0.1 -P "$maria_port" -u root -e "
     CREATE DATABASE IF NOT EXISTS ewii_test;
