@@ -151,12 +151,14 @@ impl hkdf::KeyType for Len {
     }
 }
 
+/// HKDF-Expand(prk, "ewii/1 " || label) into `out`.
+#[allow(clippy::expect_used)]
 fn expand(prk: &hkdf::Prk, label: &[u8], out: &mut [u8]) {
-    // HKDF-Expand output lengths here are fixed and far below 255 × 32,
-    // the only case in which ring refuses.
-    if let Ok(okm) = prk.expand(&[b"ewii/1 ", label], Len(out.len())) {
-        let _ = okm.fill(out);
-    }
+    // ring refuses only outputs longer than 255 × 32 bytes; ours are 12 or
+    // 32. Failing loudly beats continuing with an all-zero key.
+    prk.expand(&[b"ewii/1 ", label], Len(out.len()))
+        .and_then(|okm| okm.fill(out))
+        .expect("HKDF-Expand output of at most 32 bytes");
 }
 
 impl TrafficSecret {
@@ -174,6 +176,7 @@ impl TrafficSecret {
         TrafficSecret::new(&s)
     }
 
+    #[allow(clippy::expect_used)]
     fn key_and_iv(&self) -> (LessSafeKey, [u8; NONCE_LEN]) {
         let mut key = [0u8; 32];
         let mut iv = [0u8; NONCE_LEN];
@@ -181,23 +184,9 @@ impl TrafficSecret {
         expand(&self.prk, b"iv", &mut iv);
         let key = UnboundKey::new(&CHACHA20_POLY1305, &key)
             .map(LessSafeKey::new)
-            // A 32-byte key is always valid for ChaCha20-Poly1305.
-            .unwrap_or_else(|_| unreachable_key());
+            .expect("a 32-byte key is valid for ChaCha20-Poly1305");
         (key, iv)
     }
-}
-
-#[allow(clippy::panic)]
-fn unreachable_key() -> LessSafeKey {
-    panic!("ChaCha20-Poly1305 rejected a 32-byte key")
-}
-
-fn nonce(iv: &[u8; NONCE_LEN], seq: u64) -> Nonce {
-    let mut n = *iv;
-    for (b, s) in n[4..].iter_mut().zip(seq.to_be_bytes()) {
-        *b ^= s;
-    }
-    Nonce::assume_unique_for_key(n)
 }
 
 fn header(kind: RecordKind, epoch: u16, seq: u64, len: u32) -> [u8; HEADER_LEN] {
@@ -210,22 +199,59 @@ fn header(kind: RecordKind, epoch: u16, seq: u64, len: u32) -> [u8; HEADER_LEN] 
     h
 }
 
-fn aad(header: &[u8; HEADER_LEN], session: &[u8; SESSION_ID_LEN], dir: Direction) -> Vec<u8> {
-    let mut a = Vec::with_capacity(HEADER_LEN + SESSION_ID_LEN + 1);
-    a.extend_from_slice(header);
-    a.extend_from_slice(session);
-    a.push(dir as u8);
-    a
-}
-
-/// The sending half of one direction.
-pub struct Sealer {
+/// One direction's key state, shared by its sealer and its opener: the
+/// current epoch's key and IV, and what every record is bound to.
+struct DirectionKeys {
     secret: TrafficSecret,
     key: LessSafeKey,
     iv: [u8; NONCE_LEN],
     session: [u8; SESSION_ID_LEN],
     direction: Direction,
     epoch: u16,
+}
+
+impl DirectionKeys {
+    fn new(secret: TrafficSecret, session: [u8; SESSION_ID_LEN], direction: Direction) -> Self {
+        let (key, iv) = secret.key_and_iv();
+        DirectionKeys {
+            secret,
+            key,
+            iv,
+            session,
+            direction,
+            epoch: 0,
+        }
+    }
+
+    /// Switches to the next epoch's secret, key and IV.
+    fn advance(&mut self) {
+        self.secret = self.secret.next();
+        (self.key, self.iv) = self.secret.key_and_iv();
+        self.epoch = self.epoch.wrapping_add(1);
+    }
+
+    /// iv XOR (0^4 || seq), as TLS 1.3.
+    fn nonce(&self, seq: u64) -> Nonce {
+        let mut n = self.iv;
+        for (b, s) in n[4..].iter_mut().zip(seq.to_be_bytes()) {
+            *b ^= s;
+        }
+        Nonce::assume_unique_for_key(n)
+    }
+
+    /// header || session id || direction.
+    fn aad(&self, header: &[u8; HEADER_LEN]) -> Aad<Vec<u8>> {
+        let mut a = Vec::with_capacity(HEADER_LEN + SESSION_ID_LEN + 1);
+        a.extend_from_slice(header);
+        a.extend_from_slice(&self.session);
+        a.push(self.direction as u8);
+        Aad::from(a)
+    }
+}
+
+/// The sending half of one direction.
+pub struct Sealer {
+    keys: DirectionKeys,
     next_seq: u64,
     sealed_under_key: u64,
 }
@@ -233,14 +259,8 @@ pub struct Sealer {
 impl Sealer {
     /// A sealer for `direction` of `session`, starting at epoch 0.
     pub fn new(secret: TrafficSecret, session: [u8; SESSION_ID_LEN], direction: Direction) -> Self {
-        let (key, iv) = secret.key_and_iv();
         Sealer {
-            secret,
-            key,
-            iv,
-            session,
-            direction,
-            epoch: 0,
+            keys: DirectionKeys::new(secret, session, direction),
             next_seq: 0,
             sealed_under_key: 0,
         }
@@ -253,7 +273,7 @@ impl Sealer {
 
     /// The current key epoch.
     pub fn epoch(&self) -> u16 {
-        self.epoch
+        self.keys.epoch
     }
 
     /// Seals one record.
@@ -266,15 +286,16 @@ impl Sealer {
         }
         let seq = self.next_seq;
         let len = u32::try_from(payload.len()).map_err(|_| RecordError::TooLarge(payload.len()))?;
-        let h = header(kind, self.epoch, seq, len);
+        let h = header(kind, self.keys.epoch, seq, len);
         let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
         out.extend_from_slice(&h);
         out.extend_from_slice(payload);
         let tag = self
+            .keys
             .key
             .seal_in_place_separate_tag(
-                nonce(&self.iv, seq),
-                Aad::from(aad(&h, &self.session, self.direction)),
+                self.keys.nonce(seq),
+                self.keys.aad(&h),
                 &mut out[HEADER_LEN..],
             )
             .map_err(|_| RecordError::Malformed("sealing failed"))?;
@@ -282,7 +303,8 @@ impl Sealer {
         self.next_seq += 1;
         self.sealed_under_key += 1;
         if kind == RecordKind::KeyUpdate {
-            self.advance_epoch();
+            self.keys.advance();
+            self.sealed_under_key = 0;
         }
         Ok(out)
     }
@@ -291,23 +313,11 @@ impl Sealer {
     pub fn rekey(&mut self) -> Result<Vec<u8>, RecordError> {
         self.seal(RecordKind::KeyUpdate, &[])
     }
-
-    fn advance_epoch(&mut self) {
-        self.secret = self.secret.next();
-        (self.key, self.iv) = self.secret.key_and_iv();
-        self.epoch = self.epoch.wrapping_add(1);
-        self.sealed_under_key = 0;
-    }
 }
 
 /// The receiving half of one direction.
 pub struct Opener {
-    secret: TrafficSecret,
-    key: LessSafeKey,
-    iv: [u8; NONCE_LEN],
-    session: [u8; SESSION_ID_LEN],
-    direction: Direction,
-    epoch: u16,
+    keys: DirectionKeys,
     window: ReplayWindow,
     stats: RejectStats,
     burst: u32,
@@ -318,14 +328,8 @@ pub struct Opener {
 impl Opener {
     /// An opener for `direction` of `session`, starting at epoch 0.
     pub fn new(secret: TrafficSecret, session: [u8; SESSION_ID_LEN], direction: Direction) -> Self {
-        let (key, iv) = secret.key_and_iv();
         Opener {
-            secret,
-            key,
-            iv,
-            session,
-            direction,
-            epoch: 0,
+            keys: DirectionKeys::new(secret, session, direction),
             window: ReplayWindow::new(),
             stats: RejectStats::default(),
             burst: 0,
@@ -418,30 +422,25 @@ impl Opener {
                 extra: record.len() - need,
             });
         }
-        if epoch != self.epoch {
+        if epoch != self.keys.epoch {
             return Err(RecordError::WrongEpoch {
                 got: epoch,
-                want: self.epoch,
+                want: self.keys.epoch,
             });
         }
         // RFC 6479: check before decrypting, advance only after the tag.
         self.window.check(seq)?;
         let mut buf = record[HEADER_LEN..].to_vec();
         let plain_len = self
+            .keys
             .key
-            .open_in_place(
-                nonce(&self.iv, seq),
-                Aad::from(aad(&h, &self.session, self.direction)),
-                &mut buf,
-            )
+            .open_in_place(self.keys.nonce(seq), self.keys.aad(&h), &mut buf)
             .map_err(|_| RecordError::BadTag { seq })?
             .len();
         buf.truncate(plain_len);
         self.window.accept(seq);
         if kind == RecordKind::KeyUpdate {
-            self.secret = self.secret.next();
-            (self.key, self.iv) = self.secret.key_and_iv();
-            self.epoch = self.epoch.wrapping_add(1);
+            self.keys.advance();
         }
         Ok((kind, buf))
     }
