@@ -12,6 +12,7 @@ use ewii_adapter::admin::{self, AdminError};
 use ewii_adapter::serve::{self, HttpOptions};
 use ewii_adapter::store::DatabaseEntry;
 use ewii_adapter::{Adapter, AdapterHome};
+use ewii_driver_core::schema::{StandardTool, tool_name};
 use ewii_driver_core::{Limits, SecretString, mask_url};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -428,20 +429,10 @@ async fn add_database(home: &AdapterHome, global: &Global, a: AddDatabase) -> Re
     let report = admin::add_database(home, &token, &a.name, entry.clone(), !a.no_verify).await;
     finish(bar);
     let report = report?;
-    let tools: Vec<String> = ewii_driver_core::find_driver(a.driver.as_str())
-        .map(|_| {
-            [
-                "query",
-                "list_schemas",
-                "list_tables",
-                "describe_table",
-                "explain",
-            ]
-            .iter()
-            .map(|s| format!("{}_{s}", a.name))
-            .collect()
-        })
-        .unwrap_or_default();
+    let tools: Vec<String> = StandardTool::ALL
+        .iter()
+        .filter_map(|t| tool_name(&a.name, *t).ok())
+        .collect();
     if a.json {
         println!(
             "{}",

@@ -82,17 +82,6 @@ impl Adapter {
         self.catalog.read().await.tools().to_vec()
     }
 
-    /// Names and configurations of the open databases.
-    pub async fn databases(&self) -> Vec<DatabaseConfig> {
-        self.catalog
-            .read()
-            .await
-            .entries()
-            .values()
-            .map(|e| e.config.clone())
-            .collect()
-    }
-
     /// Runs one tool. The catalog lock is released before the database is
     /// called, so a slow query never blocks a catalog change.
     pub async fn call(

@@ -199,7 +199,7 @@ impl StoreKey {
         workspace_id: &str,
         salt: &[u8],
         iterations: u32,
-    ) -> Result<Zeroizing<[u8; 32]>, StoreError> {
+    ) -> Zeroizing<[u8; 32]> {
         let iterations = NonZeroU32::new(iterations).unwrap_or(NonZeroU32::MIN);
         // Salt = domain label, workspace id, random salt: binds the key to
         // this workspace as the security brief requires.
@@ -216,7 +216,7 @@ impl StoreKey {
             token.expose().as_bytes(),
             &mut key[..],
         );
-        Ok(key)
+        key
     }
 
     fn aead(&self) -> Result<LessSafeKey, StoreError> {
@@ -260,7 +260,7 @@ pub fn create(
         salt: B64.encode(salt),
     };
     let key = StoreKey {
-        key: StoreKey::derive(token, workspace_id, &salt, PBKDF2_ITERATIONS)?,
+        key: StoreKey::derive(token, workspace_id, &salt, PBKDF2_ITERATIONS),
         workspace_id: workspace_id.to_owned(),
         kdf,
     };
@@ -308,7 +308,7 @@ pub fn unlock(path: &Path, token: &SecretString) -> Result<(StoreKey, StoreConte
             reason: format!("bad salt ({e})"),
         })?;
     let key = StoreKey {
-        key: StoreKey::derive(token, &file.workspace_id, &salt, file.kdf.iterations)?,
+        key: StoreKey::derive(token, &file.workspace_id, &salt, file.kdf.iterations),
         workspace_id: file.workspace_id.clone(),
         kdf: file.kdf.clone(),
     };

@@ -4,7 +4,6 @@
 mod sample;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -107,24 +106,19 @@ async fn demo(once: bool, listen: SocketAddr) -> Result<()> {
     let home = AdapterHome::new(work.path().join("adapter-home"));
     let token = random_token()?;
     admin::init(&home, "demo", &token)?;
-    admin::add_database(
-        &home,
-        &token,
-        "shop",
-        DatabaseEntry {
-            driver: "sqlite".into(),
-            url: SecretString::new(format!("sqlite://{}", db_path.display())),
-            read_only: true,
-            limits: Limits {
-                max_rows: 50,
-                ..Limits::default()
-            },
+    let shop = DatabaseEntry {
+        driver: "sqlite".into(),
+        url: SecretString::new(format!("sqlite://{}", db_path.display())),
+        read_only: true,
+        limits: Limits {
+            max_rows: 50,
+            ..Limits::default()
         },
-        true,
-    )
-    .await?;
-    let (_, contents) = admin::unlock(&home, &token)?;
-    let (adapter, change) = Adapter::new(contents.configs()).await;
+    };
+    admin::add_database(&home, &token, "shop", shop.clone(), true).await?;
+    // The demo holds the configuration it just stored: no need to derive
+    // the store key a third time to read it back.
+    let (adapter, change) = Adapter::new(vec![shop.to_config("shop")]).await;
     if let Some((name, e)) = change.failed.first() {
         bail!("the sample database '{name}' did not open: {e}");
     }
@@ -171,12 +165,8 @@ async fn demo(once: bool, listen: SocketAddr) -> Result<()> {
         Ok(Err(e)) => bail!("the MCP server task failed: {e}"),
         Err(_) => {}
     }
-    adapter_close(adapter).await;
-    Ok(())
-}
-
-async fn adapter_close(adapter: Arc<Adapter>) {
     adapter.close().await;
+    Ok(())
 }
 
 /// What an AI agent does first: initialize, discover the tools, run one.

@@ -75,6 +75,17 @@ pub struct Classification {
     pub placeholders: usize,
 }
 
+impl Classification {
+    /// A classification; [`classify`] fills in `placeholders` afterwards.
+    fn new(class: StatementClass, detail: impl Into<String>) -> Self {
+        Classification {
+            class,
+            detail: detail.into(),
+            placeholders: 0,
+        }
+    }
+}
+
 /// Refuses a call whose `params` do not match the statement's placeholders,
 /// before the engine sees it (SQLite would bind the missing ones as NULL).
 pub fn check_param_count(expected: usize, given: usize) -> Result<(), ToolError> {
@@ -222,13 +233,9 @@ pub fn check_read_only(sql: &str, dialect: SqlDialect) -> Result<Classification,
 }
 
 fn classify_statement(statement: &Statement) -> Classification {
-    let mk = |class, detail: &str| Classification {
-        class,
-        detail: detail.to_owned(),
-        placeholders: 0,
-    };
+    let mk = |class, detail: &str| Classification::new(class, detail);
     match statement {
-        Statement::Query(q) => classify_query_tree(statement, q),
+        Statement::Query(_) => classify_query_tree(statement),
         Statement::Explain {
             analyze,
             statement: inner,
@@ -237,23 +244,21 @@ fn classify_statement(statement: &Statement) -> Classification {
             let inner_class = classify_statement(inner);
             if *analyze && inner_class.class != StatementClass::Read {
                 // EXPLAIN ANALYZE runs the statement.
-                Classification {
-                    class: inner_class.class,
-                    detail: format!("EXPLAIN ANALYZE runs the statement: {}", inner_class.detail),
-                    placeholders: 0,
-                }
+                Classification::new(
+                    inner_class.class,
+                    format!("EXPLAIN ANALYZE runs the statement: {}", inner_class.detail),
+                )
             } else if *analyze {
                 inner_class
             } else {
-                Classification {
-                    class: if inner_class.class == StatementClass::Read {
+                Classification::new(
+                    if inner_class.class == StatementClass::Read {
                         StatementClass::Read
                     } else {
                         inner_class.class
                     },
-                    detail: format!("EXPLAIN of {}", inner_class.detail),
-                    placeholders: 0,
-                }
+                    format!("EXPLAIN of {}", inner_class.detail),
+                )
             }
         }
         Statement::ExplainTable { .. }
@@ -291,16 +296,12 @@ fn classify_statement(statement: &Statement) -> Classification {
     }
 }
 
-fn classify_query_tree(statement: &Statement, _q: &Query) -> Classification {
+fn classify_query_tree(statement: &Statement) -> Classification {
     let mut finder = WriteFinder::default();
     if let ControlFlow::Break(detail) = statement.visit(&mut finder) {
         return detail;
     }
-    Classification {
-        class: StatementClass::Read,
-        detail: "a query".into(),
-        placeholders: 0,
-    }
+    Classification::new(StatementClass::Read, "a query")
 }
 
 /// Walks every nested query, statement, expression and relation of a query
@@ -319,14 +320,13 @@ impl Visitor for WriteFinder {
         // it (a CTE's INSERT/UPDATE/DELETE) is a write.
         if self.depth > 1 && !matches!(statement, Statement::Query(_)) {
             let inner = classify_statement(statement);
-            return ControlFlow::Break(Classification {
-                class: match inner.class {
+            return ControlFlow::Break(Classification::new(
+                match inner.class {
                     StatementClass::Read => StatementClass::Write,
                     other => other,
                 },
-                detail: format!("a data-modifying CTE or subquery ({})", inner.detail),
-                placeholders: 0,
-            });
+                format!("a data-modifying CTE or subquery ({})", inner.detail),
+            ));
         }
         ControlFlow::Continue(())
     }
@@ -338,11 +338,10 @@ impl Visitor for WriteFinder {
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<Classification> {
         if !query.locks.is_empty() {
-            return ControlFlow::Break(Classification {
-                class: StatementClass::Write,
-                detail: "a locking clause (FOR UPDATE/SHARE) takes row locks".into(),
-                placeholders: 0,
-            });
+            return ControlFlow::Break(Classification::new(
+                StatementClass::Write,
+                "a locking clause (FOR UPDATE/SHARE) takes row locks",
+            ));
         }
         check_set_expr(&query.body)
     }
@@ -363,11 +362,10 @@ impl Visitor for WriteFinder {
 
 fn check_set_expr(body: &SetExpr) -> ControlFlow<Classification> {
     let write = |detail: &str| {
-        ControlFlow::Break(Classification {
-            class: StatementClass::Write,
-            detail: detail.to_owned(),
-            placeholders: 0,
-        })
+        ControlFlow::Break(Classification::new(
+            StatementClass::Write,
+            detail.to_owned(),
+        ))
     };
     match body {
         SetExpr::Insert(_) => write("a data-modifying CTE or subquery (INSERT)"),
@@ -395,11 +393,10 @@ fn check_function_name(name: &ObjectName) -> ControlFlow<Classification> {
         .trim_matches('`')
         .to_ascii_lowercase();
     if SIDE_EFFECT_FUNCTIONS.contains(&base.as_str()) {
-        return ControlFlow::Break(Classification {
-            class: StatementClass::Other,
-            detail: format!("{base}() has side effects even in a read-only transaction"),
-            placeholders: 0,
-        });
+        return ControlFlow::Break(Classification::new(
+            StatementClass::Other,
+            format!("{base}() has side effects even in a read-only transaction"),
+        ));
     }
     ControlFlow::Continue(())
 }

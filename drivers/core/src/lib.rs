@@ -21,6 +21,7 @@ mod classify;
 mod config;
 mod driver;
 mod error;
+pub mod values;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

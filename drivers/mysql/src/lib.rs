@@ -104,14 +104,6 @@ pub static MYSQL_DRIVER: MySqlDriver = MySqlDriver;
 
 inventory::submit!(DriverRegistration(&MYSQL_DRIVER));
 
-const TOOLS: &[StandardTool] = &[
-    StandardTool::Query,
-    StandardTool::ListSchemas,
-    StandardTool::ListTables,
-    StandardTool::DescribeTable,
-    StandardTool::Explain,
-];
-
 const DIALECT: &str = "MySQL/MariaDB";
 const EXAMPLE_URL: &str = "mysql://reader:secret@db:3306/app";
 
@@ -341,7 +333,7 @@ impl MySqlDatabase {
 #[async_trait]
 impl Database for MySqlDatabase {
     fn tools(&self) -> &'static [StandardTool] {
-        TOOLS
+        &StandardTool::ALL
     }
 
     fn dialect_name(&self) -> &'static str {

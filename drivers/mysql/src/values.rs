@@ -5,10 +5,10 @@
 //! format directly, which also covers what chrono cannot hold (zero dates,
 //! `TIME` values beyond 24 hours or negative).
 
-use base64::Engine as _;
 use ewii_driver_core::ToolError;
 use ewii_driver_core::schema::{ColumnInfo, SqlParam};
-use serde_json::{Number, Value, json};
+use ewii_driver_core::values::{bytes as base64, float32, float64};
+use serde_json::Value;
 use sqlx::mysql::{MySqlArguments, MySqlColumn, MySqlRow, MySqlTypeInfo};
 use sqlx::{Arguments, Column, MySql, Row, Type, TypeInfo, ValueRef};
 
@@ -166,24 +166,8 @@ fn unsigned(n: u64) -> Value {
     }
 }
 
-/// A FLOAT is shown with the shortest digits that read back as the same
-/// f32 (`0.1`, not `0.10000000149011612`).
-fn float32(f: f32) -> Value {
-    f.to_string()
-        .parse::<f64>()
-        .map_or_else(|_| float64(f64::from(f)), float64)
-}
-
-fn float64(f: f64) -> Value {
-    Number::from_f64(f).map_or_else(|| json!(f.to_string()), Value::Number)
-}
-
 fn json_text(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::from(text))
-}
-
-fn base64(b: &[u8]) -> Value {
-    Value::from(base64::engine::general_purpose::STANDARD.encode(b))
 }
 
 /// BIT(n) arrives as big-endian bytes (at most 8).
@@ -272,6 +256,7 @@ pub(crate) fn bind(params: &[SqlParam]) -> Result<MySqlArguments, ToolError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn temporal_binary_formats() {

@@ -29,7 +29,7 @@
 //! | `bytea` | base64 string |
 //! | arrays of the above | JSON array (NULL elements as `null`) |
 //! | NULL | `null` |
-//! | anything else | its text form when the type decodes as text, otherwise a string asking to cast (`col::text`) |
+//! | anything else (`interval`, enums, ranges…) | a string asking to cast it, e.g. `col::text` |
 #![forbid(unsafe_code)]
 
 use std::str::FromStr;
@@ -43,6 +43,7 @@ use ewii_driver_core::schema::{
     IndexInfo, ListSchemasArgs, ListSchemasResult, ListTablesArgs, ListTablesResult, ObjectKind,
     QueryArgs, QueryResult, SqlParam, StandardTool, TableDescription, TableInfo,
 };
+use ewii_driver_core::values;
 use ewii_driver_core::{
     CallContext, CheckReport, Database, DatabaseConfig, Driver, DriverError, DriverRegistration,
     Limits, Next, ResultBuilder, SqlDialect, StatementClass, ToolError, check_param_count,
@@ -66,14 +67,6 @@ pub struct PostgresDriver;
 pub static POSTGRES_DRIVER: PostgresDriver = PostgresDriver;
 
 inventory::submit!(DriverRegistration(&POSTGRES_DRIVER));
-
-const TOOLS: &[StandardTool] = &[
-    StandardTool::Query,
-    StandardTool::ListSchemas,
-    StandardTool::ListTables,
-    StandardTool::DescribeTable,
-    StandardTool::Explain,
-];
 
 #[async_trait]
 impl Driver for PostgresDriver {
@@ -558,14 +551,6 @@ fn row_values(row: &PgRow) -> Vec<Value> {
     (0..row.len()).map(|i| value_at(row, i)).collect()
 }
 
-fn float(f: f64) -> Value {
-    serde_json::Number::from_f64(f).map_or_else(|| json!(f.to_string()), Value::Number)
-}
-
-fn b64(bytes: &[u8]) -> Value {
-    json!(base64::engine::general_purpose::STANDARD.encode(bytes))
-}
-
 fn ts(t: NaiveDateTime) -> Value {
     json!(t.format("%Y-%m-%dT%H:%M:%S%.f").to_string())
 }
@@ -613,15 +598,15 @@ fn value_at(row: &PgRow, i: usize) -> Value {
             sqlx::postgres::types::Oid,
             |o: sqlx::postgres::types::Oid| json!(o.0)
         ),
-        "FLOAT4" => get!(row, i, f32, |f: f32| float(f64::from(f))),
-        "FLOAT8" => get!(row, i, f64, float),
+        "FLOAT4" => get!(row, i, f32, values::float32),
+        "FLOAT8" => get!(row, i, f64, values::float64),
         "NUMERIC" => numeric(row, i),
         "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CITEXT" | "UNKNOWN" | "CHAR" => {
             get!(row, i, String, Value::from)
         }
         "UUID" => get!(row, i, Uuid, |u: Uuid| json!(u.to_string())),
         "JSON" | "JSONB" => get!(row, i, Value, |v| v),
-        "BYTEA" => get!(row, i, Vec<u8>, |b: Vec<u8>| b64(&b)),
+        "BYTEA" => get!(row, i, Vec<u8>, |b: Vec<u8>| values::bytes(&b)),
         "DATE" => get!(row, i, NaiveDate, |d: NaiveDate| json!(d.to_string())),
         "TIME" => get!(row, i, NaiveTime, |t: NaiveTime| json!(t.to_string())),
         "TIMESTAMP" => get!(row, i, NaiveDateTime, ts),
@@ -630,8 +615,8 @@ fn value_at(row: &PgRow, i: usize) -> Value {
         "INT2[]" => get_array!(row, i, i16, Value::from),
         "INT4[]" => get_array!(row, i, i32, Value::from),
         "INT8[]" => get_array!(row, i, i64, Value::from),
-        "FLOAT4[]" => get_array!(row, i, f32, |f: f32| float(f64::from(f))),
-        "FLOAT8[]" => get_array!(row, i, f64, float),
+        "FLOAT4[]" => get_array!(row, i, f32, values::float32),
+        "FLOAT8[]" => get_array!(row, i, f64, values::float64),
         "NUMERIC[]" => get_array!(row, i, BigDecimal, |d: BigDecimal| json!(
             d.normalized().to_plain_string()
         )),
@@ -641,14 +626,13 @@ fn value_at(row: &PgRow, i: usize) -> Value {
         "DATE[]" => get_array!(row, i, NaiveDate, |d: NaiveDate| json!(d.to_string())),
         "TIMESTAMP[]" => get_array!(row, i, NaiveDateTime, ts),
         "TIMESTAMPTZ[]" => get_array!(row, i, DateTime<Utc>, tstz),
-        "BYTEA[]" => get_array!(row, i, Vec<u8>, |b: Vec<u8>| b64(&b)),
-        other => match row.try_get_unchecked::<Option<String>, _>(i) {
-            Ok(Some(s)) if !s.contains('\0') && raw_is_text(row, i) => json!(s),
-            _ => json!(format!(
-                "<{} value: cast it in SQL, e.g. column::text>",
-                other.to_lowercase()
-            )),
-        },
+        "BYTEA[]" => get_array!(row, i, Vec<u8>, |b: Vec<u8>| values::bytes(&b)),
+        // sqlx reads results in binary format, which is type-specific:
+        // ask for a cast rather than guess at bytes.
+        other => json!(format!(
+            "<{} value: cast it in SQL, e.g. column::text>",
+            other.to_lowercase()
+        )),
     }
 }
 
@@ -684,14 +668,6 @@ fn numeric(row: &PgRow, i: usize) -> Value {
     }
 }
 
-/// Whether the raw value arrived in text format (then any type is readable
-/// as a string).
-fn raw_is_text(row: &PgRow, i: usize) -> bool {
-    row.try_get_raw(i)
-        .map(|v| matches!(v.format(), sqlx::postgres::PgValueFormat::Text))
-        .unwrap_or(false)
-}
-
 fn kind_of(relkind: &str) -> ObjectKind {
     match relkind {
         "v" => ObjectKind::View,
@@ -703,7 +679,7 @@ fn kind_of(relkind: &str) -> ObjectKind {
 #[async_trait]
 impl Database for PgDatabase {
     fn tools(&self) -> &'static [StandardTool] {
-        TOOLS
+        &StandardTool::ALL
     }
 
     fn dialect_name(&self) -> &'static str {

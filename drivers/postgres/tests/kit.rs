@@ -212,7 +212,7 @@ async fn types_map_to_json_as_documented() {
                 '{\"a\": [1, null]}'::json AS j, '{\"b\": true}'::jsonb AS jb, \
                 ARRAY[1, NULL, 3]::int4[] AS arr, ARRAY['x', 'y']::text[] AS tarr, \
                 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11'::uuid AS u, '\\x00ff10'::bytea AS bin, \
-                NULL::int4 AS nul",
+                NULL::int4 AS nul, 0.1::real AS r, INTERVAL '1 day' AS iv",
     )
     .await
     .unwrap();
@@ -224,7 +224,8 @@ async fn types_map_to_json_as_documented() {
         "2026-03-04", "12:34:56.500", "2026-03-04T05:06:07.123", "2026-03-04T03:06:07Z",
         {"a": [1, null]}, {"b": true},
         [1, null, 3], ["x", "y"],
-        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "AP8Q", null
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "AP8Q", null,
+        0.1, "<interval value: cast it in SQL, e.g. column::text>"
     ]);
     assert_eq!(row, &want, "columns: {}", r["columns"]);
     assert_eq!(r["columns"][3]["type"], "numeric");

@@ -16,12 +16,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use base64::Engine as _;
 use ewii_driver_core::schema::{
     ColumnDescription, ColumnInfo, DescribeTableArgs, ExplainArgs, ExplainResult, ForeignKey,
     IndexInfo, ListSchemasArgs, ListSchemasResult, ListTablesArgs, ListTablesResult, ObjectKind,
     QueryArgs, QueryResult, SqlParam, StandardTool, TableDescription, TableInfo,
 };
+use ewii_driver_core::values;
 use ewii_driver_core::{
     CallContext, CheckReport, Database, DatabaseConfig, Driver, DriverError, DriverRegistration,
     Limits, Next, ResultBuilder, SqlDialect, StatementClass, ToolError, check_read_only, classify,
@@ -44,14 +44,6 @@ pub struct SqliteDriver;
 pub static SQLITE_DRIVER: SqliteDriver = SqliteDriver;
 
 inventory::submit!(DriverRegistration(&SQLITE_DRIVER));
-
-const TOOLS: &[StandardTool] = &[
-    StandardTool::Query,
-    StandardTool::ListSchemas,
-    StandardTool::ListTables,
-    StandardTool::DescribeTable,
-    StandardTool::Explain,
-];
 
 /// How many SQLite VM steps between two checks of the deadline.
 const PROGRESS_STEPS: i32 = 1000;
@@ -393,13 +385,12 @@ fn row_values(row: &SqliteRow) -> Vec<Value> {
             let kind = raw.type_info().name().to_owned();
             match kind.as_str() {
                 "INTEGER" => row.try_get::<i64, _>(i).map_or(Value::Null, Value::from),
-                "REAL" => row.try_get::<f64, _>(i).map_or(Value::Null, |f| {
-                    serde_json::Number::from_f64(f)
-                        .map_or_else(|| json!(f.to_string()), Value::Number)
-                }),
-                "BLOB" => row.try_get::<Vec<u8>, _>(i).map_or(Value::Null, |b| {
-                    json!(base64::engine::general_purpose::STANDARD.encode(b))
-                }),
+                "REAL" => row
+                    .try_get::<f64, _>(i)
+                    .map_or(Value::Null, values::float64),
+                "BLOB" => row
+                    .try_get::<Vec<u8>, _>(i)
+                    .map_or(Value::Null, |b| values::bytes(&b)),
                 _ => row
                     .try_get::<String, _>(i)
                     .map(Value::from)
@@ -413,7 +404,7 @@ fn row_values(row: &SqliteRow) -> Vec<Value> {
 #[async_trait]
 impl Database for SqliteDatabase {
     fn tools(&self) -> &'static [StandardTool] {
-        TOOLS
+        &StandardTool::ALL
     }
 
     fn dialect_name(&self) -> &'static str {
