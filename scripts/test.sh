@@ -30,8 +30,11 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, driver test kit on SQLite/PostgreSQL/MariaDB, adapter CLI and MCP, demo)"
+step "cargo test (unit, driver test kit on SQLite/PostgreSQL/MariaDB, adapter CLI and MCP, tunnel over QUIC, demo)"
 cargo test --workspace --locked
+
+step "the tunnel's fuzz targets compile (running them needs nightly: docs/protocol.md, Fuzzing)"
+(cd tunnel/fuzz && cargo check --locked --bins)
 
 step "official Python MCP SDK against ewii-adapter"
 bash scripts/test-python-mcp.sh

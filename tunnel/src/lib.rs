@@ -1,20 +1,39 @@
-//! The Ewii tunnel's protocol core, sans I/O.
+//! The Ewii tunnel: the wire between a customer's client and the hub, and
+//! the `ewii-client` runtime.
 //!
-//! Like `quinn-proto` and `rustls`, this crate is plain state machines over
-//! bytes: no sockets, no tokio, no clock or randomness it is not handed. A
-//! test can therefore replay, reorder, tamper with and truncate records
-//! without a network, and a fuzzer can feed the decoders garbage.
+//! The protocol core is sans I/O, like `quinn-proto` and `rustls`: plain
+//! state machines over bytes, no sockets, no tokio, no clock or randomness
+//! it is not handed. Tests replay, reorder, tamper with and truncate without
+//! a network, and fuzzers feed the decoders garbage.
 //!
-//! - [`replay::ReplayWindow`]: the RFC 6479-style sliding window that
-//!   rejects replayed and too-old records *before* decryption and advances
-//!   only after a record's tag verifies.
-//! - [`record`]: the app-layer record protection: ChaCha20-Poly1305 with one
-//!   key per direction, the sequence number in the nonce and the AAD,
-//!   records bound to their session and direction, key epochs for rekeying,
-//!   rejects counted and a burst of them closing the session.
+//! - [`handshake`]: the app-layer handshake inside TLS (X25519, transcript
+//!   signed by each side's certificate key, HKDF key schedule binding both
+//!   identities and the transcript).
+//! - [`session`]: per-stream keys and stream numbers under one handshake.
+//! - [`frame`]: typed, length-limited frames.
+//! - [`record`]: ChaCha20-Poly1305 records, sequence numbers in nonce and
+//!   AAD, key epochs, rejects counted.
+//! - [`replay::ReplayWindow`]: the RFC 6479 window, checked before
+//!   decryption and advanced only after the tag verifies.
+//! - [`svid`]: the SPIFFE X509-SVID rules and the hub's verifier, which maps
+//!   a SPIFFE ID to its workspace's trust bundle and checks revocation.
+//! - [`codec`]: bounded reads for every decoder.
 //!
-//! The wire format and the key schedule are specified in `docs/protocol.md`.
+//! The I/O side only moves bytes: [`net`] (quinn + rustls), [`client`] (the
+//! runtime: reconnect, allow-list), [`forward`] (MCP streamable HTTP to the
+//! adapter), [`connlog`] (the client's JSON-lines connection log).
+//!
+//! The wire format, key schedule and vectors are in `docs/protocol.md`.
 #![forbid(unsafe_code)]
 
+pub mod client;
+pub mod codec;
+pub mod connlog;
+pub mod forward;
+pub mod frame;
+pub mod handshake;
+pub mod net;
 pub mod record;
 pub mod replay;
+pub mod session;
+pub mod svid;

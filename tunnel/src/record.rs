@@ -176,6 +176,15 @@ impl TrafficSecret {
         TrafficSecret::new(&s)
     }
 
+    /// A secret for a sub-channel: HKDF-Expand(secret, "ewii/1 " || label).
+    /// Each QUIC stream gets its own, so records of concurrent streams never
+    /// share a key or a sequence space (see `session`).
+    pub fn derive(&self, label: &[u8]) -> TrafficSecret {
+        let mut s = [0u8; 32];
+        expand(&self.prk, label, &mut s);
+        TrafficSecret::new(&s)
+    }
+
     #[allow(clippy::expect_used)]
     fn key_and_iv(&self) -> (LessSafeKey, [u8; NONCE_LEN]) {
         let mut key = [0u8; 32];
@@ -187,6 +196,24 @@ impl TrafficSecret {
             .expect("a 32-byte key is valid for ChaCha20-Poly1305");
         (key, iv)
     }
+}
+
+/// The total length of the record that starts with `bytes`, once its header
+/// is complete: `Ok(None)` while fewer than [`HEADER_LEN`] bytes are present.
+/// A stream reader uses it to cut records out of a byte stream; the length
+/// is bounded by [`MAX_PLAINTEXT`] before anyone buffers for it.
+pub fn record_len(bytes: &[u8]) -> Result<Option<usize>, RecordError> {
+    if bytes.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    if bytes[0] != VERSION {
+        return Err(RecordError::Malformed("unknown version"));
+    }
+    let len = u32::from_be_bytes([bytes[12], bytes[13], bytes[14], bytes[15]]) as usize;
+    if len > MAX_PLAINTEXT {
+        return Err(RecordError::TooLarge(len));
+    }
+    Ok(Some(HEADER_LEN + len + TAG_LEN))
 }
 
 fn header(kind: RecordKind, epoch: u16, seq: u64, len: u32) -> [u8; HEADER_LEN] {

@@ -1,0 +1,724 @@
+//! The QUIC binding: thin glue that moves the protocol core's bytes.
+//!
+//! - One place builds the rustls and quinn configs: TLS 1.3 only, ALPN
+//!   `ewii/1`, no 0-RTT, the ring provider, client certificates mandatory
+//!   and judged by a [`rustls::server::danger::ClientCertVerifier`] (the
+//!   SVID verifier), keep-alive so a lost link is noticed in under 3 s.
+//! - [`ClientTunnel::connect`] and [`HubTunnel::accept`] run the app-layer
+//!   handshake on the first bidirectional stream (the control stream), then
+//!   every request gets its own QUIC stream with its own keys (`session`).
+//!
+//! Nothing here decides anything about security that the sans-IO core does
+//! not already decide; this module reads, writes, and closes.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use tokio::sync::{Mutex, mpsc};
+
+use crate::frame::{Frame, FrameDecoder, FrameType, MAX_HANDSHAKE};
+use crate::handshake::{
+    self, ClientConfig, ClientHandshake, Credentials, Entropy, HandshakeError, HubConfig, Peer,
+};
+use crate::session::{STREAM_HEADER_LEN, Session, SessionError, StreamChannel, StreamError};
+
+/// The ALPN protocol id of the tunnel.
+pub const ALPN: &[u8] = b"ewii/1";
+/// Keep-alive interval: the link is exercised even when idle.
+pub const KEEP_ALIVE: Duration = Duration::from_millis(500);
+/// Silence after which a link counts as lost. RFC 9000 §10.1 restarts the
+/// idle timer at the first ack-eliciting packet sent after the last one
+/// received, so a loss is noticed at most `KEEP_ALIVE + IDLE_TIMEOUT`
+/// (2.5 s) after the last packet got through.
+pub const IDLE_TIMEOUT: Duration = Duration::from_millis(2000);
+/// Time allowed for the app-layer handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most concurrent request streams the client accepts from a hub.
+pub const MAX_STREAMS: u32 = 256;
+
+/// QUIC application error codes used when closing.
+pub mod close_code {
+    /// Orderly shutdown.
+    pub const DONE: u32 = 0;
+    /// The app-layer handshake failed.
+    pub const HANDSHAKE: u32 = 1;
+    /// A record or stream was refused (tampering, replay).
+    pub const PROTOCOL: u32 = 2;
+    /// The TLS identity and the app-layer identity differ.
+    pub const IDENTITY: u32 = 3;
+}
+
+/// What can go wrong on the wire.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A certificate or key file is unusable.
+    #[error("{0}")]
+    Credentials(String),
+    /// Building the TLS configuration failed.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// Dialling failed before any packet was exchanged.
+    #[error("cannot dial the hub: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The QUIC connection failed or closed.
+    #[error("connection: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// A stream write failed.
+    #[error("stream write: {0}")]
+    Write(#[from] quinn::WriteError),
+    /// A stream read failed.
+    #[error("stream read: {0}")]
+    Read(#[from] quinn::ReadError),
+    /// The app-layer handshake failed.
+    #[error("app-layer handshake: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// A stream's bytes were refused.
+    #[error("stream refused: {0}")]
+    Stream(#[from] StreamError),
+    /// A stream number was refused.
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    /// A step took too long.
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    /// The peer broke the stream protocol.
+    #[error("protocol violation: {0}")]
+    Protocol(String),
+    /// The TLS client identity is not the app-layer identity.
+    #[error("TLS identity {tls} does not match app-layer identity {app}")]
+    IdentityMismatch {
+        /// The SPIFFE ID in the TLS client certificate.
+        tls: String,
+        /// The SPIFFE ID proven in the app-layer handshake.
+        app: String,
+    },
+}
+
+impl NetError {
+    /// A stable reason code for logs and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            NetError::Handshake(h) => h.reason(),
+            NetError::Connection(quinn::ConnectionError::TimedOut) => "timed_out",
+            NetError::Connection(_) => "connection",
+            NetError::IdentityMismatch { .. } => "identity_mismatch",
+            NetError::Stream(_) | NetError::Session(_) | NetError::Protocol(_) => "protocol",
+            NetError::Timeout(_) => "timeout",
+            _ => "other",
+        }
+    }
+}
+
+/// A certificate chain and its private key, as loaded from PEM files.
+pub struct KeyMaterial {
+    /// Leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for KeyMaterial {
+    fn clone(&self) -> Self {
+        KeyMaterial {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+impl std::fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key.
+        f.debug_struct("KeyMaterial")
+            .field("chain", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads every certificate of a PEM file.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    use rustls::pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| NetError::Credentials(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(NetError::Credentials(format!(
+            "{}: no PEM certificate in the file",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+impl KeyMaterial {
+    /// Loads a chain (leaf first) and a key from PEM files.
+    pub fn from_pem_files(cert: &Path, key: &Path) -> Result<KeyMaterial, NetError> {
+        use rustls::pki_types::pem::PemObject;
+        let chain = read_certificates(cert)?;
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| NetError::Credentials(format!("{}: {e}", key.display())))?;
+        let m = KeyMaterial { chain, key };
+        m.credentials()?;
+        Ok(m)
+    }
+
+    /// The chain and a signing key for the app-layer handshake.
+    pub fn credentials(&self) -> Result<Credentials, NetError> {
+        let key = rustls::crypto::ring::sign::any_supported_type(&self.key)
+            .map_err(|e| NetError::Credentials(format!("unusable private key: {e}")))?;
+        Ok(Credentials {
+            chain: self.chain.clone(),
+            key,
+        })
+    }
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The QUIC transport settings both ends use.
+pub fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // quinn's defaults are a 30 s idle timeout and no keep-alive: a dead
+    // link would go unnoticed for half a minute.
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_STREAMS));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    Arc::new(t)
+}
+
+/// The client's QUIC config: TLS 1.3 only, ALPN `ewii/1`, no early data,
+/// the SVID as client certificate, `tls_verifier` judging the hub.
+pub fn client_config(
+    keys: &KeyMaterial,
+    tls_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Result<quinn::ClientConfig, NetError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| NetError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(tls_verifier)
+        .with_client_auth_cert(keys.chain.clone(), keys.key.clone_key())
+        .map_err(|e| NetError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    // 0-RTT data can be replayed by anyone on the path.
+    tls.enable_early_data = false;
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// The accepting side's QUIC config: TLS 1.3 only, ALPN `ewii/1`, no 0-RTT,
+/// client certificates mandatory and judged by `client_verifier`.
+pub fn hub_config(
+    keys: &KeyMaterial,
+    client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<quinn::ServerConfig, NetError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| NetError::Tls(e.to_string()))?
+        .with_client_cert_verifier(client_verifier)
+        .with_single_cert(keys.chain.clone(), keys.key.clone_key())
+        .map_err(|e| NetError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    // 0 disables 0-RTT (rustls' default, stated so nobody turns it on).
+    tls.max_early_data_size = 0;
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// Reads exactly one clear handshake frame, and not a byte more: what
+/// follows on the control stream is sealed records.
+async fn read_handshake_frame(recv: &mut quinn::RecvStream) -> Result<Frame, NetError> {
+    let mut header = [0u8; crate::frame::FRAME_HEADER_LEN];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|e| NetError::Protocol(format!("handshake frame header: {e}")))?;
+    let len = u32::from_be_bytes([header[1], header[2], header[3], header[4]]) as usize;
+    if len > MAX_HANDSHAKE {
+        return Err(HandshakeError::Decode(crate::codec::DecodeError::TooLong {
+            field: "handshake frame",
+            len,
+            max: MAX_HANDSHAKE,
+        })
+        .into());
+    }
+    let mut bytes = header.to_vec();
+    bytes.resize(header.len() + len, 0);
+    recv.read_exact(&mut bytes[header.len()..])
+        .await
+        .map_err(|e| NetError::Protocol(format!("handshake frame body: {e}")))?;
+    let mut frames = FrameDecoder::new(MAX_HANDSHAKE)
+        .push(&bytes)
+        .map_err(|e| HandshakeError::Decode(e.into()))?;
+    frames
+        .pop()
+        .ok_or_else(|| NetError::Protocol("empty handshake frame".into()))
+}
+
+/// Writes an Alert and ends our side of the control stream, giving the
+/// peer a moment to read it before the connection closes.
+async fn send_alert(mut send: quinn::SendStream, alert: Vec<u8>) {
+    let _ = send.write_all(&alert).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(Duration::from_millis(200), send.stopped()).await;
+}
+
+/// Reads one stream's sealed frames.
+async fn read_frames(
+    recv: &mut quinn::RecvStream,
+    channel: &mut StreamChannel,
+) -> Result<Option<Vec<Frame>>, NetError> {
+    match recv.read_chunk(64 << 10, true).await? {
+        Some(chunk) => Ok(Some(channel.open(&chunk.bytes)?)),
+        None => {
+            channel.finish()?;
+            Ok(None)
+        }
+    }
+}
+
+/// The control stream: the client's stream 0, sealed after the handshake.
+struct Control {
+    send: Mutex<(quinn::SendStream, Arc<std::sync::Mutex<StreamChannel>>)>,
+}
+
+impl Control {
+    async fn send(&self, kind: FrameType, body: &[u8]) -> Result<(), NetError> {
+        let mut guard = self.send.lock().await;
+        let (send, channel) = &mut *guard;
+        let bytes = lock(channel).seal(kind, body)?;
+        send.write_all(&bytes).await?;
+        Ok(())
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves plain data behind; carrying
+    // on is safe.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+// ------------------------------------------------------------------ client
+
+/// The client's end of a live tunnel.
+pub struct ClientTunnel {
+    conn: quinn::Connection,
+    session: Arc<std::sync::Mutex<Session>>,
+    peer: Peer,
+    control: Control,
+}
+
+/// A request the hub opened on its own stream.
+pub struct IncomingRequest {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    channel: StreamChannel,
+    session: Arc<std::sync::Mutex<Session>>,
+    confirmed: bool,
+}
+
+/// What a request stream carries from the hub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The adapter endpoint named by the hub, if any.
+    pub route: Option<String>,
+    /// The JSON-RPC message.
+    pub message: Bytes,
+}
+
+impl ClientTunnel {
+    /// Dials the hub and runs the app-layer handshake.
+    pub async fn connect(
+        endpoint: &quinn::Endpoint,
+        quic: quinn::ClientConfig,
+        addr: SocketAddr,
+        config: ClientConfig,
+    ) -> Result<ClientTunnel, NetError> {
+        let server_name = config.hub_name.clone();
+        let conn = endpoint.connect_with(quic, addr, &server_name)?.await?;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(&conn, config)).await {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => {
+                conn.close(close_code::HANDSHAKE.into(), e.reason().as_bytes());
+                Err(e)
+            }
+            Err(_) => {
+                conn.close(close_code::HANDSHAKE.into(), b"timeout");
+                Err(NetError::Timeout("app-layer handshake"))
+            }
+        }
+    }
+
+    async fn handshake(
+        conn: &quinn::Connection,
+        config: ClientConfig,
+    ) -> Result<ClientTunnel, NetError> {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let (state, hello) = ClientHandshake::start(config, Entropy::from_system()?)?;
+        send.write_all(&hello).await?;
+        let sh = read_handshake_frame(&mut recv).await?;
+        let (state, finish) = state.read_server_hello(&sh, UnixTime::now())?;
+        send.write_all(&finish).await?;
+        let sf = read_handshake_frame(&mut recv).await?;
+        let (mut session, peer) = state.read_server_finish(&sf)?;
+        let channel_arc = Arc::new(std::sync::Mutex::new(session.control()?));
+        let session = Arc::new(std::sync::Mutex::new(session));
+        // The hub may send on the control stream later (e.g. renewal); read it
+        // so a tampered or replayed record still ends the link.
+        let reader_channel = channel_arc.clone();
+        let reader_conn = conn.clone();
+        tokio::spawn(async move {
+            loop {
+                let next = {
+                    let chunk = match recv.read_chunk(64 << 10, true).await {
+                        Ok(Some(c)) => c,
+                        Ok(None) | Err(_) => return,
+                    };
+                    lock(&reader_channel).open(&chunk.bytes)
+                };
+                if let Err(e) = next {
+                    tracing::warn!(error = %e, "control stream record refused; closing the tunnel");
+                    reader_conn.close(close_code::PROTOCOL.into(), b"control stream refused");
+                    return;
+                }
+            }
+        });
+        Ok(ClientTunnel {
+            conn: conn.clone(),
+            session,
+            peer,
+            control: Control {
+                send: Mutex::new((send, channel_arc)),
+            },
+        })
+    }
+
+    /// The hub, as the handshake proved it.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The QUIC connection (for close reasons and statistics).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// Sends a server-initiated MCP message (a notification from the
+    /// adapter) to the hub on the control stream.
+    pub async fn notify(&self, message: &[u8]) -> Result<(), NetError> {
+        self.control.send(FrameType::Message, message).await
+    }
+
+    /// Waits for the hub's next request stream. `None` once the tunnel is
+    /// closed.
+    pub async fn next_request(&self) -> Option<Result<IncomingRequest, NetError>> {
+        let (send, mut recv) = match self.conn.accept_bi().await {
+            Ok(s) => s,
+            Err(_) => return None,
+        };
+        let header = async {
+            let mut h = [0u8; STREAM_HEADER_LEN];
+            recv.read_exact(&mut h)
+                .await
+                .map_err(|e| NetError::Protocol(format!("stream header: {e}")))?;
+            let number = u64::from_be_bytes(h);
+            let channel = lock(&self.session).accept_stream(number)?;
+            Ok::<_, NetError>(channel)
+        };
+        Some(header.await.map(|channel| IncomingRequest {
+            send,
+            recv,
+            channel,
+            session: self.session.clone(),
+            confirmed: false,
+        }))
+    }
+
+    /// Closes the tunnel in an orderly way.
+    pub fn close(&self, reason: &str) {
+        self.conn.close(close_code::DONE.into(), reason.as_bytes());
+    }
+}
+
+impl IncomingRequest {
+    /// Reads the hub's route and message, up to the stream's close record.
+    pub async fn read(&mut self) -> Result<Request, NetError> {
+        let mut route = None;
+        let mut message = None;
+        while let Some(frames) = read_frames(&mut self.recv, &mut self.channel).await? {
+            if !self.confirmed && self.channel.verified() {
+                lock(&self.session).confirm_stream(self.channel.number())?;
+                self.confirmed = true;
+            }
+            for f in frames {
+                match (f.kind, &message) {
+                    (FrameType::Route, None) if route.is_none() => {
+                        route = Some(String::from_utf8_lossy(&f.body).into_owned());
+                    }
+                    (FrameType::Message, None) => message = Some(Bytes::from(f.body)),
+                    (kind, _) => {
+                        return Err(NetError::Protocol(format!(
+                            "unexpected {kind:?} frame on a request stream"
+                        )));
+                    }
+                }
+            }
+        }
+        message
+            .map(|message| Request { route, message })
+            .ok_or_else(|| NetError::Protocol("a request stream without a message".into()))
+    }
+
+    /// Sends one message back (a response, or a notification about it).
+    pub async fn reply(&mut self, message: &[u8]) -> Result<(), NetError> {
+        let bytes = self.channel.seal(FrameType::Message, message)?;
+        self.send.write_all(&bytes).await?;
+        Ok(())
+    }
+
+    /// Tells the hub the request was not forwarded, and why.
+    pub async fn refuse(&mut self, reason: &str) -> Result<(), NetError> {
+        let bytes = self.channel.seal(FrameType::Refused, reason.as_bytes())?;
+        self.send.write_all(&bytes).await?;
+        Ok(())
+    }
+
+    /// Ends our direction with the close record.
+    pub async fn finish(mut self) -> Result<(), NetError> {
+        let bytes = self.channel.seal_close()?;
+        self.send.write_all(&bytes).await?;
+        let _ = self.send.finish();
+        Ok(())
+    }
+}
+
+// --------------------------------------------------------------------- hub
+
+/// Whether the hub requires the TLS client certificate to carry the same
+/// SPIFFE ID as the app-layer handshake.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsBinding {
+    /// The default: a deployment's TLS connection carries only its own
+    /// traffic (deployment A's SVID can never carry B's tunnel).
+    Strict,
+    /// For a TLS-terminating relay in front of the hub: the app layer alone
+    /// names the deployment.
+    Relayed,
+}
+
+/// One answer on a request stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// A JSON-RPC message from the adapter.
+    Message(Bytes),
+    /// The client refused to forward the request.
+    Refused(String),
+}
+
+/// The hub's end of a live tunnel.
+pub struct HubTunnel {
+    conn: quinn::Connection,
+    session: Arc<std::sync::Mutex<Session>>,
+    peer: Peer,
+    notifications: Mutex<mpsc::Receiver<Bytes>>,
+}
+
+/// The SPIFFE ID in the TLS client certificate of `conn`.
+fn tls_identity(conn: &quinn::Connection) -> Option<String> {
+    let chain = conn
+        .peer_identity()?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .ok()?;
+    let leaf = chain.first()?;
+    crate::svid::check_leaf(leaf).ok().map(|l| l.id.to_string())
+}
+
+impl HubTunnel {
+    /// Completes TLS (the config's client verifier judges the SVID) and the
+    /// app-layer handshake on an incoming connection.
+    pub async fn accept(
+        incoming: quinn::Incoming,
+        config: &HubConfig,
+        binding: TlsBinding,
+    ) -> Result<HubTunnel, NetError> {
+        let conn = incoming.await?;
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(&conn, config, binding)).await
+        {
+            Ok(Ok(t)) => Ok(t),
+            Ok(Err(e)) => {
+                let code = match e {
+                    NetError::IdentityMismatch { .. } => close_code::IDENTITY,
+                    _ => close_code::HANDSHAKE,
+                };
+                conn.close(code.into(), e.reason().as_bytes());
+                Err(e)
+            }
+            Err(_) => {
+                conn.close(close_code::HANDSHAKE.into(), b"timeout");
+                Err(NetError::Timeout("app-layer handshake"))
+            }
+        }
+    }
+
+    async fn handshake(
+        conn: &quinn::Connection,
+        config: &HubConfig,
+        binding: TlsBinding,
+    ) -> Result<HubTunnel, NetError> {
+        let (mut send, mut recv) = conn.accept_bi().await?;
+        let ch = read_handshake_frame(&mut recv).await?;
+        let (state, sh) = match handshake::hub_read_client_hello(
+            config,
+            &ch,
+            Entropy::from_system()?,
+            UnixTime::now(),
+        ) {
+            Ok(r) => r,
+            Err(e) => {
+                send_alert(send, e.alert()).await;
+                return Err(e.into());
+            }
+        };
+        if binding == TlsBinding::Strict {
+            let tls = tls_identity(conn).unwrap_or_default();
+            let app = state.claimed_peer().identity.clone();
+            if tls != app {
+                let e = NetError::IdentityMismatch { tls, app };
+                send_alert(send, handshake::alert(e.reason(), &e.to_string())).await;
+                return Err(e);
+            }
+        }
+        send.write_all(&sh).await?;
+        let cf = read_handshake_frame(&mut recv).await?;
+        let (mut session, peer, sf) = match state.read_client_finish(&cf) {
+            Ok(r) => r,
+            Err(e) => {
+                send_alert(send, e.alert()).await;
+                return Err(e.into());
+            }
+        };
+        send.write_all(&sf).await?;
+        let mut control = session.control()?;
+        let session = Arc::new(std::sync::Mutex::new(session));
+        let (tx, rx) = mpsc::channel(256);
+        let reader_conn = conn.clone();
+        tokio::spawn(async move {
+            // Keep our half of the control stream open for the tunnel's life.
+            let _send = send;
+            loop {
+                let frames = match recv.read_chunk(64 << 10, true).await {
+                    Ok(Some(chunk)) => control.open(&chunk.bytes),
+                    Ok(None) | Err(_) => return,
+                };
+                match frames {
+                    Ok(frames) => {
+                        for f in frames {
+                            if f.kind == FrameType::Message
+                                && tx.send(Bytes::from(f.body)).await.is_err()
+                            {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control stream record refused; closing the tunnel");
+                        reader_conn.close(close_code::PROTOCOL.into(), b"control stream refused");
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(HubTunnel {
+            conn: conn.clone(),
+            session,
+            peer,
+            notifications: Mutex::new(rx),
+        })
+    }
+
+    /// The client, as the handshake proved it.
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The QUIC connection (close reasons, remote address, statistics).
+    pub fn connection(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// The next server-initiated message from the adapter (e.g.
+    /// `notifications/tools/list_changed`); `None` once the tunnel closed.
+    pub async fn next_notification(&self) -> Option<Bytes> {
+        self.notifications.lock().await.recv().await
+    }
+
+    /// Sends one JSON-RPC message on its own stream. The receiver yields the
+    /// client's answers (responses, notifications about the request, or a
+    /// refusal) and ends with the stream; an error ends it early.
+    pub async fn request(
+        &self,
+        route: Option<&str>,
+        message: &[u8],
+    ) -> Result<mpsc::Receiver<Result<Reply, NetError>>, NetError> {
+        let mut channel = lock(&self.session).open_stream();
+        let (mut send, mut recv) = self.conn.open_bi().await?;
+        let mut out = channel.header().to_vec();
+        if let Some(route) = route {
+            out.extend(channel.seal(FrameType::Route, route.as_bytes())?);
+        }
+        out.extend(channel.seal(FrameType::Message, message)?);
+        out.extend(channel.seal_close()?);
+        send.write_all(&out).await?;
+        let _ = send.finish();
+        let (tx, rx) = mpsc::channel(16);
+        let conn = self.conn.clone();
+        tokio::spawn(async move {
+            loop {
+                match read_frames(&mut recv, &mut channel).await {
+                    Ok(Some(frames)) => {
+                        for f in frames {
+                            let reply = match f.kind {
+                                FrameType::Message => Ok(Reply::Message(Bytes::from(f.body))),
+                                FrameType::Refused => Ok(Reply::Refused(
+                                    String::from_utf8_lossy(&f.body).into_owned(),
+                                )),
+                                other => Err(NetError::Protocol(format!(
+                                    "unexpected {other:?} frame in a reply"
+                                ))),
+                            };
+                            if tx.send(reply).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Ok(None) => return,
+                    Err(e) => {
+                        if matches!(e, NetError::Stream(_)) {
+                            // A refused record means tampering in transit.
+                            conn.close(close_code::PROTOCOL.into(), b"reply stream refused");
+                        }
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(rx)
+    }
+
+    /// Closes the tunnel.
+    pub fn close(&self, reason: &str) {
+        self.conn.close(close_code::DONE.into(), reason.as_bytes());
+    }
+}
