@@ -528,6 +528,11 @@ async fn a_lost_link_is_noticed_within_3_s_and_the_client_reconnects_with_backof
         .filter(|r| r["event"] == "connect_failed")
         .collect();
     assert!(failed.len() >= 2, "{records:#?}");
+    let attempts: Vec<(&str, &Value)> = failed
+        .iter()
+        .map(|r| (r["time"].as_str().unwrap(), &r["duration_ms"]))
+        .collect();
+    eprintln!("MEASURED failed attempts while cut (time, duration ms): {attempts:?}");
     assert_eq!(
         records.iter().filter(|r| r["event"] == "tunnel_up").count(),
         2
