@@ -266,6 +266,64 @@ async fn read_handshake_frame(recv: &mut quinn::RecvStream) -> Result<Frame, Net
         .ok_or_else(|| NetError::Protocol("empty handshake frame".into()))
 }
 
+/// Runs an app-layer handshake within [`HANDSHAKE_TIMEOUT`]; on failure
+/// closes the connection with the reason, so the peer's log says why.
+async fn within_deadline<T>(
+    conn: &quinn::Connection,
+    handshake: impl std::future::Future<Output = Result<T, NetError>>,
+) -> Result<T, NetError> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => {
+            let code = match e {
+                NetError::IdentityMismatch { .. } => close_code::IDENTITY,
+                _ => close_code::HANDSHAKE,
+            };
+            conn.close(code.into(), e.reason().as_bytes());
+            Err(e)
+        }
+        Err(_) => {
+            conn.close(close_code::HANDSHAKE.into(), b"timeout");
+            Err(NetError::Timeout("app-layer handshake"))
+        }
+    }
+}
+
+/// Reads the peer's half of the control stream for the tunnel's life.
+/// Messages go to `messages` (when the caller wants them); a refused record
+/// means tampering in transit and closes the connection.
+fn spawn_control_reader(
+    mut recv: quinn::RecvStream,
+    channel: Arc<std::sync::Mutex<StreamChannel>>,
+    conn: quinn::Connection,
+    messages: Option<mpsc::Sender<Bytes>>,
+) {
+    tokio::spawn(async move {
+        loop {
+            let frames = match recv.read_chunk(64 << 10, true).await {
+                Ok(Some(chunk)) => lock(&channel).open(&chunk.bytes),
+                Ok(None) | Err(_) => return,
+            };
+            match frames {
+                Ok(frames) => {
+                    for f in frames.into_iter().filter(|f| f.kind == FrameType::Message) {
+                        if let Some(tx) = &messages
+                            && tx.send(Bytes::from(f.body)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "control stream record refused; closing the tunnel");
+                    conn.close(close_code::PROTOCOL.into(), b"control stream refused");
+                    return;
+                }
+            }
+        }
+    });
+}
+
 /// Writes an Alert and ends our side of the control stream, giving the
 /// peer a moment to read it before the connection closes.
 async fn send_alert(mut send: quinn::SendStream, alert: Vec<u8>) {
@@ -347,17 +405,7 @@ impl ClientTunnel {
     ) -> Result<ClientTunnel, NetError> {
         let server_name = config.hub_name.clone();
         let conn = endpoint.connect_with(quic, addr, &server_name)?.await?;
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(&conn, config)).await {
-            Ok(Ok(t)) => Ok(t),
-            Ok(Err(e)) => {
-                conn.close(close_code::HANDSHAKE.into(), e.reason().as_bytes());
-                Err(e)
-            }
-            Err(_) => {
-                conn.close(close_code::HANDSHAKE.into(), b"timeout");
-                Err(NetError::Timeout("app-layer handshake"))
-            }
-        }
+        within_deadline(&conn, Self::handshake(&conn, config)).await
     }
 
     async fn handshake(
@@ -376,24 +424,7 @@ impl ClientTunnel {
         let session = Arc::new(std::sync::Mutex::new(session));
         // The hub may send on the control stream later (e.g. renewal); read it
         // so a tampered or replayed record still ends the link.
-        let reader_channel = channel_arc.clone();
-        let reader_conn = conn.clone();
-        tokio::spawn(async move {
-            loop {
-                let next = {
-                    let chunk = match recv.read_chunk(64 << 10, true).await {
-                        Ok(Some(c)) => c,
-                        Ok(None) | Err(_) => return,
-                    };
-                    lock(&reader_channel).open(&chunk.bytes)
-                };
-                if let Err(e) = next {
-                    tracing::warn!(error = %e, "control stream record refused; closing the tunnel");
-                    reader_conn.close(close_code::PROTOCOL.into(), b"control stream refused");
-                    return;
-                }
-            }
-        });
+        spawn_control_reader(recv, channel_arc.clone(), conn.clone(), None);
         Ok(ClientTunnel {
             conn: conn.clone(),
             session,
@@ -532,6 +563,8 @@ pub struct HubTunnel {
     session: Arc<std::sync::Mutex<Session>>,
     peer: Peer,
     notifications: Mutex<mpsc::Receiver<Bytes>>,
+    /// Our half of the control stream, open for the tunnel's life.
+    _control_send: quinn::SendStream,
 }
 
 /// The SPIFFE ID in the TLS client certificate of `conn`.
@@ -553,22 +586,7 @@ impl HubTunnel {
         binding: TlsBinding,
     ) -> Result<HubTunnel, NetError> {
         let conn = incoming.await?;
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, Self::handshake(&conn, config, binding)).await
-        {
-            Ok(Ok(t)) => Ok(t),
-            Ok(Err(e)) => {
-                let code = match e {
-                    NetError::IdentityMismatch { .. } => close_code::IDENTITY,
-                    _ => close_code::HANDSHAKE,
-                };
-                conn.close(code.into(), e.reason().as_bytes());
-                Err(e)
-            }
-            Err(_) => {
-                conn.close(close_code::HANDSHAKE.into(), b"timeout");
-                Err(NetError::Timeout("app-layer handshake"))
-            }
-        }
+        within_deadline(&conn, Self::handshake(&conn, config, binding)).await
     }
 
     async fn handshake(
@@ -609,41 +627,16 @@ impl HubTunnel {
             }
         };
         send.write_all(&sf).await?;
-        let mut control = session.control()?;
+        let control = Arc::new(std::sync::Mutex::new(session.control()?));
         let session = Arc::new(std::sync::Mutex::new(session));
         let (tx, rx) = mpsc::channel(256);
-        let reader_conn = conn.clone();
-        tokio::spawn(async move {
-            // Keep our half of the control stream open for the tunnel's life.
-            let _send = send;
-            loop {
-                let frames = match recv.read_chunk(64 << 10, true).await {
-                    Ok(Some(chunk)) => control.open(&chunk.bytes),
-                    Ok(None) | Err(_) => return,
-                };
-                match frames {
-                    Ok(frames) => {
-                        for f in frames {
-                            if f.kind == FrameType::Message
-                                && tx.send(Bytes::from(f.body)).await.is_err()
-                            {
-                                return;
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "control stream record refused; closing the tunnel");
-                        reader_conn.close(close_code::PROTOCOL.into(), b"control stream refused");
-                        return;
-                    }
-                }
-            }
-        });
+        spawn_control_reader(recv, control, conn.clone(), Some(tx));
         Ok(HubTunnel {
             conn: conn.clone(),
             session,
             peer,
             notifications: Mutex::new(rx),
+            _control_send: send,
         })
     }
 
