@@ -1,0 +1,259 @@
+//! One certificate authority per workspace, and X509-SVID issuance.
+//!
+//! Each workspace gets its own ECDSA P-256 CA when it is created, so a
+//! deployment of one workspace can never hold an SVID that another
+//! workspace's bundle accepts (security property 10). The CA key is sealed
+//! under the hub master key by the store; here it is in memory only.
+//!
+//! [`WorkspaceCa::issue_svid`] takes nothing from a CSR but its public key
+//! (after checking the CSR's self-signature, which proves possession of the
+//! private key): subject, SANs, key usages, basic constraints and every
+//! other requested extension are ignored, and the leaf gets exactly the
+//! X509-SVID profile (X509-SVID §4: one URI SAN, `cA=false`, keyUsage
+//! digitalSignature critical, EKU clientAuth + serverAuth).
+
+use std::time::{Duration, SystemTime};
+
+use ewii_tunnel::svid::SpiffeId;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SignatureAlgorithm,
+};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use time::OffsetDateTime;
+use x509_parser::certification_request::X509CertificationRequest;
+use x509_parser::oid_registry::{
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_SIG_ED25519,
+};
+use x509_parser::prelude::FromDer;
+use zeroize::Zeroizing;
+
+use crate::Error;
+use crate::tokens::random_bytes;
+
+/// Lifetime of an X509-SVID issued at enrolment or renewal.
+pub const SVID_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Lifetime of a workspace CA certificate.
+pub const CA_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How far notBefore is backdated, to tolerate clock skew between the hub
+/// and the clients that verify against it.
+pub const BACKDATE: Duration = Duration::from_secs(60);
+/// Largest CSR accepted (a P-256 CSR is about 300 bytes).
+pub const MAX_CSR_LEN: usize = 16 << 10;
+
+/// A workspace's signing CA: its certificate and private key.
+pub struct WorkspaceCa {
+    cert: CertificateDer<'static>,
+    cert_pem: String,
+    key: KeyPair,
+}
+
+impl std::fmt::Debug for WorkspaceCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkspaceCa").finish_non_exhaustive()
+    }
+}
+
+impl WorkspaceCa {
+    /// Generates a new CA for `workspace`: ECDSA P-256, `cA=true` with path
+    /// length 0 (it signs leaves only), keyUsage keyCertSign + cRLSign,
+    /// the trust domain's SPIFFE ID as URI SAN (X509-SVID §4.2 allows it
+    /// on signing certificates), valid [`CA_TTL`] from `now`.
+    pub fn generate(
+        workspace: &str,
+        trust_domain: &str,
+        now: SystemTime,
+    ) -> Result<WorkspaceCa, Error> {
+        let issue = |e: rcgen::Error| Error::Issue(e.to_string());
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(issue)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Ewii");
+        dn.push(DnType::CommonName, format!("Ewii workspace {workspace} CA"));
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.subject_alt_names = vec![SanType::URI(
+            format!("spiffe://{trust_domain}")
+                .try_into()
+                .map_err(issue)?,
+        )];
+        params.serial_number = Some(random_serial()?);
+        params.not_before = offset(now.checked_sub(BACKDATE).unwrap_or(now))?;
+        params.not_after = offset(later(now, CA_TTL)?)?;
+        let cert = params.self_signed(&key).map_err(issue)?;
+        Ok(WorkspaceCa {
+            cert_pem: cert.pem(),
+            cert: cert.der().clone(),
+            key,
+        })
+    }
+
+    /// Rebuilds a CA from its stored certificate (PEM) and PKCS#8 key.
+    pub fn from_parts(cert_pem: &str, key_pkcs8: &[u8]) -> Result<WorkspaceCa, Error> {
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| Error::Corrupt(format!("workspace CA certificate: {e}")))?;
+        let key = KeyPair::try_from(key_pkcs8)
+            .map_err(|e| Error::Corrupt(format!("workspace CA key: {e}")))?;
+        Ok(WorkspaceCa {
+            cert,
+            cert_pem: cert_pem.to_owned(),
+            key,
+        })
+    }
+
+    /// The CA certificate (DER).
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// The CA certificate (PEM).
+    pub fn certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The private key as PKCS#8 DER, for sealing.
+    pub fn key_pkcs8(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.key.serialize_der())
+    }
+
+    /// Issues an X509-SVID for `spiffe_id` to the key of a PKCS#10 CSR.
+    ///
+    /// The CSR's signature must verify with its own public key (proof of
+    /// possession); the key must be EC P-256 (what SPIRE and our client
+    /// use), EC P-384 or Ed25519. Everything else in the CSR is ignored.
+    /// The SVID is valid from `now` − [`BACKDATE`] to `now` + `ttl`, with
+    /// a random 127-bit serial.
+    pub fn issue_svid(
+        &self,
+        csr_der: &[u8],
+        spiffe_id: &SpiffeId,
+        ttl: Duration,
+        now: SystemTime,
+    ) -> Result<CertificateDer<'static>, Error> {
+        let public_key = csr_public_key(csr_der)?;
+        let issue = |e: rcgen::Error| Error::Issue(e.to_string());
+
+        let mut params = CertificateParams::default();
+        // X509-SVID §2: the subject carries no meaning; leave it empty and
+        // let the URI SAN (marked critical by rcgen then) name the workload.
+        params.distinguished_name = DistinguishedName::new();
+        params.subject_alt_names = vec![SanType::URI(
+            spiffe_id.to_string().try_into().map_err(issue)?,
+        )];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ClientAuth,
+            ExtendedKeyUsagePurpose::ServerAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        params.not_before = offset(now.checked_sub(BACKDATE).unwrap_or(now))?;
+        params.not_after = offset(later(now, ttl)?)?;
+
+        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).map_err(issue)?;
+        let cert = params.signed_by(&public_key, &issuer).map_err(issue)?;
+        Ok(cert.der().clone())
+    }
+}
+
+/// The subject public key of a CSR whose self-signature verifies.
+struct CsrPublicKey {
+    /// The subjectPublicKey BIT STRING contents.
+    raw: Vec<u8>,
+    /// Names the key's algorithm identifier for rcgen.
+    alg: &'static SignatureAlgorithm,
+}
+
+impl PublicKeyData for CsrPublicKey {
+    fn der_bytes(&self) -> &[u8] {
+        &self.raw
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        self.alg
+    }
+}
+
+/// Parses a CSR, verifies its signature and returns its public key.
+///
+/// Parsed here rather than with rcgen's `CertificateSigningRequestParams`,
+/// which refuses CSRs carrying extensions it does not know: requested
+/// extensions are ignored anyway, so they must not make issuance fail.
+fn csr_public_key(csr_der: &[u8]) -> Result<CsrPublicKey, Error> {
+    if csr_der.len() > MAX_CSR_LEN {
+        return Err(Error::Csr(format!(
+            "it is {} bytes, more than the {MAX_CSR_LEN} accepted",
+            csr_der.len()
+        )));
+    }
+    let (rest, csr) = X509CertificationRequest::from_der(csr_der)
+        .map_err(|e| Error::Csr(format!("not a DER PKCS#10 request ({e})")))?;
+    if !rest.is_empty() {
+        return Err(Error::Csr(format!(
+            "{} bytes of trailing data after the request",
+            rest.len()
+        )));
+    }
+    csr.verify_signature().map_err(|_| {
+        Error::Csr(
+            "its signature does not verify with its own public key (altered request, or not \
+             signed by the key it carries)"
+                .into(),
+        )
+    })?;
+    let spki = &csr.certification_request_info.subject_pki;
+    let alg_oid = &spki.algorithm.algorithm;
+    let alg: &'static SignatureAlgorithm = if *alg_oid == OID_KEY_TYPE_EC_PUBLIC_KEY {
+        let curve = spki
+            .algorithm
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok());
+        match curve {
+            Some(c) if c == OID_EC_P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Some(c) if c == OID_NIST_EC_P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+            _ => {
+                return Err(Error::Csr(
+                    "unsupported elliptic curve; use an EC P-256 key".into(),
+                ));
+            }
+        }
+    } else if *alg_oid == OID_SIG_ED25519 {
+        &rcgen::PKCS_ED25519
+    } else {
+        return Err(Error::Csr(format!(
+            "unsupported key algorithm {alg_oid}; use an EC P-256 key"
+        )));
+    };
+    Ok(CsrPublicKey {
+        raw: spki.subject_public_key.data.to_vec(),
+        alg,
+    })
+}
+
+/// A random positive serial of 16 bytes (RFC 5280 §4.1.2.2: at most 20
+/// octets, positive; ≥ 64 bits of entropy per CA/B baseline practice).
+fn random_serial() -> Result<SerialNumber, Error> {
+    let mut bytes = random_bytes::<16>()?;
+    // Clear the sign bit and keep the first octet non-zero so the DER
+    // INTEGER is exactly 16 positive octets.
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    Ok(SerialNumber::from_slice(&bytes))
+}
+
+fn later(now: SystemTime, ttl: Duration) -> Result<SystemTime, Error> {
+    now.checked_add(ttl)
+        .ok_or_else(|| Error::Issue("the validity period is out of range".into()))
+}
+
+fn offset(t: SystemTime) -> Result<OffsetDateTime, Error> {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_err(|_| Error::Issue("the clock is before 1970".into()))?
+        .as_secs();
+    let secs = i64::try_from(secs).map_err(|_| Error::Issue("time out of range".into()))?;
+    OffsetDateTime::from_unix_timestamp(secs).map_err(|e| Error::Issue(e.to_string()))
+}

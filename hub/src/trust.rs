@@ -1,0 +1,84 @@
+//! [`StoreTrust`]: the tunnel's [`TrustSource`] backed by the hub store.
+//!
+//! The tunnel asks for a bundle during the TLS handshake and must not wait
+//! on a database there, so the bundles live in an in-memory cache of the
+//! store that [`StoreTrust::refresh`] reloads (at start, after a local
+//! change, and periodically or on a notification when replicas share a
+//! database). Revocation is a later issue: [`TrustSource::is_revoked`]
+//! answers `false` for now.
+//!
+//! A SPIFFE ID `spiffe://<td>/ws/<workspace>/…` maps to `<workspace>`'s
+//! bundle only when `<td>` is that workspace's trust domain, so no ID can
+//! borrow another workspace's bundle (security property 10).
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use ewii_tunnel::svid::{SpiffeId, TrustBundle, TrustSource};
+
+use crate::store::Store;
+use crate::{Error, names};
+
+#[derive(Debug)]
+struct Entry {
+    trust_domain: String,
+    bundle: Arc<TrustBundle>,
+}
+
+/// A [`TrustSource`] over the store's workspace CAs and imported bundles.
+#[derive(Debug)]
+pub struct StoreTrust {
+    store: Store,
+    cache: RwLock<HashMap<String, Entry>>,
+}
+
+impl StoreTrust {
+    /// Loads every workspace's bundle from `store`.
+    pub async fn load(store: Store) -> Result<StoreTrust, Error> {
+        let trust = StoreTrust {
+            store,
+            cache: RwLock::new(HashMap::new()),
+        };
+        trust.refresh().await?;
+        Ok(trust)
+    }
+
+    /// Reloads every workspace's bundle from the store and swaps the cache
+    /// in one step.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        let mut fresh = HashMap::new();
+        for b in self.store.all_trust_bundles().await? {
+            let bundle = match TrustBundle::from_der(b.all()) {
+                Ok(bundle) => bundle,
+                Err(e) => {
+                    // One bad workspace must not take the others down.
+                    tracing::warn!(workspace = %b.workspace.name, "trust bundle left out: {e}");
+                    continue;
+                }
+            };
+            fresh.insert(
+                b.workspace.name.clone(),
+                Entry {
+                    trust_domain: b.workspace.trust_domain.clone(),
+                    bundle: Arc::new(bundle),
+                },
+            );
+        }
+        *self.cache.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        Ok(())
+    }
+}
+
+impl TrustSource for StoreTrust {
+    fn bundle_for(&self, id: &SpiffeId) -> Option<Arc<TrustBundle>> {
+        let workspace = names::workspace_of(id)?;
+        let cache = self.cache.read().unwrap_or_else(PoisonError::into_inner);
+        let entry = cache.get(workspace)?;
+        (entry.trust_domain == id.trust_domain()).then(|| Arc::clone(&entry.bundle))
+    }
+
+    fn is_revoked(&self, _id: &SpiffeId, _serial: &str) -> bool {
+        // Revocation lists arrive with the revocation issue.
+        false
+    }
+}

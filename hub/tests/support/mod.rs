@@ -1,0 +1,198 @@
+//! The store backends the hub suite runs against: a throwaway SQLite data
+//! directory (always) and a throwaway PostgreSQL database (when
+//! `EWII_TEST_POSTGRES_ADMIN_URL` is set; required under `CI`).
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use ewii_hub::master_key::{MASTER_KEY_ENV, MasterKey};
+use ewii_hub::store::{DATABASE_URL_ENV, sqlite_url};
+use ewii_hub::{Location, Store};
+use sqlx::Connection as _;
+
+/// One backend under test.
+pub struct Backend {
+    /// The store, opened the way the CLI opens it.
+    pub store: Store,
+    /// The database URL (for raw reads and for the CLI).
+    pub url: String,
+    /// The master key, base64 (for the CLI on PostgreSQL).
+    pub master_key: String,
+    kind: Kind,
+}
+
+enum Kind {
+    Sqlite {
+        dir: PathBuf,
+        _tmp: tempfile::TempDir,
+    },
+    Postgres {
+        _guard: PgDatabase,
+    },
+}
+
+impl Backend {
+    /// A fresh SQLite data directory, opened with `Location::Data`.
+    pub async fn sqlite() -> Backend {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("data");
+        // A fixed key file, so the test process and the CLI agree whatever
+        // EWII_HUB_MASTER_KEY the runner has.
+        let key = MasterKey::generate().unwrap();
+        let store = Store::connect(
+            &{
+                ewii_hub::store::ensure_private_dir(&dir).unwrap();
+                sqlite_url(&dir.join(ewii_hub::store::DATABASE_FILE))
+            },
+            MasterKey::from_base64(&key.to_base64()).unwrap(),
+        )
+        .await
+        .unwrap();
+        Backend {
+            url: sqlite_url(&dir.join(ewii_hub::store::DATABASE_FILE)),
+            master_key: key.to_base64().to_string(),
+            store,
+            kind: Kind::Sqlite { dir, _tmp: tmp },
+        }
+    }
+
+    /// A fresh PostgreSQL database `ewii_hub_test_<random>`, or `None`
+    /// (with `SKIPPED: …` printed) when no server is configured.
+    pub async fn postgres() -> Option<Backend> {
+        let admin = ewii_driver_core::testkit::server_url("EWII_TEST_POSTGRES_ADMIN_URL", true)?;
+        let name = format!("ewii_hub_test_{}", random_hex());
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .expect("connect to EWII_TEST_POSTGRES_ADMIN_URL");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create the test database");
+        conn.close().await.ok();
+        let guard = PgDatabase {
+            admin: admin.clone(),
+            name: name.clone(),
+        };
+        let url = with_database(&admin, &name);
+        let key = MasterKey::generate().unwrap();
+        let master_key = key.to_base64().to_string();
+        let store = Store::connect(&url, key).await.unwrap();
+        Some(Backend {
+            store,
+            url,
+            master_key,
+            kind: Kind::Postgres { _guard: guard },
+        })
+    }
+
+    /// Where the CLI finds this backend.
+    pub fn location(&self) -> Location {
+        match &self.kind {
+            Kind::Sqlite { dir, .. } => Location::Data(dir.clone()),
+            Kind::Postgres { .. } => Location::Url(self.url.clone()),
+        }
+    }
+
+    /// Runs the real `ewii-hub` binary against this backend.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ewii-hub"));
+        cmd.env_remove(DATABASE_URL_ENV)
+            .env_remove("EWII_HUB_DATA")
+            .env(MASTER_KEY_ENV, &self.master_key);
+        match &self.kind {
+            Kind::Sqlite { dir, .. } => cmd.arg("--data").arg(dir),
+            Kind::Postgres { .. } => cmd.arg("--database-url").arg(&self.url),
+        };
+        cmd.args(args).output().expect("run ewii-hub")
+    }
+
+    /// Runs the CLI, expects success, parses stdout as JSON.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "ewii-hub {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "ewii-hub {args:?}: stdout is not JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Runs the CLI, expects failure, returns stderr (one line).
+    pub fn cli_err(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            !out.status.success(),
+            "ewii-hub {args:?} should have failed"
+        );
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        assert_eq!(err.lines().count(), 1, "error is not one line: {err}");
+        assert!(err.starts_with("error: "), "{err}");
+        err
+    }
+
+    /// Closes the store (the PostgreSQL database is dropped on drop).
+    pub async fn finish(self) {
+        self.store.close().await;
+    }
+}
+
+/// Drops the throwaway database, even when the test panicked.
+struct PgDatabase {
+    admin: String,
+    name: String,
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        // Drop is synchronous and may run inside a runtime: use a thread
+        // with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut conn)
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// `admin` with its database path replaced by `name`.
+fn with_database(admin: &str, name: &str) -> String {
+    let (base, query) = match admin.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (admin, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let root = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+fn random_hex() -> String {
+    use ring::rand::SecureRandom as _;
+    let mut b = [0u8; 8];
+    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
