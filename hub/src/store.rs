@@ -29,8 +29,9 @@ use crate::ca::WorkspaceCa;
 use crate::error::io;
 use crate::master_key::MasterKey;
 use crate::names::{self, DEFAULT_TRUST_DOMAIN};
-use crate::tokens::{self, Secret};
+use crate::tokens::{self, secret_hash};
 use crate::{Error, TokenError, bundle};
+use ewii_driver_core::SecretString;
 
 /// The schema migrations, shared by SQLite and PostgreSQL.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -100,7 +101,7 @@ pub struct Agent {
 #[derive(Debug)]
 pub struct EnrolmentToken {
     /// The token (only its SHA-256 is stored).
-    pub token: Secret,
+    pub token: SecretString,
     /// Expiry, Unix seconds: the token is refused from this instant on.
     pub expires_at: i64,
 }
@@ -579,7 +580,7 @@ impl Store {
         workspace: &str,
         name: &str,
         now: SystemTime,
-    ) -> Result<(Agent, Secret), Error> {
+    ) -> Result<(Agent, SecretString), Error> {
         names::validate_name("agent", name)?;
         let ws = self.workspace(workspace).await?;
         let exists = || Error::AgentExists {
@@ -608,7 +609,7 @@ impl Store {
         .bind(&agent.id)
         .bind(&ws.id)
         .bind(&agent.name)
-        .bind(credential.hash())
+        .bind(secret_hash(credential.expose()))
         .bind(agent.created_at)
         .execute(&self.pool)
         .await;
@@ -668,7 +669,7 @@ impl Store {
 
 async fn insert_token(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    token: &Secret,
+    token: &SecretString,
     deployment_id: &str,
     expires_at: i64,
     now: SystemTime,
@@ -677,7 +678,7 @@ async fn insert_token(
         "INSERT INTO enrolment_tokens (token_hash, deployment_id, expires_at, used_at, created_at) \
          VALUES ($1, $2, $3, NULL, $4)",
     )
-    .bind(token.hash())
+    .bind(secret_hash(token.expose()))
     .bind(deployment_id)
     .bind(expires_at)
     .bind(unix(now))

@@ -4,12 +4,14 @@
 //! padding; agent credentials carry the prefix `ewii_agent_` so that secret
 //! scanners can recognise them. The store keeps only their SHA-256: the
 //! secrets have 256 bits of entropy, so a fast hash is enough to make a
-//! leaked database useless for enrolling or calling.
+//! leaked database useless for enrolling or calling. Both are handed out as
+//! the project's one secret type, `SecretString` (zeroised, never printed).
 
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use ewii_driver_core::SecretString;
 use ring::digest::{SHA256, digest};
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
@@ -19,50 +21,22 @@ use crate::Error;
 /// Prefix of every agent bearer credential.
 pub const AGENT_CREDENTIAL_PREFIX: &str = "ewii_agent_";
 
-/// A secret shown to the operator once and never stored in the clear.
-/// `Debug` does not print it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(Zeroizing<String>);
-
-impl Secret {
-    /// Wraps a secret string.
-    pub fn new(secret: impl Into<String>) -> Secret {
-        Secret(Zeroizing::new(secret.into()))
-    }
-
-    /// The secret itself, to print it once or send it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-
-    /// The SHA-256 of the secret, lowercase hex: what the store keeps.
-    pub fn hash(&self) -> String {
-        secret_hash(self.expose())
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
 /// The SHA-256 of a presented secret, lowercase hex.
 pub fn secret_hash(secret: &str) -> String {
     hex(digest(&SHA256, secret.as_bytes()).as_ref())
 }
 
 /// A new single-use enrolment token: 32 random bytes, base64url.
-pub fn new_enrolment_token() -> Result<Secret, Error> {
+pub fn new_enrolment_token() -> Result<SecretString, Error> {
     let bytes = Zeroizing::new(random_bytes::<32>()?);
-    Ok(Secret::new(B64URL.encode(&bytes[..])))
+    Ok(SecretString::new(B64URL.encode(&bytes[..])))
 }
 
 /// A new agent bearer credential: `ewii_agent_` and 32 random bytes,
 /// base64url.
-pub fn new_agent_credential() -> Result<Secret, Error> {
+pub fn new_agent_credential() -> Result<SecretString, Error> {
     let bytes = Zeroizing::new(random_bytes::<32>()?);
-    Ok(Secret::new(format!(
+    Ok(SecretString::new(format!(
         "{AGENT_CREDENTIAL_PREFIX}{}",
         B64URL.encode(&bytes[..])
     )))
@@ -102,11 +76,11 @@ mod tests {
     fn tokens_are_random_and_hashed() {
         let a = new_enrolment_token().unwrap();
         let b = new_enrolment_token().unwrap();
-        assert_ne!(a, b);
+        assert_ne!(a.expose(), b.expose());
         assert_eq!(a.expose().len(), 43);
         assert_eq!(B64URL.decode(a.expose()).unwrap().len(), 32);
-        assert_eq!(a.hash().len(), 64);
-        assert_ne!(a.hash(), b.hash());
+        assert_eq!(secret_hash(a.expose()).len(), 64);
+        assert_ne!(secret_hash(a.expose()), secret_hash(b.expose()));
         assert!(!format!("{a:?}").contains(a.expose()));
 
         let c = new_agent_credential().unwrap();

@@ -238,24 +238,45 @@ async fn wait_for_log(path: &Path, what: impl Fn(&[Value]) -> bool) -> Vec<Value
     }
 }
 
+/// A test hub and the real `ewii-client` binary allowed to reach `allow`,
+/// with the tunnel between them up.
+struct BinaryKit {
+    tunnel: HubTunnel,
+    state: tempfile::TempDir,
+    _client: Killed,
+    _hub: TestHub,
+}
+
+impl BinaryKit {
+    async fn start(allow: &Destination) -> BinaryKit {
+        let pki = Pki::new();
+        let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
+        let state = tempfile::tempdir().unwrap();
+        let svid = pki.workspace.svid(DEPLOYMENT);
+        let client = Killed(client_binary(
+            &pki,
+            &svid,
+            hub.addr,
+            state.path(),
+            &[allow.to_string()],
+        ));
+        let tunnel = hub.next_tunnel().await.unwrap();
+        BinaryKit {
+            tunnel,
+            state,
+            _client: client,
+            _hub: hub,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_reaches_a_real_adapter_through_ewii_client_and_back() {
-    let pki = Pki::new();
     let adapter = TestAdapter::start().await;
-    let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
-    let state = tempfile::tempdir().unwrap();
-    let svid = pki.workspace.svid(DEPLOYMENT);
-    let _client = Killed(client_binary(
-        &pki,
-        &svid,
-        hub.addr,
-        state.path(),
-        &[adapter.tcp.to_string()],
-    ));
-
-    let tunnel = hub.next_tunnel().await.unwrap();
+    let kit = BinaryKit::start(&adapter.tcp).await;
+    let (tunnel, state) = (&kit.tunnel, &kit.state);
     assert_eq!(tunnel.peer().identity, DEPLOYMENT);
-    mcp_session_through(&tunnel).await;
+    mcp_session_through(tunnel).await;
 
     // A server-initiated notification travels back on the control stream.
     adapter.attach_sales().await;
@@ -287,19 +308,9 @@ async fn a_request_reaches_a_real_adapter_through_ewii_client_and_back() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_refuses_every_destination_outside_its_allow_list() {
-    let pki = Pki::new();
     let adapter = TestAdapter::start().await;
-    let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
-    let state = tempfile::tempdir().unwrap();
-    let svid = pki.workspace.svid(DEPLOYMENT);
-    let _client = Killed(client_binary(
-        &pki,
-        &svid,
-        hub.addr,
-        state.path(),
-        &[adapter.unix.to_string()],
-    ));
-    let tunnel = hub.next_tunnel().await.unwrap();
+    let kit = BinaryKit::start(&adapter.unix).await;
+    let (tunnel, state) = (&kit.tunnel, &kit.state);
 
     // Something the hub would like to reach, listening on loopback.
     let bait = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -310,7 +321,7 @@ async fn the_client_refuses_every_destination_outside_its_allow_list() {
         adapter.tcp.to_string().as_str(),
         "http://example.com",
     ] {
-        let replies = exchange(&tunnel, Some(route), &initialize(1)).await;
+        let replies = exchange(tunnel, Some(route), &initialize(1)).await;
         match replies.as_slice() {
             [Reply::Refused(why)] => assert!(
                 why.contains("allow-list") || why.contains("invalid destination"),
@@ -327,7 +338,7 @@ async fn the_client_refuses_every_destination_outside_its_allow_list() {
         "the client dialled a destination outside its allow-list"
     );
     // The allowed one still works, by name or by default.
-    let ok = exchange(&tunnel, Some(&adapter.unix.to_string()), &initialize(1)).await;
+    let ok = exchange(tunnel, Some(&adapter.unix.to_string()), &initialize(1)).await;
     assert!(matches!(ok.as_slice(), [Reply::Message(_)]), "{ok:?}");
 
     let log = state.path().join("connections.jsonl");
