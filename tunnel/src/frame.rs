@@ -33,6 +33,9 @@ pub enum FrameType {
     Route = 0x02,
     /// Client → hub: the request was not forwarded; the body says why.
     Refused = 0x03,
+    /// A control message (JSON, [`crate::enrol::Control`]) on the control
+    /// stream, either way: SVID renewal today.
+    Control = 0x04,
     /// Handshake: the client's hello.
     ClientHello = 0x10,
     /// Handshake: the hub's hello, certificate and signature.
@@ -51,6 +54,7 @@ impl FrameType {
             0x01 => FrameType::Message,
             0x02 => FrameType::Route,
             0x03 => FrameType::Refused,
+            0x04 => FrameType::Control,
             0x10 => FrameType::ClientHello,
             0x11 => FrameType::ServerHello,
             0x12 => FrameType::ClientFinish,

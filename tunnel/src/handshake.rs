@@ -477,7 +477,7 @@ pub fn decode(frame: &frame::Frame) -> Result<Message, HandshakeError> {
                 field: "handshake frame type",
                 why: if matches!(
                     other,
-                    FrameType::Message | FrameType::Route | FrameType::Refused
+                    FrameType::Message | FrameType::Route | FrameType::Refused | FrameType::Control
                 ) {
                     "a data frame before the handshake completed"
                 } else {

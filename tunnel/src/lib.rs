@@ -15,6 +15,7 @@
 //!   AAD, key epochs, rejects counted.
 //! - [`replay::ReplayWindow`]: the RFC 6479 window, checked before
 //!   decryption and advanced only after the tag verifies.
+//! - [`enrol`]: enrolment (token + CSR → SVID) and renewal messages.
 //! - [`svid`]: the SPIFFE X509-SVID rules and the hub's verifier, which maps
 //!   a SPIFFE ID to its workspace's trust bundle and checks revocation.
 //! - [`codec`]: bounded reads for every decoder.
@@ -29,6 +30,7 @@
 pub mod client;
 pub mod codec;
 pub mod connlog;
+pub mod enrol;
 pub mod forward;
 pub mod frame;
 pub mod handshake;

@@ -21,6 +21,7 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tokio::sync::{Mutex, mpsc};
 
+use crate::enrol::{self, Control, ENROL_ALPN, EnrolError, EnrolRequest, EnrolResponse};
 use crate::frame::{Frame, FrameDecoder, FrameType, MAX_HANDSHAKE};
 use crate::handshake::{
     self, ClientConfig, ClientHandshake, Credentials, Entropy, HandshakeError, HubConfig, Peer,
@@ -89,6 +90,9 @@ pub enum NetError {
     /// The peer broke the stream protocol.
     #[error("protocol violation: {0}")]
     Protocol(String),
+    /// An enrolment or control message was malformed.
+    #[error(transparent)]
+    Enrol(#[from] EnrolError),
     /// The TLS client identity is not the app-layer identity.
     #[error("TLS identity {tls} does not match app-layer identity {app}")]
     IdentityMismatch {
@@ -107,7 +111,10 @@ impl NetError {
             NetError::Connection(quinn::ConnectionError::TimedOut) => "timed_out",
             NetError::Connection(_) => "connection",
             NetError::IdentityMismatch { .. } => "identity_mismatch",
-            NetError::Stream(_) | NetError::Session(_) | NetError::Protocol(_) => "protocol",
+            NetError::Stream(_)
+            | NetError::Session(_)
+            | NetError::Protocol(_)
+            | NetError::Enrol(_) => "protocol",
             NetError::Timeout(_) => "timeout",
             _ => "other",
         }
@@ -237,6 +244,81 @@ pub fn hub_config(
     Ok(config)
 }
 
+/// Like [`hub_config`], and also accepts enrolment connections (ALPN
+/// [`ENROL_ALPN`]) on the same port. Those carry no client certificate, so
+/// TLS client authentication becomes optional; a certificate that is
+/// presented is still judged by `client_verifier`, and a tunnel connection
+/// (ALPN `ewii/1`) without one is refused by [`HubTunnel::establish`].
+pub fn hub_config_with_enrolment(
+    keys: &KeyMaterial,
+    client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<quinn::ServerConfig, NetError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| NetError::Tls(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(OptionalClientAuth(client_verifier)))
+        .with_single_cert(keys.chain.clone(), keys.key.clone_key())
+        .map_err(|e| NetError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec(), ENROL_ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// A client verifier that lets a client without a certificate through (for
+/// enrolment) and judges every certificate presented with the inner one.
+#[derive(Debug)]
+struct OptionalClientAuth(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+impl rustls::server::danger::ClientCertVerifier for OptionalClientAuth {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        self.0.verify_client_cert(end_entity, intermediates, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// The ALPN protocol a connection settled on.
+pub fn alpn_of(conn: &quinn::Connection) -> Option<Vec<u8>> {
+    conn.handshake_data()?
+        .downcast::<quinn::crypto::rustls::HandshakeData>()
+        .ok()?
+        .protocol
+}
+
 /// Reads exactly one clear handshake frame, and not a byte more: what
 /// follows on the control stream is sealed records.
 async fn read_handshake_frame(recv: &mut quinn::RecvStream) -> Result<Frame, NetError> {
@@ -297,6 +379,7 @@ fn spawn_control_reader(
     channel: Arc<std::sync::Mutex<StreamChannel>>,
     conn: quinn::Connection,
     messages: Option<mpsc::Sender<Bytes>>,
+    controls: mpsc::Sender<Bytes>,
 ) {
     tokio::spawn(async move {
         loop {
@@ -306,8 +389,13 @@ fn spawn_control_reader(
             };
             match frames {
                 Ok(frames) => {
-                    for f in frames.into_iter().filter(|f| f.kind == FrameType::Message) {
-                        if let Some(tx) = &messages
+                    for f in frames {
+                        let tx = match f.kind {
+                            FrameType::Message => messages.as_ref(),
+                            FrameType::Control => Some(&controls),
+                            _ => None,
+                        };
+                        if let Some(tx) = tx
                             && tx.send(Bytes::from(f.body)).await.is_err()
                         {
                             return;
@@ -347,11 +435,11 @@ async fn read_frames(
 }
 
 /// The control stream: the client's stream 0, sealed after the handshake.
-struct Control {
+struct ControlSender {
     send: Mutex<(quinn::SendStream, Arc<std::sync::Mutex<StreamChannel>>)>,
 }
 
-impl Control {
+impl ControlSender {
     async fn send(&self, kind: FrameType, body: &[u8]) -> Result<(), NetError> {
         let mut guard = self.send.lock().await;
         let (send, channel) = &mut *guard;
@@ -374,7 +462,9 @@ pub struct ClientTunnel {
     conn: quinn::Connection,
     session: Arc<std::sync::Mutex<Session>>,
     peer: Peer,
-    control: Control,
+    control: ControlSender,
+    /// Control messages from the hub; locked by the one renewal in flight.
+    controls: Mutex<(u64, mpsc::Receiver<Bytes>)>,
 }
 
 /// A request the hub opened on its own stream.
@@ -422,16 +512,18 @@ impl ClientTunnel {
         let (mut session, peer) = state.read_server_finish(&sf)?;
         let channel_arc = Arc::new(std::sync::Mutex::new(session.control()?));
         let session = Arc::new(std::sync::Mutex::new(session));
-        // The hub may send on the control stream later (e.g. renewal); read it
-        // so a tampered or replayed record still ends the link.
-        spawn_control_reader(recv, channel_arc.clone(), conn.clone(), None);
+        // The hub answers renewals on the control stream; a tampered or
+        // replayed record there ends the link.
+        let (controls_tx, controls_rx) = mpsc::channel(4);
+        spawn_control_reader(recv, channel_arc.clone(), conn.clone(), None, controls_tx);
         Ok(ClientTunnel {
             conn: conn.clone(),
             session,
             peer,
-            control: Control {
+            control: ControlSender {
                 send: Mutex::new((send, channel_arc)),
             },
+            controls: Mutex::new((0, controls_rx)),
         })
     }
 
@@ -449,6 +541,45 @@ impl ClientTunnel {
     /// adapter) to the hub on the control stream.
     pub async fn notify(&self, message: &[u8]) -> Result<(), NetError> {
         self.control.send(FrameType::Message, message).await
+    }
+
+    /// Asks the hub for a fresh SVID over this live tunnel: sends `renew`
+    /// with `csr_der` (a PKCS#10 CSR for a newly generated key) on the
+    /// control stream and waits up to `timeout` for the answer. In-flight
+    /// requests are not disturbed. The outer error is the link's; the inner
+    /// one is the hub's refusal.
+    pub async fn renew(
+        &self,
+        csr_der: &[u8],
+        timeout: Duration,
+    ) -> Result<Result<enrol::Issued, enrol::Refusal>, NetError> {
+        use base64::Engine as _;
+        let mut guard = self.controls.lock().await;
+        let (next_id, rx) = &mut *guard;
+        *next_id += 1;
+        let id = *next_id;
+        let csr = base64::engine::general_purpose::STANDARD.encode(csr_der);
+        let body = enrol::encode(&Control::Renew { id, csr })?;
+        self.control.send(FrameType::Control, &body).await?;
+        let answer = async {
+            loop {
+                let Some(bytes) = rx.recv().await else {
+                    return Err(NetError::Protocol(
+                        "the tunnel closed during renewal".into(),
+                    ));
+                };
+                match enrol::decode::<Control>(&bytes)? {
+                    Control::Issued { id: got, issued } if got == id => return Ok(Ok(issued)),
+                    Control::Refused { id: got, refusal } if got == id => {
+                        return Ok(Err(refusal));
+                    }
+                    other => tracing::debug!(?other, "stale control message ignored"),
+                }
+            }
+        };
+        tokio::time::timeout(timeout, answer)
+            .await
+            .map_err(|_| NetError::Timeout("SVID renewal"))?
     }
 
     /// Waits for the hub's next request stream. `None` once the tunnel is
@@ -563,8 +694,9 @@ pub struct HubTunnel {
     session: Arc<std::sync::Mutex<Session>>,
     peer: Peer,
     notifications: Mutex<mpsc::Receiver<Bytes>>,
+    controls: Mutex<mpsc::Receiver<Bytes>>,
     /// Our half of the control stream, open for the tunnel's life.
-    _control_send: quinn::SendStream,
+    control: ControlSender,
 }
 
 /// The SPIFFE ID in the TLS client certificate of `conn`.
@@ -586,6 +718,18 @@ impl HubTunnel {
         binding: TlsBinding,
     ) -> Result<HubTunnel, NetError> {
         let conn = incoming.await?;
+        Self::establish(conn, config, binding).await
+    }
+
+    /// Runs the app-layer handshake on a connection whose TLS handshake is
+    /// complete (for a caller that looks at the ALPN first). With
+    /// [`TlsBinding::Strict`] a connection without a TLS client certificate
+    /// is refused.
+    pub async fn establish(
+        conn: quinn::Connection,
+        config: &HubConfig,
+        binding: TlsBinding,
+    ) -> Result<HubTunnel, NetError> {
         within_deadline(&conn, Self::handshake(&conn, config, binding)).await
     }
 
@@ -630,13 +774,17 @@ impl HubTunnel {
         let control = Arc::new(std::sync::Mutex::new(session.control()?));
         let session = Arc::new(std::sync::Mutex::new(session));
         let (tx, rx) = mpsc::channel(256);
-        spawn_control_reader(recv, control, conn.clone(), Some(tx));
+        let (controls_tx, controls_rx) = mpsc::channel(4);
+        spawn_control_reader(recv, control.clone(), conn.clone(), Some(tx), controls_tx);
         Ok(HubTunnel {
             conn: conn.clone(),
             session,
             peer,
             notifications: Mutex::new(rx),
-            _control_send: send,
+            controls: Mutex::new(controls_rx),
+            control: ControlSender {
+                send: Mutex::new((send, control)),
+            },
         })
     }
 
@@ -654,6 +802,19 @@ impl HubTunnel {
     /// `notifications/tools/list_changed`); `None` once the tunnel closed.
     pub async fn next_notification(&self) -> Option<Bytes> {
         self.notifications.lock().await.recv().await
+    }
+
+    /// The client's next control message (a renewal request); `None` once
+    /// the tunnel closed.
+    pub async fn next_control(&self) -> Option<Result<Control, NetError>> {
+        let bytes = self.controls.lock().await.recv().await?;
+        Some(enrol::decode::<Control>(&bytes).map_err(NetError::from))
+    }
+
+    /// Sends a control message (an answer to `renew`) on the control stream.
+    pub async fn send_control(&self, message: &Control) -> Result<(), NetError> {
+        let body = enrol::encode(message)?;
+        self.control.send(FrameType::Control, &body).await
     }
 
     /// Sends one JSON-RPC message on its own stream. The receiver yields the
@@ -713,5 +874,95 @@ impl HubTunnel {
     /// Closes the tunnel.
     pub fn close(&self, reason: &str) {
         self.conn.close(close_code::DONE.into(), reason.as_bytes());
+    }
+}
+
+// -------------------------------------------------------------- enrolment
+
+/// The QUIC config of an enrolment connection: TLS 1.3, ALPN
+/// [`ENROL_ALPN`], no client certificate (the client has none yet), the
+/// hub judged by `tls_verifier`.
+pub fn enrol_client_config(
+    tls_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+) -> Result<quinn::ClientConfig, NetError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| NetError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(tls_verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ENROL_ALPN.to_vec()];
+    tls.enable_early_data = false;
+    let quic = QuicClientConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport());
+    Ok(config)
+}
+
+/// Enrols: dials the hub with ALPN [`ENROL_ALPN`], sends the token and
+/// CSR, and returns the hub's answer (an SVID or a refusal).
+pub async fn enrol(
+    endpoint: &quinn::Endpoint,
+    quic: quinn::ClientConfig,
+    addr: SocketAddr,
+    hub_name: &str,
+    request: &EnrolRequest,
+) -> Result<EnrolResponse, NetError> {
+    let conn = endpoint.connect_with(quic, addr, hub_name)?.await?;
+    let exchange = async {
+        let (mut send, mut recv) = conn.open_bi().await?;
+        let body = enrol::encode(request)?;
+        let frame = crate::frame::encode(FrameType::Message, &body, MAX_HANDSHAKE)
+            .map_err(|e| HandshakeError::Decode(e.into()))?;
+        send.write_all(&frame).await?;
+        let _ = send.finish();
+        let answer = read_handshake_frame(&mut recv).await?;
+        Ok::<_, NetError>(enrol::decode::<EnrolResponse>(&answer.body)?)
+    };
+    let answer = tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange)
+        .await
+        .map_err(|_| NetError::Timeout("enrolment"));
+    conn.close(close_code::DONE.into(), b"enrolled");
+    answer?
+}
+
+/// The hub's side of an enrolment connection: the request and where the
+/// answer goes.
+pub struct EnrolExchange {
+    conn: quinn::Connection,
+    send: quinn::SendStream,
+}
+
+impl EnrolExchange {
+    /// Reads the client's one request (within [`HANDSHAKE_TIMEOUT`]).
+    pub async fn read(conn: quinn::Connection) -> Result<(EnrolRequest, EnrolExchange), NetError> {
+        let read = async {
+            let (send, mut recv) = conn.accept_bi().await?;
+            let frame = read_handshake_frame(&mut recv).await?;
+            Ok::<_, NetError>((enrol::decode::<EnrolRequest>(&frame.body)?, send))
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, read).await {
+            Ok(Ok((request, send))) => Ok((request, EnrolExchange { conn, send })),
+            Ok(Err(e)) => {
+                conn.close(close_code::PROTOCOL.into(), e.reason().as_bytes());
+                Err(e)
+            }
+            Err(_) => {
+                conn.close(close_code::HANDSHAKE.into(), b"timeout");
+                Err(NetError::Timeout("enrolment request"))
+            }
+        }
+    }
+
+    /// Sends the answer and lets the client close the connection.
+    pub async fn answer(mut self, response: &EnrolResponse) -> Result<(), NetError> {
+        let body = enrol::encode(response)?;
+        let frame = crate::frame::encode(FrameType::Message, &body, MAX_HANDSHAKE)
+            .map_err(|e| HandshakeError::Decode(e.into()))?;
+        self.send.write_all(&frame).await?;
+        let _ = self.send.finish();
+        // The client closes once it has read the answer.
+        let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.conn.closed()).await;
+        Ok(())
     }
 }
