@@ -177,6 +177,13 @@ impl PublicKeyData for CsrPublicKey {
     }
 }
 
+/// Checks a CSR the way [`WorkspaceCa::issue_svid`] will (size, DER,
+/// self-signature, key algorithm), so enrolment can refuse a bad request
+/// before it spends the token.
+pub fn check_csr(csr_der: &[u8]) -> Result<(), Error> {
+    csr_public_key(csr_der).map(|_| ())
+}
+
 /// Parses a CSR, verifies its signature and returns its public key.
 ///
 /// Parsed here rather than with rcgen's `CertificateSigningRequestParams`,
@@ -256,4 +263,113 @@ fn offset(t: SystemTime) -> Result<OffsetDateTime, Error> {
         .as_secs();
     let secs = i64::try_from(secs).map_err(|_| Error::Issue("time out of range".into()))?;
     OffsetDateTime::from_unix_timestamp(secs).map_err(|e| Error::Issue(e.to_string()))
+}
+
+/// Lifetime of the hub's TLS server certificate (issued afresh at each
+/// start of `serve`).
+pub const SERVER_CERT_TTL: Duration = Duration::from_secs(397 * 24 * 3600);
+
+/// The hub's own CA: it signs the hub's TLS server certificates. Clients
+/// pin it with `ewii-client --hub-ca` (`ewii-hub hub-ca` prints it).
+pub struct HubCa {
+    cert: CertificateDer<'static>,
+    cert_pem: String,
+    key: KeyPair,
+}
+
+impl std::fmt::Debug for HubCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubCa").finish_non_exhaustive()
+    }
+}
+
+/// A TLS server certificate chain and its key, PEM.
+pub struct ServerCert {
+    /// Leaf then the hub CA.
+    pub chain_pem: String,
+    /// The leaf's PKCS#8 key, PEM.
+    pub key_pem: Zeroizing<String>,
+}
+
+impl HubCa {
+    /// Generates a hub CA: ECDSA P-256, path length 0, keyCertSign.
+    pub fn generate(now: SystemTime) -> Result<HubCa, Error> {
+        let issue = |e: rcgen::Error| Error::Issue(e.to_string());
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(issue)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, "Ewii");
+        dn.push(DnType::CommonName, "Ewii hub CA");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        params.serial_number = Some(random_serial()?);
+        params.not_before = offset(now.checked_sub(BACKDATE).unwrap_or(now))?;
+        params.not_after = offset(later(now, CA_TTL)?)?;
+        let cert = params.self_signed(&key).map_err(issue)?;
+        Ok(HubCa {
+            cert_pem: cert.pem(),
+            cert: cert.der().clone(),
+            key,
+        })
+    }
+
+    /// Rebuilds the CA from its stored certificate (PEM) and PKCS#8 key.
+    pub fn from_parts(cert_pem: &str, key_pkcs8: &[u8]) -> Result<HubCa, Error> {
+        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
+            .map_err(|e| Error::Corrupt(format!("hub CA certificate: {e}")))?;
+        let key =
+            KeyPair::try_from(key_pkcs8).map_err(|e| Error::Corrupt(format!("hub CA key: {e}")))?;
+        Ok(HubCa {
+            cert,
+            cert_pem: cert_pem.to_owned(),
+            key,
+        })
+    }
+
+    /// The CA certificate (DER).
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.cert
+    }
+
+    /// The CA certificate (PEM): what clients pass as `--hub-ca`.
+    pub fn certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA's private key, PKCS#8 DER (for sealing).
+    pub fn key_pkcs8(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.key.serialize_der())
+    }
+
+    /// Issues a TLS server certificate for `names` (DNS names or IP
+    /// literals) to a fresh P-256 key.
+    pub fn issue_server_cert(
+        &self,
+        names: &[String],
+        now: SystemTime,
+    ) -> Result<ServerCert, Error> {
+        let issue = |e: rcgen::Error| Error::Issue(e.to_string());
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(issue)?;
+        let mut params = CertificateParams::new(names.to_vec()).map_err(issue)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_else(|| "ewii-hub".into()),
+        );
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        params.not_before = offset(now.checked_sub(BACKDATE).unwrap_or(now))?;
+        params.not_after = offset(later(now, SERVER_CERT_TTL)?)?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).map_err(issue)?;
+        let cert = params.signed_by(&key, &issuer).map_err(issue)?;
+        Ok(ServerCert {
+            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: Zeroizing::new(key.serialize_pem()),
+        })
+    }
 }

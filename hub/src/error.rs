@@ -125,6 +125,9 @@ pub enum Error {
          hub?)"
     )]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// `serve` could not start (bind, TLS setup).
+    #[error("{0}")]
+    Serve(String),
 }
 
 /// Why an enrolment token was refused.

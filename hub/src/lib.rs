@@ -21,14 +21,19 @@
 //! The `ewii-hub` binary is the admin CLI over these.
 #![forbid(unsafe_code)]
 
+pub mod agents;
 pub mod bundle;
 pub mod ca;
 pub mod error;
 pub mod master_key;
+pub mod metrics;
 pub mod names;
+pub mod registry;
+pub mod serve;
 pub mod store;
 pub mod tokens;
 pub mod trust;
+pub mod upstream;
 
 pub use error::{Error, TokenError};
 pub use store::{Agent, Deployment, EnrolmentToken, Location, Store, Workspace};

@@ -1,14 +1,17 @@
-//! `ewii-hub`: the operator's hub. This binary is the admin CLI over the
-//! hub store: workspaces (each with its own CA), deployments and their
-//! enrolment tokens, agent credentials, trust bundles.
+//! `ewii-hub`: the operator's hub. The admin CLI over the hub store
+//! (workspaces, each with its own CA; deployments and their enrolment
+//! tokens; agent credentials; trust bundles) and `serve`, which carries
+//! agents' tool calls to the deployments.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use ewii_hub::serve::{self, ServeOptions};
 use ewii_hub::store::DATABASE_URL_ENV;
 use ewii_hub::{Deployment, Location, Store, Workspace, bundle, names};
+use ewii_tunnel::net::TlsBinding;
 use serde_json::json;
 
 const AFTER_HELP: &str = "\
@@ -57,6 +60,83 @@ enum Command {
     /// AI agents' bearer credentials.
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// Serve: tunnels and enrolment on one QUIC port, the agents' MCP
+    /// endpoint (`/mcp`), `/healthz` and `/metrics` on HTTP.
+    #[command(after_help = SERVE_HELP)]
+    Serve(ServeArgs),
+    /// Print the hub CA certificate (PEM): what customers pass to
+    /// `ewii-client --hub-ca`.
+    #[command(name = "hub-ca")]
+    HubCa,
+}
+
+const SERVE_HELP: &str = "\
+Clients dial the QUIC port (UDP) outbound; nothing on the customer side listens. Give the hub
+every name clients use to reach it with --name: its TLS certificate (issued by the hub CA, see
+`ewii-hub hub-ca`) carries them all. Agents use http://HTTP/mcp with
+`Authorization: Bearer <credential from ewii-hub agent create>`; put a TLS-terminating proxy in
+front of a non-loopback --http.
+
+Example:
+  ewii-hub serve --quic 0.0.0.0:4433 --http 127.0.0.1:8080 --name hub.example.com";
+
+#[derive(Args)]
+struct ServeArgs {
+    /// UDP address for tunnels and enrolment.
+    #[arg(
+        long,
+        env = "EWII_HUB_QUIC",
+        default_value = "0.0.0.0:4433",
+        value_name = "ADDR"
+    )]
+    quic: std::net::SocketAddr,
+    /// TCP address for agents (/mcp), /healthz and /metrics.
+    #[arg(
+        long,
+        env = "EWII_HUB_HTTP",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    http: std::net::SocketAddr,
+    /// A name clients dial (DNS name or IP literal); repeat for several.
+    #[arg(
+        long = "name",
+        env = "EWII_HUB_NAMES",
+        value_delimiter = ',',
+        default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()],
+        value_name = "NAME"
+    )]
+    names: Vec<String>,
+    /// Serve this TLS certificate chain (PEM) instead of one from the hub CA.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Lifetime of the SVIDs the hub issues (clients renew at about half of it).
+    #[arg(
+        long,
+        env = "EWII_HUB_SVID_TTL",
+        default_value = "24h",
+        value_name = "DURATION"
+    )]
+    svid_ttl: String,
+    /// The longest a routed tool call may take before the agent gets an error.
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    call_timeout: String,
+    /// A Host header value accepted on /mcp beyond loopback names (`*` for any);
+    /// repeat for several.
+    #[arg(
+        long = "allowed-host",
+        env = "EWII_HUB_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    allowed_hosts: Vec<String>,
+    /// A TLS-terminating relay sits in front of the QUIC port: identify
+    /// deployments by the end-to-end handshake alone.
+    #[arg(long)]
+    relayed: bool,
 }
 
 #[derive(Subcommand)]
@@ -141,6 +221,8 @@ enum AgentCmd {
 }
 
 fn main() {
+    // One crypto provider for the whole process.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("EWII_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -211,9 +293,76 @@ async fn run(cli: Cli) -> Result<()> {
     result
 }
 
+async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<()> {
+    let options = ServeOptions {
+        quic: args.quic,
+        http: args.http,
+        names: args.names,
+        tls: args.tls_cert.zip(args.tls_key),
+        svid_ttl: names::parse_duration(&args.svid_ttl).context("--svid-ttl")?,
+        call_timeout: names::parse_duration(&args.call_timeout).context("--call-timeout")?,
+        allowed_hosts: args.allowed_hosts,
+        binding: if args.relayed {
+            TlsBinding::Relayed
+        } else {
+            TlsBinding::Strict
+        },
+        ..ServeOptions::default()
+    };
+    let hub = serve::start(store.clone(), options.clone()).await?;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "quic": hub.quic_addr.to_string(),
+                "http": hub.http_addr.to_string(),
+                "mcp_url": hub.mcp_url(),
+                "names": options.names,
+            })
+        );
+    } else {
+        println!("ewii-hub serving");
+        println!("  tunnels + enrolment  quic://{} (UDP)", hub.quic_addr);
+        println!("  agents' MCP          {}", hub.mcp_url());
+        println!(
+            "  health, metrics      http://{}/healthz  /metrics",
+            hub.http_addr
+        );
+        println!("  names                {}", options.names.join(", "));
+        println!("  hub CA for clients   ewii-hub hub-ca > hub-ca.pem");
+    }
+    hub.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 async fn dispatch(store: &Store, command: Command, json: bool) -> Result<()> {
     let now = SystemTime::now();
     match command {
+        Command::Serve(args) => serve(store, args, json).await?,
+        Command::HubCa => {
+            let ca = store.hub_ca(now).await?;
+            if json {
+                print_json(&json!({ "pem": ca.certificate_pem() }))?;
+            } else {
+                print!("{}", ca.certificate_pem());
+            }
+        }
         Command::Workspace(WorkspaceCmd::Create { name, trust_domain }) => {
             let w = store
                 .create_workspace(&name, Some(&trust_domain), now)

@@ -25,7 +25,7 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::ca::WorkspaceCa;
+use crate::ca::{HubCa, WorkspaceCa};
 use crate::error::io;
 use crate::master_key::MasterKey;
 use crate::names::{self, DEFAULT_TRUST_DOMAIN};
@@ -481,6 +481,71 @@ impl Store {
         rows.iter().map(|r| deployment_row(r, &ws.name)).collect()
     }
 
+    /// The deployment whose SPIFFE ID is `id`, if any.
+    pub async fn deployment_by_spiffe_id(&self, id: &str) -> Result<Option<Deployment>, Error> {
+        let row = sqlx::query(
+            "SELECT d.id, d.name, d.spiffe_id, d.created_at, w.name AS workspace \
+             FROM deployments d JOIN workspaces w ON w.id = d.workspace_id \
+             WHERE d.spiffe_id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let workspace: String = row.try_get("workspace")?;
+        deployment_row(&row, &workspace).map(Some)
+    }
+
+    /// Whether the store answers (for `/healthz`).
+    pub async fn ping(&self) -> Result<(), Error> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    // -- the hub's own CA ---------------------------------------------------
+
+    /// The hub CA that signs the hub's TLS certificates, created on first
+    /// use. Replicas sharing a database race on one fixed row id, so they
+    /// all end up with the same CA.
+    pub async fn hub_ca(&self, now: SystemTime) -> Result<HubCa, Error> {
+        if let Some(ca) = self.load_hub_ca().await? {
+            return Ok(ca);
+        }
+        let ca = HubCa::generate(now)?;
+        let sealed = self.master_key.seal(&ca.key_pkcs8(), HUB_CA_AAD)?;
+        let inserted = sqlx::query(
+            "INSERT INTO hub_cas (id, cert_pem, key_sealed, created_at) VALUES ('hub', $1, $2, $3)",
+        )
+        .bind(ca.certificate_pem())
+        .bind(&sealed)
+        .bind(unix(now))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => {}
+            other => {
+                other?;
+            }
+        }
+        self.load_hub_ca()
+            .await?
+            .ok_or_else(|| Error::Corrupt("the hub CA vanished after it was stored".into()))
+    }
+
+    async fn load_hub_ca(&self) -> Result<Option<HubCa>, Error> {
+        let row = sqlx::query("SELECT cert_pem, key_sealed FROM hub_cas WHERE id = 'hub'")
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let cert_pem: String = row.try_get("cert_pem")?;
+        let sealed: String = row.try_get("key_sealed")?;
+        let key = self
+            .master_key
+            .open(&sealed, HUB_CA_AAD)
+            .ok_or_else(|| Error::SealedKey("the hub CA".into()))?;
+        HubCa::from_parts(&cert_pem, &key).map(Some)
+    }
+
     async fn find_deployment(
         &self,
         ws: &Workspace,
@@ -688,6 +753,8 @@ async fn insert_token(
 }
 
 /// Associated data of a sealed CA key: binds it to its workspace row.
+const HUB_CA_AAD: &[u8] = b"ewii-hub/hub-ca-key/v1";
+
 fn ca_key_aad(workspace_id: &str) -> Vec<u8> {
     format!("ewii-hub/workspace-ca-key/v1\0{workspace_id}").into_bytes()
 }

@@ -1,0 +1,714 @@
+//! `ewii-hub serve`: tunnels and enrolment on one QUIC port, the agents'
+//! MCP endpoint, `/healthz` and `/metrics` on HTTP.
+//!
+//! - **QUIC** (ALPN `ewii/1`): a deployment's tunnel. TLS verifies the
+//!   SVID against the trust bundle of the workspace its SPIFFE ID names
+//!   ([`StoreTrust`]); the app-layer handshake proves it again end to end.
+//!   The hub then opens an MCP session with the deployment's adapter
+//!   through the tunnel, lists its tools and registers the deployment.
+//!   Renewal requests arrive on the tunnel's control stream; a session
+//!   whose newest SVID expires is closed.
+//! - **QUIC** (ALPN `ewii-enrol/1`, no client certificate): enrolment. A
+//!   single-use token and a CSR in, a 24 h SVID and the workspace bundle
+//!   out.
+//! - **HTTP** `/mcp`: MCP streamable HTTP for agents, bearer credential on
+//!   every request ([`crate::agents`]). `/healthz`, `/metrics`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use ewii_tunnel::enrol::{self, Control, ENROL_ALPN, EnrolRequest, EnrolResponse, Refusal};
+use ewii_tunnel::handshake::HubConfig;
+use ewii_tunnel::net::{self, EnrolExchange, HubTunnel, KeyMaterial, TlsBinding, close_code};
+use ewii_tunnel::svid::{self, SvidVerifier};
+use rmcp::ServiceExt;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::agents::{AgentService, HubState};
+use crate::metrics::Metrics;
+use crate::registry::{Connected, LiveDeployment, Registry};
+use crate::store::{Deployment, Store, unix};
+use crate::trust::StoreTrust;
+use crate::{Error, TokenError, bundle, ca};
+
+/// How `serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// UDP address for tunnels and enrolment.
+    pub quic: SocketAddr,
+    /// TCP address for agents (`/mcp`), `/healthz` and `/metrics`.
+    pub http: SocketAddr,
+    /// The names clients dial (DNS names or IP literals); the hub's TLS
+    /// certificate carries them all.
+    pub names: Vec<String>,
+    /// An operator-supplied TLS certificate chain and key (PEM files)
+    /// instead of one issued by the hub CA.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Lifetime of issued SVIDs.
+    pub svid_ttl: Duration,
+    /// The longest a routed tool call may take.
+    pub call_timeout: Duration,
+    /// `Host` values accepted on `/mcp` beyond loopback names (`*`: any).
+    pub allowed_hosts: Vec<String>,
+    /// Whether a TLS-terminating relay sits in front of the QUIC port.
+    pub binding: TlsBinding,
+    /// How often the trust bundles are reloaded from the store (replicas
+    /// see each other's imports and new workspaces).
+    pub trust_refresh: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            quic: SocketAddr::from(([0, 0, 0, 0], 4433)),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            names: vec!["localhost".into(), "127.0.0.1".into()],
+            tls: None,
+            svid_ttl: ca::SVID_TTL,
+            call_timeout: Duration::from_secs(120),
+            allowed_hosts: Vec::new(),
+            binding: TlsBinding::Strict,
+            trust_refresh: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A running hub.
+pub struct RunningHub {
+    /// Where the QUIC endpoint listens.
+    pub quic_addr: SocketAddr,
+    /// Where the HTTP endpoint listens.
+    pub http_addr: SocketAddr,
+    /// The hub CA (PEM) clients pin with `--hub-ca`.
+    pub hub_ca_pem: String,
+    /// Shared state (registry, metrics).
+    pub state: Arc<HubState>,
+    /// The SVID verifier (its refusal counters).
+    pub verifier: Arc<SvidVerifier>,
+    cancel: CancellationToken,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHub")
+            .field("quic_addr", &self.quic_addr)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningHub {
+    /// The agents' MCP URL.
+    pub fn mcp_url(&self) -> String {
+        format!("http://{}/mcp", self.http_addr)
+    }
+
+    /// Runs until `stop` fires, then shuts down.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        stop.await;
+        self.shutdown().await;
+    }
+
+    /// Closes every tunnel and both listeners.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.endpoint
+            .close(close_code::DONE.into(), b"hub stopping");
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+struct Shared {
+    store: Store,
+    trust: Arc<StoreTrust>,
+    state: Arc<HubState>,
+    metrics: Arc<Metrics>,
+    keys: KeyMaterial,
+    names: Vec<String>,
+    verifier: Arc<SvidVerifier>,
+    options: ServeOptions,
+    cancel: CancellationToken,
+    connections: AtomicU64,
+}
+
+fn parse_key_material(chain_pem: &str, key_pem: &str) -> Result<KeyMaterial, Error> {
+    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::Serve(format!("hub certificate: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| Error::Serve(format!("hub key: {e}")))?;
+    Ok(KeyMaterial { chain, key })
+}
+
+/// Starts serving; returns once both listeners are bound.
+pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Error> {
+    if options.names.is_empty() {
+        return Err(Error::Serve(
+            "give the hub at least one --name (the DNS name or IP clients dial)".into(),
+        ));
+    }
+    let now = SystemTime::now();
+    let hub_ca = store.hub_ca(now).await?;
+    let keys = match &options.tls {
+        Some((cert, key)) => KeyMaterial::from_pem_files(cert, key)
+            .map_err(|e| Error::Serve(format!("--tls-cert/--tls-key: {e}")))?,
+        None => {
+            let server = hub_ca.issue_server_cert(&options.names, now)?;
+            parse_key_material(&server.chain_pem, &server.key_pem)?
+        }
+    };
+    let trust = Arc::new(StoreTrust::load(store.clone()).await?);
+    let verifier = Arc::new(SvidVerifier::new(trust.clone()));
+    let metrics = Arc::new(Metrics::new(verifier.clone()));
+    let registry = Arc::new(Registry::new(metrics.clone()));
+    let state = HubState::new(
+        store.clone(),
+        registry,
+        metrics.clone(),
+        options.call_timeout,
+    );
+
+    let server = net::hub_config_with_enrolment(&keys, verifier.clone())
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    let endpoint = quinn::Endpoint::server(server, options.quic).map_err(|e| {
+        Error::Serve(format!(
+            "cannot listen on UDP {}: {e} (is another hub running? choose another with --quic)",
+            options.quic
+        ))
+    })?;
+    let quic_addr = endpoint
+        .local_addr()
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(options.http)
+        .await
+        .map_err(|e| {
+            Error::Serve(format!(
+                "cannot listen on TCP {}: {e} (choose another with --http)",
+                options.http
+            ))
+        })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    if !http_addr.ip().is_loopback() {
+        tracing::warn!(
+            %http_addr,
+            "the agents' endpoint is plain HTTP: put a TLS-terminating proxy in front of it so \
+             bearer credentials never cross a network in the clear"
+        );
+    }
+
+    let cancel = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        trust: trust.clone(),
+        state: state.clone(),
+        metrics,
+        keys,
+        names: options.names.clone(),
+        verifier: verifier.clone(),
+        options: options.clone(),
+        cancel: cancel.clone(),
+        connections: AtomicU64::new(0),
+    });
+
+    let mut tasks = Vec::new();
+    // Tunnels and enrolment.
+    tasks.push(tokio::spawn({
+        let endpoint = endpoint.clone();
+        let shared = shared.clone();
+        async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.incoming(incoming).await });
+            }
+        }
+    }));
+    // Trust bundles: new workspaces and imports, also from other replicas.
+    tasks.push(tokio::spawn({
+        let trust = trust.clone();
+        let cancel = cancel.clone();
+        let every = options.trust_refresh;
+        async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = cancel.cancelled() => return,
+                }
+                if let Err(e) = trust.refresh().await {
+                    tracing::warn!(error = %e, "cannot reload trust bundles; keeping the old ones");
+                }
+            }
+        }
+    }));
+    // Agents, health, metrics.
+    let app = router(state.clone(), &options, cancel.clone());
+    tasks.push(tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            if let Err(e) = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { cancel.cancelled_owned().await })
+                .await
+            {
+                tracing::error!(error = %e, "the HTTP endpoint stopped");
+            }
+        }
+    }));
+    tracing::info!(%quic_addr, %http_addr, names = ?options.names, "hub serving");
+    Ok(RunningHub {
+        quic_addr,
+        http_addr,
+        hub_ca_pem: hub_ca.certificate_pem().to_owned(),
+        state,
+        verifier,
+        cancel,
+        endpoint,
+        tasks,
+    })
+}
+
+/// The HTTP side: `/mcp` behind bearer authentication, `/healthz`,
+/// `/metrics`.
+pub fn router(
+    state: Arc<HubState>,
+    options: &ServeOptions,
+    cancel: CancellationToken,
+) -> axum::Router {
+    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(cancel);
+    if options.allowed_hosts.iter().any(|h| h == "*") {
+        config = config.disable_allowed_hosts();
+    } else {
+        let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+        hosts.extend(options.allowed_hosts.iter().cloned());
+        config = config.with_allowed_hosts(hosts);
+    }
+    let service: StreamableHttpService<AgentService, LocalSessionManager> =
+        StreamableHttpService::new(
+            {
+                let state = state.clone();
+                move || Ok(AgentService::new(state.clone()))
+            },
+            Default::default(),
+            config,
+        );
+    let mcp = axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), bearer));
+    axum::Router::new()
+        .route("/healthz", axum::routing::get(healthz))
+        .route("/metrics", axum::routing::get(metrics))
+        .with_state(state)
+        .merge(mcp)
+}
+
+/// Resolves `Authorization: Bearer …` to an agent, or answers 401.
+async fn bearer(State(state): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
+    let unauthorized = |why: &str| {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer realm=\"ewii-hub\"")],
+            axum::Json(serde_json::json!({ "error": why })),
+        )
+            .into_response()
+    };
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let Some(token) = token else {
+        return unauthorized(
+            "send the agent's credential as `Authorization: Bearer ewii_agent_…` (the operator \
+             creates one with `ewii-hub agent create --workspace W NAME`)",
+        );
+    };
+    match state.store.authenticate_agent(token).await {
+        Ok(Some(agent)) => {
+            req.extensions_mut().insert(agent);
+            next.run(req).await
+        }
+        Ok(None) => unauthorized(
+            "unknown agent credential: check it was copied whole, or ask the operator for a new \
+             one (`ewii-hub agent create`)",
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot check an agent credential");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "error": "the hub's store is unavailable" })),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn healthz(State(state): State<Arc<HubState>>) -> Response {
+    let connected = state.registry.len();
+    match state.store.ping().await {
+        Ok(()) => axum::Json(serde_json::json!({
+            "status": "ok",
+            "connected_deployments": connected,
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "status": "store_unavailable",
+                "error": e.to_string(),
+                "connected_deployments": connected,
+            })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<HubState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// The notAfter of a certificate, Unix seconds.
+fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    use x509_parser::prelude::FromDer;
+    let (_, c) = x509_parser::certificate::X509Certificate::from_der(cert).ok()?;
+    Some(c.validity().not_after.timestamp())
+}
+
+fn refusal(reason: &str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+impl Shared {
+    async fn incoming(self: Arc<Self>, incoming: quinn::Incoming) {
+        let remote = incoming.remote_address();
+        let conn = match incoming.await {
+            Ok(c) => c,
+            Err(e) => {
+                // The SVID verifier counted and logged its refusals.
+                tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                return;
+            }
+        };
+        if net::alpn_of(&conn).as_deref() == Some(ENROL_ALPN) {
+            self.enrol(conn).await;
+        } else {
+            self.tunnel(conn).await;
+        }
+    }
+
+    /// The name this connection dialled: its SNI, or for an IP literal
+    /// (no SNI) the address it arrived on.
+    fn name_for(&self, conn: &quinn::Connection) -> String {
+        let sni = conn
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.server_name);
+        let candidates = sni
+            .into_iter()
+            .chain(conn.local_ip().map(|ip| ip.to_string()));
+        for c in candidates {
+            if self.names.contains(&c) {
+                return c;
+            }
+        }
+        self.names[0].clone()
+    }
+
+    async fn issue(&self, deployment: &Deployment, csr: &[u8]) -> Result<enrol::Issued, Refusal> {
+        let internal = |e: Error| {
+            tracing::error!(error = %e, "SVID issuance failed");
+            refusal(
+                "internal",
+                "the hub could not issue the SVID; try again later",
+            )
+        };
+        let now = SystemTime::now();
+        let ca = self
+            .store
+            .workspace_ca(&deployment.workspace)
+            .await
+            .map_err(internal)?;
+        let cert = match ca.issue_svid(csr, &deployment.spiffe_id, self.options.svid_ttl, now) {
+            Ok(c) => c,
+            Err(Error::Csr(why)) => return Err(refusal("bad_csr", why)),
+            Err(e) => return Err(internal(e)),
+        };
+        let bundle = self
+            .store
+            .trust_bundle(&deployment.workspace)
+            .await
+            .map_err(internal)?;
+        let serial = svid::serial_hex(&cert).map_err(|e| internal(Error::Issue(e.to_string())))?;
+        let expires_at = not_after(&cert).unwrap_or_else(|| unix(now));
+        let svid_pem = bundle::to_pem(std::slice::from_ref(&cert));
+        Ok(enrol::Issued {
+            spiffe_id: deployment.spiffe_id.to_string(),
+            svid_pem,
+            bundle_pem: bundle::to_pem(&bundle.all()),
+            serial,
+            expires_at,
+        })
+    }
+
+    async fn enrol(&self, conn: quinn::Connection) {
+        let remote = conn.remote_address();
+        let (request, exchange) = match EnrolExchange::read(conn).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "enrolment request unreadable");
+                return;
+            }
+        };
+        let answer = self.enrolment_answer(&request).await;
+        match &answer {
+            EnrolResponse::Issued(i) => {
+                self.metrics.issued("enrolment");
+                tracing::info!(%remote, spiffe_id = %i.spiffe_id, serial = %i.serial, "enrolled");
+                // A new workspace's clients connect next: know its bundle.
+                if let Err(e) = self.trust.refresh().await {
+                    tracing::warn!(error = %e, "cannot reload trust bundles");
+                }
+            }
+            EnrolResponse::Refused(r) => {
+                self.metrics.enrolment_refused(&r.reason);
+                tracing::warn!(%remote, reason = %r.reason, "enrolment refused");
+            }
+        }
+        if let Err(e) = exchange.answer(&answer).await {
+            tracing::warn!(%remote, error = %e, "could not send the enrolment answer");
+        }
+    }
+
+    async fn enrolment_answer(&self, request: &EnrolRequest) -> EnrolResponse {
+        let csr = match base64::engine::general_purpose::STANDARD.decode(&request.csr) {
+            Ok(c) => c,
+            Err(_) => return EnrolResponse::Refused(refusal("bad_csr", "the CSR is not base64")),
+        };
+        // Refuse a bad CSR before the token is spent.
+        if let Err(e) = ca::check_csr(&csr) {
+            return EnrolResponse::Refused(refusal("bad_csr", e.to_string()));
+        }
+        let deployment = match self
+            .store
+            .consume_enrolment_token(&request.token, SystemTime::now())
+            .await
+        {
+            Ok(d) => d,
+            Err(TokenError::Store(e)) => {
+                tracing::error!(error = %e, "cannot check an enrolment token");
+                return EnrolResponse::Refused(refusal(
+                    "internal",
+                    "the hub could not check the token; try again later",
+                ));
+            }
+            Err(e) => return EnrolResponse::Refused(refusal(e.reason(), e.to_string())),
+        };
+        match self.issue(&deployment, &csr).await {
+            Ok(issued) => EnrolResponse::Issued(issued),
+            Err(r) => EnrolResponse::Refused(r),
+        }
+    }
+
+    async fn tunnel(&self, conn: quinn::Connection) {
+        let remote = conn.remote_address();
+        let config = HubConfig {
+            credentials: match self.keys.credentials() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %e, "hub credentials unusable");
+                    return;
+                }
+            },
+            name: self.name_for(&conn),
+            client_verifier: self.verifier.clone(),
+        };
+        let tunnel = match HubTunnel::establish(conn, &config, self.options.binding).await {
+            Ok(t) => Arc::new(t),
+            Err(e) => {
+                self.metrics.app_handshake_failure(e.reason());
+                tracing::warn!(%remote, reason = e.reason(), error = %e, "tunnel refused");
+                return;
+            }
+        };
+        let spiffe_id = tunnel.peer().identity.clone();
+        let deployment = match self.store.deployment_by_spiffe_id(&spiffe_id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                tracing::warn!(%remote, %spiffe_id, "no deployment has this SPIFFE ID; create it with `ewii-hub deployment create`");
+                self.metrics.app_handshake_failure("unknown_deployment");
+                tunnel
+                    .connection()
+                    .close(close_code::IDENTITY.into(), b"unknown deployment");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store unavailable; refusing the tunnel");
+                tunnel.close("hub store unavailable");
+                return;
+            }
+        };
+        if let Err(why) = self.serve_tunnel(tunnel.clone(), &deployment).await {
+            tracing::warn!(
+                workspace = %deployment.workspace, deployment = %deployment.name, reason = %why,
+                "deployment session ended"
+            );
+            tunnel.close(&why);
+        }
+    }
+
+    /// Runs one deployment's session: MCP with its adapter, registration,
+    /// catalog refreshes, renewals, expiry.
+    async fn serve_tunnel(
+        &self,
+        tunnel: Arc<HubTunnel>,
+        deployment: &Deployment,
+    ) -> Result<(), String> {
+        let leaf = tunnel
+            .peer()
+            .chain
+            .first()
+            .cloned()
+            .ok_or("no certificate")?;
+        let serial = svid::serial_hex(&leaf).map_err(|e| e.to_string())?;
+        let expires_at = not_after(&leaf).ok_or("unreadable notAfter")?;
+
+        let (changed_tx, mut changed_rx) = mpsc::channel(4);
+        let handler = crate::upstream::UpstreamHandler::new(changed_tx);
+        let client = tokio::time::timeout(
+            Duration::from_secs(15),
+            handler.serve(crate::upstream::transport(tunnel.clone())),
+        )
+        .await
+        .map_err(|_| "the deployment's adapter did not answer initialize within 15 s".to_string())?
+        .map_err(|e| format!("the deployment's adapter refused initialize: {e}"))?;
+        let tools = tokio::time::timeout(Duration::from_secs(15), client.list_all_tools())
+            .await
+            .map_err(|_| "the deployment's adapter did not answer tools/list".to_string())?
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+
+        let connection = self.connections.fetch_add(1, Ordering::SeqCst);
+        let live = Arc::new(LiveDeployment::new(Connected {
+            workspace: deployment.workspace.clone(),
+            name: deployment.name.clone(),
+            spiffe_id: deployment.spiffe_id.to_string(),
+            serial,
+            expires_at,
+            connection,
+            tunnel: tunnel.clone(),
+            upstream: client.peer().clone(),
+            tools,
+        }));
+        let registry = self.state.registry.clone();
+        if let Some(old) = registry.insert(live.clone()) {
+            old.tunnel
+                .close("replaced by a newer connection of the same deployment");
+        }
+        tracing::info!(
+            workspace = %deployment.workspace, deployment = %deployment.name,
+            remote = %tunnel.connection().remote_address(), tools = live.tools().len(),
+            "deployment connected"
+        );
+        let ended = loop {
+            let left = Duration::from_secs(
+                u64::try_from(live.expires_at() - unix(SystemTime::now())).unwrap_or(0),
+            );
+            tokio::select! {
+                _ = tunnel.connection().closed() => break Ok(()),
+                _ = self.cancel.cancelled() => break Err("hub stopping".to_string()),
+                Some(()) = changed_rx.recv() => {
+                    match client.list_all_tools().await {
+                        Ok(tools) => {
+                            if live.set_tools(tools) {
+                                tracing::info!(deployment = %deployment.name, "catalog changed");
+                                registry.changed(&deployment.workspace);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "tools/list after a change failed"),
+                    }
+                }
+                control = tunnel.next_control() => match control {
+                    Some(Ok(Control::Renew { id, csr })) => {
+                        let answer = self.renew(&live, deployment, id, &csr).await;
+                        if let Err(e) = tunnel.send_control(&answer).await {
+                            break Err(format!("cannot answer a renewal: {e}"));
+                        }
+                    }
+                    Some(Ok(other)) => tracing::warn!(?other, "unexpected control message ignored"),
+                    Some(Err(e)) => break Err(format!("malformed control message: {e}")),
+                    None => break Ok(()),
+                },
+                _ = tokio::time::sleep(left) => {
+                    if live.expires_at() <= unix(SystemTime::now()) {
+                        tunnel.connection().close(close_code::IDENTITY.into(), b"svid expired");
+                        break Err("its SVID expired before it was renewed".to_string());
+                    }
+                }
+            }
+        };
+        registry.remove(&live.spiffe_id, connection);
+        tracing::info!(
+            workspace = %deployment.workspace, deployment = %deployment.name,
+            reason = tunnel.connection().close_reason().map(|r| r.to_string()).unwrap_or_default(),
+            "deployment disconnected"
+        );
+        drop(client);
+        ended
+    }
+
+    async fn renew(
+        &self,
+        live: &LiveDeployment,
+        deployment: &Deployment,
+        id: u64,
+        csr: &str,
+    ) -> Control {
+        let csr = match base64::engine::general_purpose::STANDARD.decode(csr) {
+            Ok(c) => c,
+            Err(_) => {
+                return Control::Refused {
+                    id,
+                    refusal: refusal("bad_csr", "the CSR is not base64"),
+                };
+            }
+        };
+        match self.issue(deployment, &csr).await {
+            Ok(issued) => {
+                self.metrics.issued("renewal");
+                live.renewed(issued.serial.clone(), issued.expires_at);
+                tracing::info!(
+                    deployment = %deployment.name, serial = %issued.serial, "SVID renewed"
+                );
+                Control::Issued { id, issued }
+            }
+            Err(refusal) => Control::Refused { id, refusal },
+        }
+    }
+}
