@@ -6,6 +6,7 @@
 mod serve_support;
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ewii_hub::Store;
@@ -45,7 +46,15 @@ macro_rules! suite {
     };
 }
 
-suite!(agent_lists_and_calls_through_the_hub,);
+suite!(
+    agent_lists_and_calls_through_the_hub,
+    workspaces_are_isolated,
+    forged_tampered_and_foreign_svids_are_refused,
+    svid_from_an_imported_spire_ca_is_accepted,
+    list_changed_reaches_the_workspace_agents,
+    hub_restart_clients_reconnect_and_tools_reappear,
+    health_metrics_and_bearer_auth,
+);
 
 /// A deployment's SVID issued straight from its workspace CA (what
 /// enrolment does, without the token).
@@ -142,5 +151,314 @@ async fn agent_lists_and_calls_through_the_hub(backend: &Backend) {
         text_of(&offline)
     );
     agent.cancel().await.ok();
+    hub.shutdown().await;
+}
+
+async fn setup_workspace(store: &Store, ws: &str, dep: &str) -> String {
+    store.create_workspace(ws, None, now()).await.unwrap();
+    store
+        .create_deployment(ws, dep, Duration::from_secs(3600), now())
+        .await
+        .unwrap();
+    let (_, credential) = store.create_agent(ws, "bot", now()).await.unwrap();
+    credential.expose().to_owned()
+}
+
+async fn workspaces_are_isolated(backend: &Backend) {
+    let store = &backend.store;
+    let acme = setup_workspace(store, "acme", "eu").await;
+    let globex = setup_workspace(store, "globex", "us").await;
+    let hub = start_hub(store, |_| {}).await;
+    let (a_adapter, b_adapter) = (
+        TestAdapter::sqlite("shop").await,
+        TestAdapter::sqlite("crm").await,
+    );
+    let a = start_client(&hub, issue_svid(store, "acme", "eu").await, &a_adapter);
+    let b = start_client(&hub, issue_svid(store, "globex", "us").await, &b_adapter);
+
+    let acme_agent = agent(&hub, &acme).await;
+    let globex_agent = agent(&hub, &globex).await;
+    let a_names = wait_for_tools(&acme_agent, |n| !n.is_empty()).await;
+    let b_names = wait_for_tools(&globex_agent, |n| !n.is_empty()).await;
+    assert!(
+        a_names.iter().all(|n| n.starts_with("eu_shop_")),
+        "{a_names:?}"
+    );
+    assert!(
+        b_names.iter().all(|n| n.starts_with("us_crm_")),
+        "{b_names:?}"
+    );
+
+    // B's agent cannot call A's tool by name: it does not exist for B.
+    let err = tokio::time::timeout(
+        STEP,
+        globex_agent.call_tool(
+            rmcp::model::CallToolRequestParams::new("eu_shop_query")
+                .with_arguments(count_query().as_object().unwrap().clone()),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown tool"), "{err}");
+    // Its own works.
+    let own = call(&globex_agent, "us_crm_query", count_query()).await;
+    assert_ne!(own.is_error, Some(true), "{}", text_of(&own));
+
+    // An MCP session opened by A's agent cannot be used with B's credential.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    let (status, _, session) = mcp_post(&hub, Some(&acme), None, &init).await;
+    assert_eq!(status, 200);
+    let session = session.expect("a session id");
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
+    let (_, body, _) = mcp_post(&hub, Some(&globex), Some(&session), &list).await;
+    assert!(body.contains("belongs to another agent"), "{body}");
+    assert!(!body.contains("eu_shop_query"), "{body}");
+    let (_, body, _) = mcp_post(&hub, Some(&acme), Some(&session), &list).await;
+    assert!(body.contains("eu_shop_query"), "{body}");
+
+    a.stop().await;
+    b.stop().await;
+    hub.shutdown().await;
+}
+
+async fn forged_tampered_and_foreign_svids_are_refused(backend: &Backend) {
+    let store = &backend.store;
+    setup_workspace(store, "acme", "eu").await;
+    let globex = setup_workspace(store, "globex", "us").await;
+    let hub = start_hub(store, |_| {}).await;
+    let a_keys = issue_svid(store, "acme", "eu").await;
+    let b_id = "spiffe://ewii.local/ws/globex/dep/us";
+
+    // 1. A's client signs itself a B SVID with its own SVID as issuer.
+    let forged = {
+        use rcgen::{CertificateParams, Issuer, KeyPair, KeyUsagePurpose, SanType};
+        let a_key = KeyPair::try_from(a_keys.key.secret_der()).unwrap();
+        let issuer = Issuer::from_ca_cert_der(&a_keys.chain[0], a_key).unwrap();
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![SanType::URI(b_id.try_into().unwrap())];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        KeyMaterial {
+            chain: vec![cert.der().clone(), a_keys.chain[0].clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        }
+    };
+    // 2. A's SVID with one signature byte flipped.
+    let tampered = {
+        let mut der = a_keys.chain[0].to_vec();
+        let last = der.len() - 1;
+        der[last] ^= 0x01;
+        KeyMaterial {
+            chain: vec![der.into()],
+            key: a_keys.key.clone_key(),
+        }
+    };
+    // 3. A B SVID from a CA the hub never heard of.
+    let foreign = ForeignCa::new("somebody").svid(b_id);
+    // 4. A's valid SVID, claiming B's identity in the app layer.
+    for (case, keys, identity) in [
+        ("forged from A's SVID", &forged, b_id),
+        ("tampered", &tampered, "spiffe://ewii.local/ws/acme/dep/eu"),
+        ("foreign CA", &foreign, b_id),
+        ("A's SVID claiming B", &a_keys, b_id),
+    ] {
+        let refused = try_tunnel(&hub, keys, identity).await;
+        assert!(refused.is_err(), "{case}: the hub accepted it");
+    }
+    let refusals = hub.verifier.refusals();
+    assert!(refusals.values().sum::<u64>() >= 3, "{refusals:?}");
+    // Nothing registered: B's agent sees no tools, and no deployment is live.
+    let b_agent = agent(&hub, &globex).await;
+    assert!(tool_names(&b_agent).await.is_empty());
+    assert!(hub.state.registry.is_empty());
+    let (_, metrics) = http_get(&hub, "/metrics").await;
+    assert!(
+        metrics.contains("ewii_hub_handshake_failures_total{layer=\"svid\""),
+        "{metrics}"
+    );
+    hub.shutdown().await;
+}
+
+async fn svid_from_an_imported_spire_ca_is_accepted(backend: &Backend) {
+    let store = &backend.store;
+    store
+        .create_workspace("acme", Some("example.org"), now())
+        .await
+        .unwrap();
+    store
+        .create_deployment("acme", "legacy", Duration::from_secs(3600), now())
+        .await
+        .unwrap();
+    let (_, credential) = store.create_agent("acme", "bot", now()).await.unwrap();
+    let spire = ForeignCa::new("SPIRE root");
+    store
+        .import_bundle("acme", std::slice::from_ref(&spire.cert), now())
+        .await
+        .unwrap();
+    let hub = start_hub(store, |_| {}).await;
+    let adapter = TestAdapter::sqlite("shop").await;
+    let svid = spire.svid("spiffe://example.org/ws/acme/dep/legacy");
+    let client = start_client(&hub, svid, &adapter);
+    let agent = agent(&hub, credential.expose()).await;
+    wait_for_tools(&agent, |n| n.contains(&"legacy_shop_query".to_string())).await;
+    let result = call(&agent, "legacy_shop_query", count_query()).await;
+    assert_eq!(result.structured_content.unwrap()["rows"], json!([[10]]));
+    // The same SVID from an unrelated CA is refused.
+    let other = ForeignCa::new("SPIRE root").svid("spiffe://example.org/ws/acme/dep/legacy");
+    assert!(
+        try_tunnel(&hub, &other, "spiffe://example.org/ws/acme/dep/legacy")
+            .await
+            .is_err()
+    );
+    client.stop().await;
+    hub.shutdown().await;
+}
+
+/// An agent that counts `notifications/tools/list_changed`.
+#[derive(Clone)]
+struct Listening {
+    changes: Arc<tokio::sync::Notify>,
+}
+
+impl rmcp::ClientHandler for Listening {
+    async fn on_tool_list_changed(
+        &self,
+        _context: rmcp::service::NotificationContext<rmcp::RoleClient>,
+    ) {
+        self.changes.notify_one();
+    }
+}
+
+async fn list_changed_reaches_the_workspace_agents(backend: &Backend) {
+    use rmcp::ServiceExt as _;
+    let store = &backend.store;
+    let acme = setup_workspace(store, "acme", "eu").await;
+    let globex = setup_workspace(store, "globex", "us").await;
+    let hub = start_hub(store, |_| {}).await;
+    let listen = |credential: String| {
+        let url = hub.mcp_url();
+        async move {
+            let handler = Listening {
+                changes: Arc::new(tokio::sync::Notify::new()),
+            };
+            let transport = rmcp::transport::StreamableHttpClientTransport::from_config(
+                rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig::with_uri(url)
+                    .auth_header(credential),
+            );
+            let service = handler.clone().serve(transport).await.unwrap();
+            (handler.changes, service)
+        }
+    };
+    let (acme_changes, acme_agent) = listen(acme).await;
+    let (globex_changes, _globex_agent) = listen(globex).await;
+    let adapter = TestAdapter::sqlite("shop").await;
+    let client = start_client(&hub, issue_svid(store, "acme", "eu").await, &adapter);
+
+    // Connect → notified; the tools are there.
+    tokio::time::timeout(STEP, acme_changes.notified())
+        .await
+        .expect("no list_changed when the deployment connected");
+    let names = acme_agent.list_all_tools().await.unwrap();
+    assert!(names.iter().any(|t| t.name == "eu_shop_query"));
+
+    // The customer attaches a database → notified; the new tools are there.
+    let sales = adapter.dir.path().join("sales.db");
+    make_shop_db(&sales).await;
+    let shop = adapter.dir.path().join("shop.db");
+    adapter
+        .adapter
+        .apply(vec![
+            sqlite_config("shop", &shop),
+            sqlite_config("sales", &sales),
+        ])
+        .await;
+    tokio::time::timeout(STEP, acme_changes.notified())
+        .await
+        .expect("no list_changed when the catalog changed");
+    let names = acme_agent.list_all_tools().await.unwrap();
+    assert!(
+        names.iter().any(|t| t.name == "eu_sales_query"),
+        "{names:?}"
+    );
+
+    // Disconnect → notified; the tools are gone.
+    client.stop().await;
+    tokio::time::timeout(STEP, acme_changes.notified())
+        .await
+        .expect("no list_changed when the deployment disconnected");
+    assert!(acme_agent.list_all_tools().await.unwrap().is_empty());
+
+    // The other workspace heard none of it.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), globex_changes.notified())
+            .await
+            .is_err(),
+        "globex was told about acme's deployment"
+    );
+    hub.shutdown().await;
+}
+
+async fn hub_restart_clients_reconnect_and_tools_reappear(backend: &Backend) {
+    let store = &backend.store;
+    let acme = setup_workspace(store, "acme", "eu").await;
+    let hub = start_hub(store, |_| {}).await;
+    let quic = hub.quic_addr;
+    let adapter = TestAdapter::sqlite("shop").await;
+    let client = start_client(&hub, issue_svid(store, "acme", "eu").await, &adapter);
+    let first = agent(&hub, &acme).await;
+    wait_for_tools(&first, |n| !n.is_empty()).await;
+
+    hub.shutdown().await;
+    // A successor on the same QUIC address, same store (hence same CA).
+    let hub = start_hub(store, |o| o.quic = quic).await;
+    let second = agent(&hub, &acme).await;
+    wait_for_tools(&second, |n| n.contains(&"eu_shop_query".to_string())).await;
+    let result = call(&second, "eu_shop_query", count_query()).await;
+    assert_eq!(result.structured_content.unwrap()["rows"], json!([[10]]));
+    client.stop().await;
+    hub.shutdown().await;
+}
+
+async fn health_metrics_and_bearer_auth(backend: &Backend) {
+    let store = &backend.store;
+    let acme = setup_workspace(store, "acme", "eu").await;
+    let hub = start_hub(store, |_| {}).await;
+    let (status, body) = http_get(&hub, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"connected_deployments\":0"), "{body}");
+
+    let adapter = TestAdapter::sqlite("shop").await;
+    let client = start_client(&hub, issue_svid(store, "acme", "eu").await, &adapter);
+    let agent = agent(&hub, &acme).await;
+    wait_for_tools(&agent, |n| !n.is_empty()).await;
+    call(&agent, "eu_shop_query", count_query()).await;
+    let (_, body) = http_get(&hub, "/healthz").await;
+    assert!(body.contains("\"connected_deployments\":1"), "{body}");
+    let (status, metrics) = http_get(&hub, "/metrics").await;
+    assert_eq!(status, 200);
+    for needle in [
+        "ewii_hub_connected_deployments 1",
+        "ewii_hub_tool_calls_total{outcome=\"ok\"} 1",
+        "ewii_hub_tool_call_duration_seconds_count 1",
+    ] {
+        assert!(metrics.contains(needle), "{needle} missing:\n{metrics}");
+    }
+
+    // No credential, a wrong one: 401 with a hint, and no MCP session.
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "raw", "version": "0"}}});
+    for bearer in [None, Some("ewii_agent_wrong")] {
+        let (status, body, session) = mcp_post(&hub, bearer, None, &init).await;
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("WWW-Authenticate") || body.contains("www-authenticate"));
+        assert!(body.contains("ewii-hub agent create"), "{body}");
+        assert!(session.is_none());
+    }
+    client.stop().await;
     hub.shutdown().await;
 }

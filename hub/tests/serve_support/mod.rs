@@ -228,3 +228,146 @@ pub fn count_query() -> Value {
 pub fn now() -> SystemTime {
     SystemTime::now()
 }
+
+/// A CA made outside Ewii (e.g. an existing SPIRE server): P-256, and
+/// SVIDs with only a URI SAN, as SPIRE issues them.
+pub struct ForeignCa {
+    pub cert: CertificateDer<'static>,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl ForeignCa {
+    pub fn new(cn: &str) -> ForeignCa {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "SPIRE");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let cert = params.self_signed(&key).unwrap();
+        ForeignCa {
+            cert: cert.der().clone(),
+            issuer: rcgen::Issuer::new(params, key),
+        }
+    }
+
+    /// An SVID for `id` with its key, SPIRE's profile.
+    pub fn svid(&self, id: &str) -> ewii_tunnel::net::KeyMaterial {
+        use rcgen::{
+            CertificateParams, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType,
+        };
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "SPIRE");
+        params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
+        params.key_usages = vec![
+            KeyUsagePurpose::DigitalSignature,
+            KeyUsagePurpose::KeyEncipherment,
+            KeyUsagePurpose::KeyAgreement,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &self.issuer).unwrap();
+        ewii_tunnel::net::KeyMaterial {
+            chain: vec![cert.der().clone()],
+            key: rustls::pki_types::PrivateKeyDer::Pkcs8(
+                rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
+            ),
+        }
+    }
+}
+
+/// One tunnel attempt with `keys` claiming `identity`; the hub's verdict.
+pub async fn try_tunnel(
+    hub: &RunningHub,
+    keys: &ewii_tunnel::net::KeyMaterial,
+    identity: &str,
+) -> Result<ewii_tunnel::net::ClientTunnel, ewii_tunnel::net::NetError> {
+    use ewii_tunnel::handshake::{ClientConfig as TunnelConfig, HubCertVerifier};
+    let verifier = Arc::new(HubCertVerifier::new(&hub_ca(hub), "127.0.0.1").unwrap());
+    let quic = ewii_tunnel::net::client_config(keys, verifier.tls()).unwrap();
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let config = TunnelConfig {
+        credentials: keys.credentials().unwrap(),
+        identity: identity.into(),
+        hub_name: "127.0.0.1".into(),
+        hub_verifier: verifier,
+    };
+    tokio::time::timeout(
+        STEP,
+        ewii_tunnel::net::ClientTunnel::connect(&endpoint, quic, hub.quic_addr, config),
+    )
+    .await
+    .expect("tunnel attempt timed out")
+}
+
+/// GET on the hub's HTTP side: status and body.
+pub async fn http_get(hub: &RunningHub, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(hub.http_addr).await.unwrap();
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(STEP, s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// POST of a JSON-RPC message to `/mcp` with optional bearer and session.
+pub async fn mcp_post(
+    hub: &RunningHub,
+    bearer: Option<&str>,
+    session: Option<&str>,
+    body: &Value,
+) -> (u16, String, Option<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(hub.http_addr).await.unwrap();
+    let body = body.to_string();
+    let mut req = format!(
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(b) = bearer {
+        req.push_str(&format!("Authorization: Bearer {b}\r\n"));
+    }
+    if let Some(sid) = session {
+        req.push_str(&format!("Mcp-Session-Id: {sid}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let session = text.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("mcp-session-id")
+            .then(|| v.trim().to_owned())
+    });
+    (status, text, session)
+}
