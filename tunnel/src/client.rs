@@ -6,24 +6,44 @@
 //!   accepts connections.
 //! - Reconnects after any loss with exponential backoff and jitter, so a
 //!   hub restart does not meet every client at the same instant.
-//! - Every forward, refusal, tunnel up and tunnel down goes to the JSON-lines
-//!   connection log.
+//! - An enrolled client ([`IdentitySource::Enrolled`]) enrols once with a
+//!   single-use token ([`Client::start`]), then renews its SVID over the
+//!   live tunnel about half-way through each SVID's life. A renewed SVID
+//!   is used from the next connection on; the live tunnel and its
+//!   in-flight requests carry on undisturbed.
+//! - Every forward, refusal, tunnel up and tunnel down, enrolment and
+//!   renewal goes to the JSON-lines connection log.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 use crate::connlog::{ConnectionLog, ConnectionRecord};
+use crate::enrol::EnrolResponse;
 use crate::forward::{AdapterLink, AllowList, Destination};
 use crate::handshake::{ClientConfig, HubCertVerifier, HubTrustError};
+use crate::identity::{
+    CurrentIdentity, IdentityError, IdentitySource, IdentityStore, KeyRequest, SvidInfo,
+    random_unit, retry_delay,
+};
 use crate::net::{self, ClientTunnel, IncomingRequest, KeyMaterial, NetError};
 
-/// Everything `ewii-client run` needs.
+/// How long the hub may take to answer a renewal.
+pub const RENEW_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The refusal reason after which renewing is pointless (the hub did not
+/// issue this SVID).
+const NOT_RENEWABLE: &str = "not_renewable";
+
+/// Everything `ewii-client run` needs, with an SVID from PEM files (see
+/// [`ClientSettings`] and [`Client::start`] for an enrolled client).
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// The hub's address, `HOST:PORT` (resolved again on each attempt).
@@ -37,6 +57,43 @@ pub struct ClientOptions {
     pub tls_ca: Option<Vec<CertificateDer<'static>>>,
     /// The SVID and its key.
     pub keys: KeyMaterial,
+    /// Where requests may be forwarded.
+    pub allow: AllowList,
+    /// Where the connection log goes.
+    pub log: Option<Arc<ConnectionLog>>,
+}
+
+impl ClientOptions {
+    /// The settings, and the SVID as a static identity source.
+    pub fn into_parts(self) -> (ClientSettings, IdentitySource) {
+        (
+            ClientSettings {
+                hub: self.hub,
+                hub_name: self.hub_name,
+                hub_ca: self.hub_ca,
+                tls_ca: self.tls_ca,
+                allow: self.allow,
+                log: self.log,
+            },
+            IdentitySource::Static(self.keys),
+        )
+    }
+}
+
+/// Everything the client needs apart from its identity.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    /// The hub's address, `HOST:PORT` (resolved again on each attempt).
+    pub hub: String,
+    /// The name the hub must prove (defaults to the host of `hub`).
+    pub hub_name: String,
+    /// The hub CA: the hub's app-layer identity must chain to it. The
+    /// enrolment connection, which has no app layer, is checked against it
+    /// in TLS, whatever `tls_ca` says.
+    pub hub_ca: Vec<CertificateDer<'static>>,
+    /// What the tunnel's TLS layer trusts, when a TLS-terminating relay
+    /// sits in front of the hub; by default the hub CA.
+    pub tls_ca: Option<Vec<CertificateDer<'static>>>,
     /// Where requests may be forwarded.
     pub allow: AllowList,
     /// Where the connection log goes.
@@ -58,6 +115,28 @@ pub enum ClientError {
     /// Configuration of TLS or QUIC failed.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// No enrolled SVID in the state directory and no enrolment token.
+    #[error(
+        "this client is not enrolled yet: pass --enrollment-token-file FILE or set \
+         EWII_ENROLLMENT_TOKEN (the operator gets one with `ewii-hub deployment create` or \
+         `ewii-hub deployment token`)"
+    )]
+    NotEnrolled,
+    /// The hub refused the enrolment token.
+    #[error("the hub refused the enrolment token ({reason}): {message}")]
+    Refused {
+        /// The hub's reason code (`token_unknown`, `token_used`,
+        /// `token_expired`…).
+        reason: String,
+        /// The hub's explanation, on one line.
+        message: String,
+    },
+    /// The enrolled state or an issued SVID is unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Stopped (`cancel` fired) before enrolment completed.
+    #[error("stopped before enrolment completed")]
+    Cancelled,
 }
 
 /// Exponential backoff with jitter: `base × 2^attempt`, capped, then scaled
@@ -96,46 +175,246 @@ impl Backoff {
     }
 }
 
-fn random_unit() -> f64 {
-    use ring::rand::SecureRandom;
-    let mut b = [0u8; 4];
-    let _ = ring::rand::SystemRandom::new().fill(&mut b);
-    f64::from(u32::from_be_bytes(b)) / (f64::from(u32::MAX) + 1.0)
-}
-
-/// The running client.
-pub struct Client {
-    options: ClientOptions,
-    identity: String,
-    app_verifier: Arc<HubCertVerifier>,
+/// The identity in use and the QUIC config presenting it.
+struct Active {
+    identity: CurrentIdentity,
     quic: quinn::ClientConfig,
 }
 
+/// What one renewal attempt came to.
+enum Renewal {
+    /// Renewed; the next one is due then.
+    Renewed(SystemTime),
+    /// Failed; try again later.
+    Retry,
+    /// The hub will never renew this SVID.
+    Stop,
+}
+
+/// Text from the network, made one printable line.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+fn new_backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(250), Duration::from_secs(30))
+}
+
+async fn resolve(hub: &str) -> Result<SocketAddr, NetError> {
+    tokio::net::lookup_host(hub)
+        .await
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| NetError::Protocol(format!("cannot resolve the hub address {hub}")))
+}
+
+fn log_to(log: &Option<Arc<ConnectionLog>>, record: ConnectionRecord) {
+    if let Some(log) = log {
+        log.record(&record);
+    }
+}
+
+/// How long a tunnel must have stayed up for the reconnect backoff to
+/// start again from its base delay.
+pub const STABLE_TUNNEL: Duration = Duration::from_secs(10);
+
+/// The running client.
+pub struct Client {
+    settings: ClientSettings,
+    /// The SPIFFE ID: renewal keeps it, so it never changes.
+    identity: String,
+    app_verifier: Arc<HubCertVerifier>,
+    tls_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    /// The identity the next connection presents; renewal swaps it.
+    current: RwLock<Arc<Active>>,
+    /// Where an enrolled identity is kept; `None` for a static one.
+    store: Option<IdentityStore>,
+    /// Cleared when the hub says the SVID cannot be renewed.
+    renewable: AtomicBool,
+}
+
 impl Client {
-    /// Checks the SVID, the hub CA and the TLS setup once, up front, so a
-    /// configuration mistake fails at start with a clear message.
+    /// A client with a static SVID. Checks the SVID, the hub CA and the TLS
+    /// setup once, up front, so a configuration mistake fails at start with
+    /// a clear message.
     pub fn new(options: ClientOptions) -> Result<Client, ClientError> {
-        let leaf = options
-            .keys
-            .chain
-            .first()
-            .ok_or_else(|| ClientError::Svid("the certificate file is empty".into()))?;
-        let identity = crate::svid::check_leaf(leaf)
-            .map_err(|e| ClientError::Svid(e.to_string()))?
-            .id
-            .to_string();
-        let app_verifier = Arc::new(HubCertVerifier::new(&options.hub_ca, &options.hub_name)?);
-        let tls_verifier = match &options.tls_ca {
-            Some(roots) => HubCertVerifier::new(roots, &options.hub_name)?.tls(),
-            None => app_verifier.tls(),
+        let (settings, source) = options.into_parts();
+        let IdentitySource::Static(keys) = source else {
+            return Err(ClientError::Svid("no SVID".into()));
         };
-        let quic = net::client_config(&options.keys, tls_verifier)?;
+        let identity = CurrentIdentity::from_keys(keys).map_err(|e| match e {
+            IdentityError::Svid(why) => ClientError::Svid(why),
+            other => ClientError::Identity(other),
+        })?;
+        Self::build(settings, identity, None)
+    }
+
+    /// A client with its identity from `source`. For an enrolled identity:
+    /// - a usable SVID in the state directory is used (a token, if given,
+    ///   is ignored: the client is already enrolled);
+    /// - otherwise (never enrolled, or the SVID expired) the client enrols
+    ///   with the token: it generates a key, sends the token and a CSR, and
+    ///   checks and saves what the hub issues. A hub that cannot be reached
+    ///   is retried with backoff until `cancel` fires; a refused token is
+    ///   [`ClientError::Refused`];
+    /// - without a token and without state, [`ClientError::NotEnrolled`].
+    ///
+    /// An expired SVID without a token is used anyway (the hub refuses it;
+    /// the client keeps trying and says why).
+    pub async fn start(
+        settings: ClientSettings,
+        source: IdentitySource,
+        cancel: &CancellationToken,
+    ) -> Result<Client, ClientError> {
+        let (state, token) = match source {
+            IdentitySource::Static(keys) => {
+                let identity = CurrentIdentity::from_keys(keys)?;
+                return Self::build(settings, identity, None);
+            }
+            IdentitySource::Enrolled { state, token } => (state, token),
+        };
+        let store = IdentityStore::new(state);
+        let saved = match store.load() {
+            Ok(saved) => saved,
+            Err(e) if token.is_some() => {
+                tracing::warn!(error = %e, "the saved identity is unusable; enrolling again with the token");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let now = SystemTime::now();
+        let identity = match (saved, token) {
+            (Some(saved), None) => {
+                if saved.is_expired(now) {
+                    tracing::error!(
+                        spiffe_id = saved.spiffe_id(),
+                        "the saved SVID expired at {}: the hub will refuse it; this client needs \
+                         a new enrolment token (ask the operator for `ewii-hub deployment token`, \
+                         then pass --enrollment-token-file FILE or set EWII_ENROLLMENT_TOKEN)",
+                        saved.svid().expires_at_rfc3339()
+                    );
+                }
+                saved
+            }
+            (Some(saved), Some(_)) if !saved.is_expired(now) => {
+                tracing::info!(
+                    spiffe_id = saved.spiffe_id(),
+                    serial = %saved.svid().serial,
+                    "already enrolled as {}; the enrolment token is not needed and was not used",
+                    saved.spiffe_id()
+                );
+                saved
+            }
+            (saved, Some(token)) => {
+                if let Some(saved) = saved {
+                    tracing::info!(
+                        spiffe_id = saved.spiffe_id(),
+                        "the saved SVID expired at {}; enrolling again with the token",
+                        saved.svid().expires_at_rfc3339()
+                    );
+                }
+                Self::enrol(&settings, &store, &token, cancel).await?
+            }
+            (None, None) => return Err(ClientError::NotEnrolled),
+        };
+        Self::build(settings, identity, Some(store))
+    }
+
+    fn build(
+        settings: ClientSettings,
+        identity: CurrentIdentity,
+        store: Option<IdentityStore>,
+    ) -> Result<Client, ClientError> {
+        let app_verifier = Arc::new(HubCertVerifier::new(&settings.hub_ca, &settings.hub_name)?);
+        let tls_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
+            match &settings.tls_ca {
+                Some(roots) => HubCertVerifier::new(roots, &settings.hub_name)?.tls(),
+                None => app_verifier.tls(),
+            };
+        let quic = net::client_config(identity.keys(), tls_verifier.clone())?;
         Ok(Client {
-            options,
-            identity,
+            identity: identity.spiffe_id().to_owned(),
+            settings,
             app_verifier,
-            quic,
+            tls_verifier,
+            current: RwLock::new(Arc::new(Active { identity, quic })),
+            store,
+            renewable: AtomicBool::new(true),
         })
+    }
+
+    /// Enrols with `token`, retrying while the hub cannot be reached.
+    async fn enrol(
+        settings: &ClientSettings,
+        store: &IdentityStore,
+        token: &Zeroizing<String>,
+        cancel: &CancellationToken,
+    ) -> Result<CurrentIdentity, ClientError> {
+        // The token travels in TLS only (there is no app layer yet), so
+        // the hub must prove itself under the hub CA right there: a
+        // TLS-terminating relay (`tls_ca`) never sees the token.
+        let verifier = HubCertVerifier::new(&settings.hub_ca, &settings.hub_name)?;
+        let quic = net::enrol_client_config(verifier.tls())?;
+        let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
+        let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Socket)?;
+        let mut backoff = new_backoff();
+        let outcome = loop {
+            let request = KeyRequest::generate()?;
+            let started = Instant::now();
+            let attempt = async {
+                let addr = resolve(&settings.hub).await?;
+                net::enrol(
+                    &endpoint,
+                    quic.clone(),
+                    addr,
+                    &settings.hub_name,
+                    &request.enrol_request(token),
+                )
+                .await
+            };
+            let answer = tokio::select! {
+                a = attempt => a,
+                _ = cancel.cancelled() => break Err(ClientError::Cancelled),
+            };
+            match answer {
+                Ok(EnrolResponse::Issued(issued)) => {
+                    let issued = request.accept(&issued)?;
+                    store.save(&issued)?;
+                    let identity = issued.into_identity();
+                    tracing::info!(
+                        spiffe_id = identity.spiffe_id(),
+                        serial = %identity.svid().serial,
+                        expires = %identity.svid().expires_at_rfc3339(),
+                        state = %store.dir().display(),
+                        "enrolled"
+                    );
+                    let mut record = ConnectionRecord::now(identity.spiffe_id(), "enrolled");
+                    record.destination = Some(settings.hub.clone());
+                    record.duration_ms = started.elapsed().as_millis() as u64;
+                    record.outcome = identity.svid().serial.clone();
+                    log_to(&settings.log, record);
+                    break Ok(identity);
+                }
+                Ok(EnrolResponse::Refused(refusal)) => {
+                    break Err(ClientError::Refused {
+                        reason: one_line(&refusal.reason),
+                        message: one_line(&refusal.message),
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(hub = %settings.hub, reason = e.reason(), error = %e, "cannot enrol with the hub; retrying");
+                }
+            }
+            let delay = backoff.next_delay(random_unit());
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = cancel.cancelled() => break Err(ClientError::Cancelled),
+            }
+        };
+        endpoint.close(net::close_code::DONE.into(), b"enrolment over");
+        outcome
     }
 
     /// The client's own SPIFFE ID.
@@ -143,35 +422,62 @@ impl Client {
         &self.identity
     }
 
-    fn log(&self, record: ConnectionRecord) {
-        if let Some(log) = &self.options.log {
-            log.record(&record);
-        }
+    /// The SVID the next connection presents.
+    pub fn svid(&self) -> SvidInfo {
+        self.active().identity.svid().clone()
     }
 
-    async fn resolve(&self) -> Result<SocketAddr, NetError> {
-        tokio::net::lookup_host(&self.options.hub)
-            .await
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| {
-                NetError::Protocol(format!(
-                    "cannot resolve the hub address {}",
-                    self.options.hub
-                ))
-            })
+    /// Whether this client renews its SVID (an enrolled identity the hub
+    /// has not refused to renew).
+    pub fn renews(&self) -> bool {
+        self.store.is_some() && self.renewable.load(Ordering::SeqCst)
+    }
+
+    fn active(&self) -> Arc<Active> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn log(&self, record: ConnectionRecord) {
+        log_to(&self.settings.log, record);
     }
 
     async fn connect(&self, endpoint: &quinn::Endpoint) -> Result<ClientTunnel, NetError> {
-        let addr = self.resolve().await?;
-        let credentials = self.options.keys.credentials()?;
+        let addr = resolve(&self.settings.hub).await?;
+        let active = self.active();
+        let credentials = active.identity.keys().credentials()?;
         let config = ClientConfig {
             credentials,
             identity: self.identity.clone(),
-            hub_name: self.options.hub_name.clone(),
+            hub_name: self.settings.hub_name.clone(),
             hub_verifier: self.app_verifier.clone(),
         };
-        ClientTunnel::connect(endpoint, self.quic.clone(), addr, config).await
+        ClientTunnel::connect(endpoint, active.quic.clone(), addr, config).await
+    }
+
+    /// Says why a connection failed when the SVID has expired.
+    fn explain_expiry(&self) {
+        let active = self.active();
+        if !active.identity.is_expired(SystemTime::now()) {
+            return;
+        }
+        let expired = active.identity.svid().expires_at_rfc3339();
+        if self.store.is_some() {
+            tracing::error!(
+                spiffe_id = %self.identity,
+                "the SVID expired at {expired}, so the hub refuses it: this client needs a new \
+                 enrolment token (ask the operator for `ewii-hub deployment token`), then restart \
+                 it with --enrollment-token-file FILE or EWII_ENROLLMENT_TOKEN; retrying meanwhile"
+            );
+        } else {
+            tracing::error!(
+                spiffe_id = %self.identity,
+                "the SVID given with --svid expired at {expired}, so the hub refuses it: replace \
+                 it (or enrol with a token); retrying meanwhile"
+            );
+        }
     }
 
     /// Keeps the tunnel up until `cancel` fires.
@@ -181,31 +487,37 @@ impl Client {
         // endpoint refuses every incoming connection.
         let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
         let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Socket)?;
-        let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
+        let mut backoff = new_backoff();
         while !cancel.is_cancelled() {
             let attempt_at = Instant::now();
             match this.connect(&endpoint).await {
                 Ok(tunnel) => {
-                    backoff.reset();
-                    tracing::info!(hub = %this.options.hub, identity = %this.identity, "tunnel up");
+                    tracing::info!(hub = %this.settings.hub, identity = %this.identity, "tunnel up");
                     let mut up = ConnectionRecord::now(&this.identity, "tunnel_up");
-                    up.destination = Some(this.options.hub.clone());
+                    up.destination = Some(this.settings.hub.clone());
                     this.log(up);
                     let reason = this.clone().serve(tunnel, &cancel).await;
                     tracing::warn!(%reason, "tunnel down");
                     let mut down = ConnectionRecord::now(&this.identity, "tunnel_down");
-                    down.destination = Some(this.options.hub.clone());
+                    down.destination = Some(this.settings.hub.clone());
                     down.duration_ms = attempt_at.elapsed().as_millis() as u64;
                     down.outcome = reason;
                     this.log(down);
+                    // Only a tunnel that stayed up resets the backoff: a hub
+                    // that accepts and then drops the link at once (e.g. its
+                    // adapter session fails) must not be redialled in a loop.
+                    if attempt_at.elapsed() >= STABLE_TUNNEL {
+                        backoff.reset();
+                    }
                 }
                 Err(e) => {
-                    tracing::warn!(hub = %this.options.hub, reason = e.reason(), error = %e, "cannot connect to the hub");
+                    tracing::warn!(hub = %this.settings.hub, reason = e.reason(), error = %e, "cannot connect to the hub");
                     let mut failed = ConnectionRecord::now(&this.identity, "connect_failed");
-                    failed.destination = Some(this.options.hub.clone());
+                    failed.destination = Some(this.settings.hub.clone());
                     failed.duration_ms = attempt_at.elapsed().as_millis() as u64;
                     failed.outcome = e.to_string();
                     this.log(failed);
+                    this.explain_expiry();
                 }
             }
             if cancel.is_cancelled() {
@@ -229,13 +541,19 @@ impl Client {
         let tunnel = Arc::new(tunnel);
         // A new hub session starts new MCP sessions with the adapters.
         let links: Arc<HashMap<Destination, Arc<AdapterLink>>> = Arc::new(
-            self.options
+            self.settings
                 .allow
                 .iter()
                 .map(|d| (d.clone(), Arc::new(AdapterLink::new(d.clone()))))
                 .collect(),
         );
         let session_cancel = cancel.child_token();
+        if self.renews() {
+            tokio::spawn(
+                self.clone()
+                    .keep_renewing(tunnel.clone(), session_cancel.clone()),
+            );
+        }
         let listening = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
         let reason = loop {
             tokio::select! {
@@ -277,6 +595,129 @@ impl Client {
         reason
     }
 
+    /// Renews the SVID over `tunnel` about half-way through each SVID's
+    /// life, until the tunnel ends (`cancel`) or the hub says the SVID is
+    /// not renewable.
+    async fn keep_renewing(self: Arc<Self>, tunnel: Arc<ClientTunnel>, cancel: CancellationToken) {
+        let mut due = self.active().identity.renew_at();
+        loop {
+            let wait = due
+                .duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO);
+            tracing::debug!(wait_ms = wait.as_millis() as u64, "next SVID renewal");
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = cancel.cancelled() => return,
+            }
+            let outcome = tokio::select! {
+                o = self.renew_once(&tunnel) => o,
+                _ = cancel.cancelled() => return,
+            };
+            match outcome {
+                Renewal::Renewed(next) => due = next,
+                Renewal::Stop => {
+                    self.renewable.store(false, Ordering::SeqCst);
+                    return;
+                }
+                Renewal::Retry => {
+                    let left = self.active().identity.svid().remaining(SystemTime::now());
+                    due = SystemTime::now() + retry_delay(left);
+                }
+            }
+        }
+    }
+
+    /// One renewal: a fresh key and CSR, the hub's answer, the checks, the
+    /// state saved and the identity swapped for the next connection.
+    async fn renew_once(&self, tunnel: &ClientTunnel) -> Renewal {
+        let started = Instant::now();
+        let failed = |why: String| {
+            let mut record = ConnectionRecord::now(&self.identity, "renew_failed");
+            record.destination = Some(self.settings.hub.clone());
+            record.duration_ms = started.elapsed().as_millis() as u64;
+            record.outcome = why;
+            self.log(record);
+        };
+        let request = match KeyRequest::generate() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot renew the SVID");
+                failed(e.to_string());
+                return Renewal::Retry;
+            }
+        };
+        let issued = match tunnel.renew(request.csr_der(), RENEW_TIMEOUT).await {
+            Ok(Ok(issued)) => issued,
+            Ok(Err(refusal)) => {
+                let (reason, message) = (one_line(&refusal.reason), one_line(&refusal.message));
+                failed(format!("{reason}: {message}"));
+                if reason == NOT_RENEWABLE {
+                    tracing::warn!(
+                        %reason,
+                        "the hub does not renew this SVID ({message}); renewal stops, and the \
+                         client needs a new SVID before {}",
+                        self.active().identity.svid().expires_at_rfc3339()
+                    );
+                    return Renewal::Stop;
+                }
+                tracing::warn!(%reason, "the hub refused to renew the SVID: {message}; retrying");
+                return Renewal::Retry;
+            }
+            Err(e) => {
+                tracing::warn!(reason = e.reason(), error = %e, "SVID renewal failed; retrying");
+                failed(e.to_string());
+                return Renewal::Retry;
+            }
+        };
+        match self.adopt(request, &issued) {
+            Ok(svid) => {
+                tracing::info!(
+                    spiffe_id = %self.identity,
+                    serial = %svid.serial,
+                    expires = %svid.expires_at_rfc3339(),
+                    "SVID renewed"
+                );
+                let mut record = ConnectionRecord::now(&self.identity, "renewed");
+                record.destination = Some(self.settings.hub.clone());
+                record.duration_ms = started.elapsed().as_millis() as u64;
+                record.outcome = svid.serial;
+                self.log(record);
+                Renewal::Renewed(self.active().identity.renew_at())
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the renewed SVID is not usable; retrying");
+                failed(e.to_string());
+                Renewal::Retry
+            }
+        }
+    }
+
+    /// Checks a renewed SVID, saves it and makes it the identity of the
+    /// next connection.
+    fn adopt(
+        &self,
+        request: KeyRequest,
+        issued: &crate::enrol::Issued,
+    ) -> Result<SvidInfo, ClientError> {
+        let issued = request.accept(issued)?;
+        if issued.identity().spiffe_id() != self.identity {
+            return Err(IdentityError::WrongIdentity {
+                expected: self.identity.clone(),
+                got: issued.identity().spiffe_id().to_owned(),
+            }
+            .into());
+        }
+        let quic = net::client_config(issued.identity().keys(), self.tls_verifier.clone())?;
+        if let Some(store) = &self.store {
+            store.save(&issued)?;
+        }
+        let identity = issued.into_identity();
+        let svid = identity.svid().clone();
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
+            Arc::new(Active { identity, quic });
+        Ok(svid)
+    }
+
     /// Forwards one request stream to its adapter and streams the answers
     /// back; refuses anything outside the allow-list before dialling.
     async fn forward(
@@ -303,16 +744,16 @@ impl Client {
         let mut record = ConnectionRecord::now(&self.identity, "forward");
         record.bytes_out = req.message.len() as u64;
         let destination = match &req.route {
-            None => Ok(self.options.allow.default_destination().clone()),
+            None => Ok(self.settings.allow.default_destination().clone()),
             Some(route) => route.parse::<Destination>(),
         };
         record.destination = Some(
             req.route
                 .clone()
-                .unwrap_or_else(|| self.options.allow.default_destination().to_string()),
+                .unwrap_or_else(|| self.settings.allow.default_destination().to_string()),
         );
         let link = destination
-            .and_then(|d| self.options.allow.check(&d).map(|()| d))
+            .and_then(|d| self.settings.allow.check(&d).map(|()| d))
             .map(|d| links.get(&d).cloned());
         let link = match link {
             Ok(Some(link)) => link,

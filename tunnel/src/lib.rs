@@ -16,13 +16,16 @@
 //! - [`replay::ReplayWindow`]: the RFC 6479 window, checked before
 //!   decryption and advanced only after the tag verifies.
 //! - [`enrol`]: enrolment (token + CSR → SVID) and renewal messages.
+//! - [`identity`]: the client's SVID source, its enrolled state on disk,
+//!   fresh keys and CSRs, and the checks an issued SVID must pass.
 //! - [`svid`]: the SPIFFE X509-SVID rules and the hub's verifier, which maps
 //!   a SPIFFE ID to its workspace's trust bundle and checks revocation.
 //! - [`codec`]: bounded reads for every decoder.
 //!
 //! The I/O side only moves bytes: [`net`] (quinn + rustls), [`client`] (the
-//! runtime: reconnect, allow-list), [`forward`] (MCP streamable HTTP to the
-//! adapter), [`connlog`] (the client's JSON-lines connection log).
+//! runtime: enrolment, renewal, reconnect, allow-list), [`forward`] (MCP
+//! streamable HTTP to the adapter), [`connlog`] (the client's JSON-lines
+//! connection log).
 //!
 //! The wire format, key schedule and vectors are in `docs/protocol.md`.
 #![forbid(unsafe_code)]
@@ -34,6 +37,7 @@ pub mod enrol;
 pub mod forward;
 pub mod frame;
 pub mod handshake;
+pub mod identity;
 pub mod net;
 pub mod record;
 pub mod replay;

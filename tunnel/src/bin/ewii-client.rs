@@ -4,16 +4,43 @@
 //! identity with its SPIFFE X.509-SVID, and forwards each MCP request the
 //! hub sends to an allow-listed local MCP adapter. It never listens.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use ewii_tunnel::client::{Client, ClientOptions};
+use ewii_tunnel::client::{Client, ClientError, ClientSettings};
 use ewii_tunnel::connlog::ConnectionLog;
 use ewii_tunnel::forward::{AllowList, Destination};
+use ewii_tunnel::handshake::HubCertVerifier;
+use ewii_tunnel::identity::{CurrentIdentity, IdentitySource, IdentityStore};
 use ewii_tunnel::net::{KeyMaterial, read_certificates};
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
+
+/// How enrolment works, and examples (end of `--help`).
+const AFTER_HELP: &str = "\
+Enrolment:
+  The operator creates the deployment on the hub (`ewii-hub deployment create`) and hands you
+  its single-use enrolment token (a fresh one: `ewii-hub deployment token`). Start the client
+  once with it, in a file (--enrollment-token-file) or in the environment (EWII_ENROLLMENT_TOKEN):
+  the client generates its own key (which never leaves the machine), gets its SVID from the hub
+  and saves both in --state. From then on it needs no token, and renews its SVID over the tunnel.
+
+Examples:
+  ewii-client run --hub hub.example.com:4433 --hub-ca hub-ca.pem \\
+      --state /var/lib/ewii-client --enrollment-token-file token.txt \\
+      --allow tcp:127.0.0.1:8080
+  ewii-client run --hub hub.example.com:4433 --hub-ca hub-ca.pem \\
+      --state /var/lib/ewii-client --allow tcp:127.0.0.1:8080      # enrolled already
+  ewii-client run ... --svid svid.pem --key svid.key    # an SVID issued elsewhere, never renewed
+
+Logs go to stderr (EWII_LOG=debug for more, EWII_LOG_FORMAT=json for JSON); every forward is
+also recorded in STATE/connections.jsonl.";
+
+/// The environment variable holding an enrolment token (the value itself).
+const TOKEN_ENV: &str = "EWII_ENROLLMENT_TOKEN";
 
 #[derive(Parser)]
 #[command(
@@ -22,11 +49,7 @@ use tokio_util::sync::CancellationToken;
     about = "The customer-side end of the Ewii tunnel: one outbound QUIC connection to the hub, \
              forwarding MCP requests to allow-listed local adapters only.",
     long_about = None,
-    after_help = "Example:\n  ewii-client run --hub hub.example.com:4433 --hub-ca hub-ca.pem \\\n      \
-                  --state /var/lib/ewii-client --svid svid.pem --key svid.key \\\n      \
-                  --allow tcp:127.0.0.1:8080\n\n\
-                  Logs go to stderr (EWII_LOG=debug for more, EWII_LOG_FORMAT=json for JSON); \
-                  every forward is also recorded in STATE/connections.jsonl."
+    after_help = AFTER_HELP
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,6 +59,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Connect to the hub and forward requests until stopped (SIGINT/SIGTERM).
+    #[command(after_help = AFTER_HELP)]
     Run(RunArgs),
 }
 
@@ -45,17 +69,20 @@ struct RunArgs {
     #[arg(long, env = "EWII_HUB")]
     hub: String,
     /// PEM file of the CA that issued the hub's certificate. The hub must
-    /// prove an identity under it, in TLS and again end to end.
+    /// prove an identity under it, in TLS and again end to end (and in TLS
+    /// at enrolment).
     #[arg(long, env = "EWII_HUB_CA")]
     hub_ca: PathBuf,
     /// The name the hub's certificate must carry (default: HOST of --hub).
     #[arg(long, env = "EWII_HUB_NAME")]
     hub_name: Option<String>,
     /// PEM CA for the TLS layer only, when a TLS-terminating relay sits in
-    /// front of the hub. The app layer still requires --hub-ca.
+    /// front of the hub. The app layer still requires --hub-ca. Not used
+    /// for enrolment: the token is only ever sent to the hub itself.
     #[arg(long, env = "EWII_TLS_CA")]
     tls_ca: Option<PathBuf>,
-    /// Directory for the client's state and its connection log.
+    /// Directory for the client's state: its enrolled SVID (svid.pem,
+    /// svid.key, bundle.pem) and its connection log.
     #[arg(long, env = "EWII_STATE")]
     state: PathBuf,
     /// An adapter endpoint the hub may reach: unix:/abs/path or
@@ -68,14 +95,26 @@ struct RunArgs {
         required = true
     )]
     allow: Vec<String>,
-    /// PEM file of this deployment's X.509-SVID (leaf first, then any
-    /// intermediates). Until enrolment exists, issued by the operator.
-    #[arg(long, env = "EWII_SVID")]
-    svid: PathBuf,
-    /// PEM file of the SVID's private key.
-    #[arg(long, env = "EWII_SVID_KEY")]
-    key: PathBuf,
-    /// Check the configuration (SVID, hub CA, allow-list), print it and exit.
+    /// File holding the single-use enrolment token from the operator
+    /// (`ewii-hub deployment create` or `ewii-hub deployment token`). Or put
+    /// the token in the environment variable EWII_ENROLLMENT_TOKEN. Used
+    /// only when --state holds no valid SVID yet.
+    #[arg(
+        long,
+        env = "EWII_ENROLLMENT_TOKEN_FILE",
+        value_name = "FILE",
+        conflicts_with_all = ["svid", "key"]
+    )]
+    enrollment_token_file: Option<PathBuf>,
+    /// PEM file of an X.509-SVID issued outside enrolment (leaf first, then
+    /// any intermediates). Never renewed. Instead of an enrolment token.
+    #[arg(long, env = "EWII_SVID", requires = "key")]
+    svid: Option<PathBuf>,
+    /// PEM file of the --svid's private key.
+    #[arg(long, env = "EWII_SVID_KEY", requires = "svid")]
+    key: Option<PathBuf>,
+    /// Check the configuration (identity, hub CA, allow-list), print it and
+    /// exit, without contacting the hub.
     #[arg(long)]
     check: bool,
     /// With --check: print JSON for scripts.
@@ -116,7 +155,14 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            match e.downcast_ref::<ClientError>() {
+                // Something only the operator or the admin can fix: a new
+                // token, or a token at all. Restarting will not help.
+                Some(ClientError::Refused { .. } | ClientError::NotEnrolled) => {
+                    std::process::ExitCode::from(2)
+                }
+                _ => std::process::ExitCode::FAILURE,
+            }
         }
     }
 }
@@ -131,6 +177,72 @@ fn hub_host(hub: &str) -> Result<String> {
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned())
+}
+
+/// Reads a token file: the token, surrounding whitespace trimmed.
+fn read_token_file(path: &Path) -> Result<Zeroizing<String>> {
+    let raw = Zeroizing::new(
+        std::fs::read_to_string(path)
+            .with_context(|| format!("--enrollment-token-file {}", path.display()))?,
+    );
+    let token = Zeroizing::new(raw.trim().to_owned());
+    if token.is_empty() {
+        bail!(
+            "--enrollment-token-file {}: the file is empty",
+            path.display()
+        );
+    }
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if std::fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o077 != 0) {
+            tracing::warn!(
+                file = %path.display(),
+                "the enrolment token file is readable by other users; make it 0600 (or delete it once enrolled)"
+            );
+        }
+    }
+    Ok(token)
+}
+
+/// Where the SVID comes from: --svid/--key, or the state directory (with
+/// a token from --enrollment-token-file or EWII_ENROLLMENT_TOKEN to enrol).
+fn identity_source(args: &RunArgs) -> Result<IdentitySource> {
+    let env_token = std::env::var(TOKEN_ENV)
+        .ok()
+        .map(Zeroizing::new)
+        .map(|t| Zeroizing::new(t.trim().to_owned()))
+        .filter(|t| !t.is_empty());
+    if let (Some(svid), Some(key)) = (&args.svid, &args.key) {
+        if env_token.is_some() {
+            bail!(
+                "{TOKEN_ENV} is set and so is --svid/--key: use one identity source (unset \
+                 {TOKEN_ENV} to use the SVID files, or drop --svid/--key to enrol)"
+            );
+        }
+        let keys = KeyMaterial::from_pem_files(svid, key).context("--svid / --key")?;
+        return Ok(IdentitySource::Static(keys));
+    }
+    let token = match (&args.enrollment_token_file, env_token) {
+        (Some(_), Some(_)) => bail!(
+            "both --enrollment-token-file and {TOKEN_ENV} are set: give the enrolment token one way"
+        ),
+        (Some(file), None) => Some(read_token_file(file)?),
+        (None, token) => token,
+    };
+    Ok(IdentitySource::Enrolled {
+        state: args.state.clone(),
+        token,
+    })
+}
+
+/// Creates the state directory, owner-only, if it does not exist.
+fn create_state_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("cannot create the state directory {}", dir.display()))
 }
 
 async fn run(args: RunArgs) -> Result<()> {
@@ -154,55 +266,32 @@ async fn run(args: RunArgs) -> Result<()> {
         .map(read_certificates)
         .transpose()
         .context("--tls-ca")?;
-    let keys = KeyMaterial::from_pem_files(&args.svid, &args.key).context("--svid / --key")?;
-    std::fs::create_dir_all(&args.state)
-        .with_context(|| format!("cannot create the state directory {}", args.state.display()))?;
+    // The hub CA and name are usable (checked again by the client).
+    HubCertVerifier::new(&hub_ca, &hub_name).context("--hub-ca / --hub-name")?;
+    if let Some(roots) = &tls_ca {
+        HubCertVerifier::new(roots, &hub_name).context("--tls-ca")?;
+    }
+    let source = identity_source(&args)?;
+    create_state_dir(&args.state)?;
     let log_path = args.state.join("connections.jsonl");
     let log = ConnectionLog::open(&log_path)
         .with_context(|| format!("cannot open the connection log {}", log_path.display()))?;
+    if args.check {
+        return check(&args, &hub_name, &allow, &log_path, source);
+    }
     if running_as_root() {
         tracing::warn!(
             "running as root: ewii-client needs no privileges; run it as an unprivileged user"
         );
     }
-    let client = Client::new(ClientOptions {
+    let settings = ClientSettings {
         hub: args.hub.clone(),
-        hub_name: hub_name.clone(),
+        hub_name,
         hub_ca,
         tls_ca,
-        keys,
         allow: allow.clone(),
         log: Some(Arc::new(log)),
-    })?;
-    if args.check {
-        let summary = serde_json::json!({
-            "hub": args.hub,
-            "hub_name": hub_name,
-            "identity": client.identity(),
-            "allow": allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "connection_log": log_path,
-        });
-        if args.json {
-            println!("{summary}");
-        } else {
-            println!(
-                "hub:            {} (must prove the name {hub_name})",
-                args.hub
-            );
-            println!("identity:       {}", client.identity());
-            for d in allow.iter() {
-                println!("allow:          {d}");
-            }
-            println!("connection log: {}", log_path.display());
-        }
-        return Ok(());
-    }
-    tracing::info!(
-        hub = %args.hub,
-        identity = client.identity(),
-        allow = ?allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
-        "starting"
-    );
+    };
     let cancel = CancellationToken::new();
     let stop = cancel.clone();
     tokio::spawn(async move {
@@ -210,8 +299,136 @@ async fn run(args: RunArgs) -> Result<()> {
         tracing::info!("stopping");
         stop.cancel();
     });
+    let client = match Client::start(settings, source, &cancel).await {
+        Ok(client) => client,
+        Err(ClientError::Cancelled) => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let svid = client.svid();
+    tracing::info!(
+        hub = %args.hub,
+        identity = client.identity(),
+        serial = %svid.serial,
+        expires = %svid.expires_at_rfc3339(),
+        renews = client.renews(),
+        allow = ?allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "starting"
+    );
     client.run(cancel).await?;
     Ok(())
+}
+
+/// `--check`: what the client would use, without contacting the hub.
+fn check(
+    args: &RunArgs,
+    hub_name: &str,
+    allow: &AllowList,
+    log_path: &Path,
+    source: IdentitySource,
+) -> Result<()> {
+    let now = SystemTime::now();
+    // (source, identity if any, what happens to a token, a fatal error)
+    let (kind, identity, token, fatal): (&str, Option<CurrentIdentity>, Option<&str>, _) =
+        match source {
+            IdentitySource::Static(keys) => (
+                "static",
+                Some(CurrentIdentity::from_keys(keys).context("--svid")?),
+                None,
+                None,
+            ),
+            IdentitySource::Enrolled { state, token } => {
+                let has_token = token.is_some();
+                match IdentityStore::new(&state).load() {
+                    Ok(Some(id)) => {
+                        let expired = id.is_expired(now);
+                        let token = match (has_token, expired) {
+                            (false, _) => None,
+                            (true, false) => Some("ignored (already enrolled)"),
+                            (true, true) => Some("will be used to enrol again (the SVID expired)"),
+                        };
+                        ("enrolled", Some(id), token, None)
+                    }
+                    Ok(None) if has_token => (
+                        "enrolled",
+                        None,
+                        Some("will be used to enrol when the client runs"),
+                        None,
+                    ),
+                    Ok(None) => (
+                        "enrolled",
+                        None,
+                        None,
+                        Some(anyhow::Error::from(ClientError::NotEnrolled)),
+                    ),
+                    Err(e) if has_token => {
+                        tracing::warn!(error = %e, "the saved identity is unusable");
+                        (
+                            "enrolled",
+                            None,
+                            Some("will be used to enrol again (the saved identity is unusable)"),
+                            None,
+                        )
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+    let svid = identity.as_ref().map(|i| i.svid().clone());
+    let expired = identity.as_ref().is_some_and(|i| i.is_expired(now));
+    let renewed = kind == "enrolled";
+    if args.json {
+        let summary = serde_json::json!({
+            "hub": args.hub,
+            "hub_name": hub_name,
+            "identity_source": kind,
+            "enrolled": kind == "enrolled" && svid.is_some(),
+            "identity": svid.as_ref().map(|s| s.spiffe_id.clone()),
+            "serial": svid.as_ref().map(|s| s.serial.clone()),
+            "expires_at": svid.as_ref().map(|s| s.expires_at_rfc3339()),
+            "expired": expired,
+            "renewed_automatically": renewed,
+            "enrollment_token": token,
+            "state": args.state,
+            "allow": allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "connection_log": log_path,
+        });
+        println!("{summary}");
+    } else {
+        println!(
+            "hub:             {} (must prove the name {hub_name})",
+            args.hub
+        );
+        match kind {
+            "static" => println!("identity source: --svid/--key (never renewed)"),
+            _ => println!(
+                "identity source: enrolled, kept in {} (renewed over the tunnel)",
+                args.state.display()
+            ),
+        }
+        match &svid {
+            Some(s) => {
+                println!("identity:        {}", s.spiffe_id);
+                println!("serial:          {}", s.serial);
+                println!(
+                    "expires:         {}{}",
+                    s.expires_at_rfc3339(),
+                    if expired { " (EXPIRED)" } else { "" }
+                );
+            }
+            None => println!("identity:        not enrolled yet"),
+        }
+        if let Some(token) = token {
+            println!("enrolment token: {token}");
+        }
+        for d in allow.iter() {
+            println!("allow:           {d}");
+        }
+        println!("connection log:  {}", log_path.display());
+    }
+    match fatal {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 async fn wait_for_signal() {
