@@ -39,6 +39,10 @@ step "the tunnel's fuzz targets compile (running them needs nightly: docs/protoc
 step "official Python MCP SDK against ewii-adapter"
 bash scripts/test-python-mcp.sh
 
+step "operator and customer flow: ewii-hub, ewii-adapter, ewii-client over QUIC, official Python MCP SDK as the agent"
+cargo build --workspace --bins --locked
+bash scripts/test-hub-python.sh
+
 step "official MCP conformance suite against ewii-adapter"
 bash scripts/mcp-conformance.sh
 
