@@ -123,8 +123,8 @@ impl WorkspaceCa {
     /// The CSR's signature must verify with its own public key (proof of
     /// possession); the key must be EC P-256 (what SPIRE and our client
     /// use), EC P-384 or Ed25519. Everything else in the CSR is ignored.
-    /// The SVID is valid from `now` − [`BACKDATE`] to `now` + `ttl`, with
-    /// a random 127-bit serial.
+    /// The SVID is valid from `now` − min([`BACKDATE`], `ttl`/10) to
+    /// `now` + `ttl`, with a random 127-bit serial.
     pub fn issue_svid(
         &self,
         csr_der: &[u8],
@@ -150,7 +150,11 @@ impl WorkspaceCa {
         ];
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial()?);
-        params.not_before = offset(now.checked_sub(BACKDATE).unwrap_or(now))?;
+        // Backdate for clock skew, but by no more than a tenth of the
+        // lifetime: clients renew at half of notBefore..notAfter, which a
+        // long backdate would pull towards the past for short TTLs.
+        let backdate = BACKDATE.min(ttl / 10);
+        params.not_before = offset(now.checked_sub(backdate).unwrap_or(now))?;
         params.not_after = offset(later(now, ttl)?)?;
 
         let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).map_err(issue)?;

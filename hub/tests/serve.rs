@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use ewii_hub::Store;
 use ewii_hub::serve::RunningHub;
-use ewii_tunnel::client::{Client, ClientOptions};
+use ewii_tunnel::client::{Client, ClientError, ClientOptions, ClientSettings};
 use ewii_tunnel::forward::{AllowList, Destination};
+use ewii_tunnel::identity::IdentitySource;
 use ewii_tunnel::net::KeyMaterial;
 use rcgen::{CertificateParams, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
@@ -54,6 +55,8 @@ suite!(
     list_changed_reaches_the_workspace_agents,
     hub_restart_clients_reconnect_and_tools_reappear,
     health_metrics_and_bearer_auth,
+    enrolment_token_works_exactly_once_with_clear_refusals,
+    svids_rotate_under_load_without_a_failed_call,
 );
 
 /// A deployment's SVID issued straight from its workspace CA (what
@@ -459,6 +462,169 @@ async fn health_metrics_and_bearer_auth(backend: &Backend) {
         assert!(body.contains("ewii-hub agent create"), "{body}");
         assert!(session.is_none());
     }
+    client.stop().await;
+    hub.shutdown().await;
+}
+
+fn settings(hub: &RunningHub, adapter: &TestAdapter) -> ClientSettings {
+    ClientSettings {
+        hub: hub.quic_addr.to_string(),
+        hub_name: "127.0.0.1".into(),
+        hub_ca: hub_ca(hub),
+        tls_ca: None,
+        allow: AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap(),
+        log: None,
+    }
+}
+
+/// Enrols with `token` into `state`, then runs the client.
+async fn enrol_client(
+    hub: &RunningHub,
+    adapter: &TestAdapter,
+    state: &std::path::Path,
+    token: &str,
+) -> Result<TestClient, ClientError> {
+    let cancel = CancellationToken::new();
+    let source = IdentitySource::Enrolled {
+        state: state.to_owned(),
+        token: Some(zeroize::Zeroizing::new(token.to_owned())),
+    };
+    let client = tokio::time::timeout(STEP, Client::start(settings(hub, adapter), source, &cancel))
+        .await
+        .expect("enrolment timed out")?;
+    let task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let _ = client.run(cancel).await;
+        }
+    });
+    Ok(TestClient { cancel, task })
+}
+
+async fn enrolment_token_works_exactly_once_with_clear_refusals(backend: &Backend) {
+    let store = &backend.store;
+    store.create_workspace("acme", None, now()).await.unwrap();
+    let (_, token) = store
+        .create_deployment("acme", "eu", Duration::from_secs(3600), now())
+        .await
+        .unwrap();
+    let (_, short) = store
+        .create_deployment("acme", "us", Duration::from_secs(1), now())
+        .await
+        .unwrap();
+    let (_, credential) = store.create_agent("acme", "bot", now()).await.unwrap();
+    let hub = start_hub(store, |_| {}).await;
+    let adapter = TestAdapter::sqlite("shop").await;
+    let dir = tempfile::tempdir().unwrap();
+
+    // A malformed CSR is refused before the token is spent.
+    {
+        use ewii_tunnel::enrol::{EnrolRequest, EnrolResponse};
+        use ewii_tunnel::handshake::HubCertVerifier;
+        let verifier = HubCertVerifier::new(&hub_ca(&hub), "127.0.0.1").unwrap();
+        let quic = ewii_tunnel::net::enrol_client_config(verifier.tls()).unwrap();
+        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let request = EnrolRequest {
+            token: zeroize::Zeroizing::new(token.token.expose().to_owned()),
+            csr: "bm90IGEgQ1NS".into(),
+        };
+        let answer = ewii_tunnel::net::enrol(&endpoint, quic, hub.quic_addr, "127.0.0.1", &request)
+            .await
+            .unwrap();
+        match answer {
+            EnrolResponse::Refused(r) => assert_eq!(r.reason, "bad_csr", "{r:?}"),
+            other => panic!("a garbage CSR was accepted: {other:?}"),
+        }
+    }
+
+    // The token enrols once: the client comes up as the deployment.
+    let first = enrol_client(&hub, &adapter, &dir.path().join("a"), token.token.expose())
+        .await
+        .unwrap();
+    let agent = agent(&hub, credential.expose()).await;
+    wait_for_tools(&agent, |n| n.contains(&"eu_shop_query".to_string())).await;
+
+    // Used, expired and unknown tokens are refused, each saying why.
+    let used = enrol_client(&hub, &adapter, &dir.path().join("b"), token.token.expose()).await;
+    match used {
+        Err(ClientError::Refused { reason, message }) => {
+            assert_eq!(reason, "token_already_used");
+            assert!(message.contains("already been used"), "{message}");
+            assert!(message.contains("ewii-hub deployment token"), "{message}");
+        }
+        other => panic!("a used token was not refused: {:?}", other.err()),
+    }
+    assert!(!dir.path().join("b").join("svid.pem").exists());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    match enrol_client(&hub, &adapter, &dir.path().join("c"), short.token.expose()).await {
+        Err(ClientError::Refused { reason, message }) => {
+            assert_eq!(reason, "token_expired");
+            assert!(message.contains("expired"), "{message}");
+        }
+        other => panic!("an expired token was not refused: {:?}", other.err()),
+    }
+    match enrol_client(&hub, &adapter, &dir.path().join("d"), "not-a-token").await {
+        Err(ClientError::Refused { reason, .. }) => assert_eq!(reason, "unknown_token"),
+        other => panic!("an unknown token was not refused: {:?}", other.err()),
+    }
+    // Only the first enrolment exists: one live deployment.
+    assert_eq!(hub.state.registry.len(), 1);
+    first.stop().await;
+    hub.shutdown().await;
+}
+
+async fn svids_rotate_under_load_without_a_failed_call(backend: &Backend) {
+    let store = &backend.store;
+    store.create_workspace("acme", None, now()).await.unwrap();
+    let (_, token) = store
+        .create_deployment("acme", "eu", Duration::from_secs(3600), now())
+        .await
+        .unwrap();
+    let (_, credential) = store.create_agent("acme", "bot", now()).await.unwrap();
+    let hub = start_hub(store, |o| o.svid_ttl = Duration::from_secs(4)).await;
+    let adapter = TestAdapter::sqlite("shop").await;
+    let dir = tempfile::tempdir().unwrap();
+    let client = enrol_client(&hub, &adapter, dir.path(), token.token.expose())
+        .await
+        .unwrap();
+    let agent = agent(&hub, credential.expose()).await;
+    wait_for_tools(&agent, |n| n.contains(&"eu_shop_query".to_string())).await;
+    let live = hub.state.registry.find("acme", "eu").unwrap();
+    let mut serials = std::collections::BTreeSet::from([live.serial()]);
+
+    // 13 s of calls, three SVID lifetimes: every call must succeed.
+    let deadline = std::time::Instant::now() + Duration::from_secs(13);
+    let mut calls = 0;
+    while std::time::Instant::now() < deadline {
+        let result = call(&agent, "eu_shop_query", count_query()).await;
+        assert_ne!(
+            result.is_error,
+            Some(true),
+            "call {calls} failed: {}",
+            text_of(&result)
+        );
+        assert_eq!(result.structured_content.unwrap()["rows"], json!([[10]]));
+        calls += 1;
+        serials.insert(live.serial());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The same connection carried it all, under several SVIDs.
+    let now_live = hub.state.registry.find("acme", "eu").unwrap();
+    assert_eq!(
+        now_live.connection, live.connection,
+        "the tunnel was re-established"
+    );
+    assert!(
+        serials.len() >= 4,
+        "only {} SVIDs over 13 s: {serials:?}",
+        serials.len()
+    );
+    let (_, metrics) = http_get(&hub, "/metrics").await;
+    assert!(
+        metrics.contains("ewii_hub_svids_issued_total{kind=\"renewal\"}"),
+        "{metrics}"
+    );
+    println!("{calls} calls, {} SVIDs", serials.len());
     client.stop().await;
     hub.shutdown().await;
 }

@@ -125,8 +125,8 @@ pub enum ClientError {
     /// The hub refused the enrolment token.
     #[error("the hub refused the enrolment token ({reason}): {message}")]
     Refused {
-        /// The hub's reason code (`token_unknown`, `token_used`,
-        /// `token_expired`…).
+        /// The hub's reason code (`unknown_token`, `token_already_used`,
+        /// `token_expired`, `bad_csr`…).
         reason: String,
         /// The hub's explanation, on one line.
         message: String,
