@@ -309,7 +309,8 @@ impl ServerHandler for AgentService {
         }
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = request.arguments.clone();
-        let call = live.upstream.call_tool_once(params);
+        let upstream = live.upstream();
+        let call = upstream.call_tool_once(params);
         let outcome = tokio::select! {
             r = call => r,
             _ = context.ct.cancelled() => {

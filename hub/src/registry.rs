@@ -33,8 +33,7 @@ pub struct LiveDeployment {
     pub connection: u64,
     /// The tunnel.
     pub tunnel: Arc<HubTunnel>,
-    /// The MCP client session with the deployment's adapter.
-    pub upstream: Peer<RoleClient>,
+    upstream: RwLock<Peer<RoleClient>>,
     serial: Mutex<String>,
     expires_at: AtomicI64,
     tools: RwLock<Vec<Tool>>,
@@ -81,11 +80,27 @@ impl LiveDeployment {
             connected_at: SystemTime::now(),
             connection: c.connection,
             tunnel: c.tunnel,
-            upstream: c.upstream,
+            upstream: RwLock::new(c.upstream),
             serial: Mutex::new(c.serial),
             expires_at: AtomicI64::new(c.expires_at),
             tools: RwLock::new(c.tools),
         }
+    }
+
+    /// The MCP client session with the deployment's adapter.
+    pub fn upstream(&self) -> Peer<RoleClient> {
+        self.upstream
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the adapter session (after the adapter restarted).
+    pub fn set_upstream(&self, peer: Peer<RoleClient>) {
+        *self
+            .upstream
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = peer;
     }
 
     /// The adapter's tools, as it names them.

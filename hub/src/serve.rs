@@ -392,6 +392,34 @@ async fn metrics(State(state): State<Arc<HubState>>) -> Response {
         .into_response()
 }
 
+/// An MCP client session with a deployment's adapter over its tunnel, and
+/// the adapter's tools.
+async fn upstream_session(
+    tunnel: &Arc<HubTunnel>,
+    changed: &mpsc::Sender<()>,
+    lost: &mpsc::Sender<()>,
+) -> Result<
+    (
+        rmcp::service::RunningService<rmcp::RoleClient, crate::upstream::UpstreamHandler>,
+        Vec<rmcp::model::Tool>,
+    ),
+    String,
+> {
+    let handler = crate::upstream::UpstreamHandler::new(changed.clone());
+    let client = tokio::time::timeout(
+        Duration::from_secs(15),
+        handler.serve(crate::upstream::transport(tunnel.clone(), lost.clone())),
+    )
+    .await
+    .map_err(|_| "the deployment's adapter did not answer initialize within 15 s".to_string())?
+    .map_err(|e| format!("the deployment's adapter refused initialize: {e}"))?;
+    let tools = tokio::time::timeout(Duration::from_secs(15), client.list_all_tools())
+        .await
+        .map_err(|_| "the deployment's adapter did not answer tools/list".to_string())?
+        .map_err(|e| format!("tools/list failed: {e}"))?;
+    Ok((client, tools))
+}
+
 /// The notAfter of a certificate, Unix seconds.
 fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
     use x509_parser::prelude::FromDer;
@@ -601,18 +629,8 @@ impl Shared {
         let expires_at = not_after(&leaf).ok_or("unreadable notAfter")?;
 
         let (changed_tx, mut changed_rx) = mpsc::channel(4);
-        let handler = crate::upstream::UpstreamHandler::new(changed_tx);
-        let client = tokio::time::timeout(
-            Duration::from_secs(15),
-            handler.serve(crate::upstream::transport(tunnel.clone())),
-        )
-        .await
-        .map_err(|_| "the deployment's adapter did not answer initialize within 15 s".to_string())?
-        .map_err(|e| format!("the deployment's adapter refused initialize: {e}"))?;
-        let tools = tokio::time::timeout(Duration::from_secs(15), client.list_all_tools())
-            .await
-            .map_err(|_| "the deployment's adapter did not answer tools/list".to_string())?
-            .map_err(|e| format!("tools/list failed: {e}"))?;
+        let (lost_tx, mut lost_rx) = mpsc::channel(1);
+        let (mut client, tools) = upstream_session(&tunnel, &changed_tx, &lost_tx).await?;
 
         let connection = self.connections.fetch_add(1, Ordering::SeqCst);
         let live = Arc::new(LiveDeployment::new(Connected {
@@ -643,6 +661,15 @@ impl Shared {
             tokio::select! {
                 _ = tunnel.connection().closed() => break Ok(()),
                 _ = self.cancel.cancelled() => break Err("hub stopping".to_string()),
+                Some(()) = lost_rx.recv() => {
+                    tracing::info!(deployment = %deployment.name, "the adapter restarted; new MCP session");
+                    let (fresh, tools) = upstream_session(&tunnel, &changed_tx, &lost_tx).await?;
+                    live.set_upstream(fresh.peer().clone());
+                    client = fresh;
+                    if live.set_tools(tools) {
+                        registry.changed(&deployment.workspace);
+                    }
+                }
                 Some(()) = changed_rx.recv() => {
                     match client.list_all_tools().await {
                         Ok(tools) => {

@@ -50,8 +50,11 @@ impl rmcp::ClientHandler for UpstreamHandler {
 }
 
 /// The sink/stream pair rmcp's client runs over, pumped through `tunnel`.
+/// `lost` is signalled when the adapter no longer knows the MCP session
+/// (it restarted behind a live tunnel), so the caller can start a new one.
 pub fn transport(
     tunnel: Arc<HubTunnel>,
+    lost: mpsc::Sender<()>,
 ) -> (
     UnboundedSender<ClientJsonRpcMessage>,
     UnboundedReceiver<ServerJsonRpcMessage>,
@@ -63,7 +66,7 @@ pub fn transport(
             tokio::select! {
                 out = out_rx.next() => match out {
                     Some(message) => {
-                        tokio::spawn(exchange(tunnel.clone(), message, in_tx.clone()));
+                        tokio::spawn(exchange(tunnel.clone(), message, in_tx.clone(), lost.clone()));
                     }
                     None => break,
                 },
@@ -95,6 +98,7 @@ async fn exchange(
     tunnel: Arc<HubTunnel>,
     message: ClientJsonRpcMessage,
     in_tx: UnboundedSender<ServerJsonRpcMessage>,
+    lost: mpsc::Sender<()>,
 ) {
     let id = match &message {
         JsonRpcMessage::Request(r) => Some(r.id.clone()),
@@ -134,9 +138,20 @@ async fn exchange(
             }
             Ok(Reply::Refused(why)) => {
                 answered = true;
-                fail(format!(
-                    "the deployment's client did not forward the request: {why}"
-                ));
+                if why.contains("answered HTTP 404") {
+                    // The adapter forgot the session: it restarted. The
+                    // request never ran there; a new session is started.
+                    let _ = lost.try_send(());
+                    fail(
+                        "the deployment's adapter restarted; its session is being \
+                         re-established, retry the call"
+                            .into(),
+                    );
+                } else {
+                    fail(format!(
+                        "the deployment's client did not forward the request: {why}"
+                    ));
+                }
             }
             Err(e) => {
                 answered = true;

@@ -57,6 +57,7 @@ suite!(
     health_metrics_and_bearer_auth,
     enrolment_token_works_exactly_once_with_clear_refusals,
     svids_rotate_under_load_without_a_failed_call,
+    an_adapter_restart_behind_a_live_tunnel_gets_a_new_session,
 );
 
 /// A deployment's SVID issued straight from its workspace CA (what
@@ -625,6 +626,58 @@ async fn svids_rotate_under_load_without_a_failed_call(backend: &Backend) {
         "{metrics}"
     );
     println!("{calls} calls, {} SVIDs", serials.len());
+    client.stop().await;
+    hub.shutdown().await;
+}
+
+async fn an_adapter_restart_behind_a_live_tunnel_gets_a_new_session(backend: &Backend) {
+    let store = &backend.store;
+    let acme = setup_workspace(store, "acme", "eu").await;
+    let hub = start_hub(store, |_| {}).await;
+    let mut adapter = TestAdapter::sqlite("shop").await;
+    let client = start_client(&hub, issue_svid(store, "acme", "eu").await, &adapter);
+    let agent = agent(&hub, &acme).await;
+    wait_for_tools(&agent, |n| !n.is_empty()).await;
+    let before = hub.state.registry.find("acme", "eu").unwrap().connection;
+    assert_ne!(
+        call(&agent, "eu_shop_query", count_query()).await.is_error,
+        Some(true)
+    );
+
+    adapter.restart().await;
+    // At most the first call learns of the restart (and says to retry);
+    // then calls work again on the same tunnel.
+    let deadline = std::time::Instant::now() + STEP;
+    let mut failures = 0;
+    loop {
+        let r = tokio::time::timeout(
+            STEP,
+            agent.call_tool(
+                rmcp::model::CallToolRequestParams::new("eu_shop_query")
+                    .with_arguments(count_query().as_object().unwrap().clone()),
+            ),
+        )
+        .await
+        .unwrap();
+        match r {
+            Ok(r) if r.is_error != Some(true) => break,
+            Ok(r) => panic!("unexpected tool error: {}", text_of(&r)),
+            Err(e) => {
+                assert!(e.to_string().contains("restarted"), "{e}");
+                failures += 1;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "calls never worked again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(failures <= 1, "{failures} calls failed after the restart");
+    assert_eq!(
+        hub.state.registry.find("acme", "eu").unwrap().connection,
+        before
+    );
     client.stop().await;
     hub.shutdown().await;
 }

@@ -57,12 +57,14 @@ pub struct TestAdapter {
     pub adapter: Arc<Adapter>,
     pub addr: std::net::SocketAddr,
     pub dir: tempfile::TempDir,
+    configs: Vec<DatabaseConfig>,
     cancel: CancellationToken,
 }
 
 impl TestAdapter {
     pub async fn start(databases: Vec<DatabaseConfig>) -> TestAdapter {
         let dir = tempfile::tempdir().unwrap();
+        let configs = databases.clone();
         let (adapter, change) = Adapter::new(databases).await;
         assert!(change.failed.is_empty(), "{:?}", change.failed);
         let cancel = CancellationToken::new();
@@ -80,8 +82,30 @@ impl TestAdapter {
             adapter,
             addr,
             dir,
+            configs,
             cancel,
         }
+    }
+
+    /// Stops this adapter and starts a fresh one (new process state, no
+    /// MCP sessions) on the same address, as an upgrade would.
+    pub async fn restart(&mut self) {
+        self.cancel.cancel();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (adapter, change) = Adapter::new(self.configs.clone()).await;
+        assert!(change.failed.is_empty(), "{:?}", change.failed);
+        let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
+        let cancel = CancellationToken::new();
+        tokio::spawn({
+            let (adapter, cancel) = (adapter.clone(), cancel.clone());
+            async move {
+                serve_tcp(adapter, listener, &HttpOptions::default(), cancel)
+                    .await
+                    .unwrap()
+            }
+        });
+        self.adapter = adapter;
+        self.cancel = cancel;
     }
 
     /// An adapter with one SQLite database `name` (customers table).
