@@ -20,7 +20,8 @@ pub struct ConnectionRecord {
     pub time: String,
     /// The SPIFFE ID of this client (its SVID).
     pub spiffe_id: String,
-    /// `forward`, `refused`, `tunnel_up`, `tunnel_down` or `connect_failed`.
+    /// `forward`, `refused`, `tunnel_up`, `tunnel_down`, `connect_failed`,
+    /// `enrolled`, `renewed` or `renew_failed`.
     pub event: &'static str,
     /// The adapter destination (`unix:/…` or `tcp:…`), when one is involved.
     pub destination: Option<String>,
