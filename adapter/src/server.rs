@@ -16,8 +16,7 @@ use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
 use serde_json::Value;
 use tokio::sync::{RwLock, broadcast};
 
-/// Tools per `tools/list` page.
-pub const TOOLS_PAGE_SIZE: usize = 100;
+pub use ewii_driver_core::TOOLS_PAGE_SIZE;
 
 /// The adapter's live state: the catalog of attached databases and the
 /// connected MCP clients to tell when it changes.
@@ -190,23 +189,14 @@ impl ServerHandler for McpService {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let tools = self.adapter.tools().await;
-        let start = match request.and_then(|r| r.cursor) {
-            None => 0,
-            Some(c) => c
-                .parse::<usize>()
-                .ok()
-                .filter(|s| *s <= tools.len())
-                .ok_or_else(|| {
-                    ErrorData::invalid_params(
-                        format!("invalid cursor '{c}': pass the nextCursor of the previous page"),
-                        None,
-                    )
-                })?,
-        };
-        let end = (start + TOOLS_PAGE_SIZE).min(tools.len());
+        let (range, next_cursor) = ewii_driver_core::tools_page(
+            tools.len(),
+            request.as_ref().and_then(|r| r.cursor.as_deref()),
+        )
+        .map_err(|m| ErrorData::invalid_params(m, None))?;
         Ok(ListToolsResult {
-            tools: tools[start..end].iter().map(to_mcp_tool).collect(),
-            next_cursor: (end < tools.len()).then(|| end.to_string()),
+            tools: tools[range].iter().map(to_mcp_tool).collect(),
+            next_cursor,
             ..Default::default()
         })
     }

@@ -33,8 +33,7 @@ use crate::metrics::Metrics;
 use crate::registry::{LiveDeployment, Registry};
 use crate::store::{Agent, Store};
 
-/// Tools per `tools/list` page.
-pub const TOOLS_PAGE_SIZE: usize = 100;
+pub use ewii_driver_core::TOOLS_PAGE_SIZE;
 /// The longest tool name clients accept (`^[a-zA-Z0-9_-]{1,64}$`).
 pub const MAX_TOOL_NAME: usize = 64;
 
@@ -244,23 +243,14 @@ impl ServerHandler for AgentService {
     ) -> Result<ListToolsResult, ErrorData> {
         let agent = self.agent(&context.extensions)?;
         let tools = self.hub.tools_for(&agent.workspace);
-        let start = match request.and_then(|r| r.cursor) {
-            None => 0,
-            Some(c) => c
-                .parse::<usize>()
-                .ok()
-                .filter(|s| *s <= tools.len())
-                .ok_or_else(|| {
-                    ErrorData::invalid_params(
-                        format!("invalid cursor '{c}': pass the nextCursor of the previous page"),
-                        None,
-                    )
-                })?,
-        };
-        let end = (start + TOOLS_PAGE_SIZE).min(tools.len());
+        let (range, next_cursor) = ewii_driver_core::tools_page(
+            tools.len(),
+            request.as_ref().and_then(|r| r.cursor.as_deref()),
+        )
+        .map_err(|m| ErrorData::invalid_params(m, None))?;
         Ok(ListToolsResult {
-            tools: tools[start..end].to_vec(),
-            next_cursor: (end < tools.len()).then(|| end.to_string()),
+            tools: tools[range].to_vec(),
+            next_cursor,
             ..Default::default()
         })
     }

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -22,31 +23,6 @@ use rcgen::{
 use rustls::pki_types::{CertificateDer, UnixTime};
 use sqlx::Row as _;
 use support::Backend;
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let backend = super::Backend::sqlite().await;
-                    super::$name(&backend).await;
-                    backend.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(backend) = super::Backend::postgres().await else { return };
-                    super::$name(&backend).await;
-                    backend.finish().await;
-                }
-            )*
-        }
-    };
-}
 
 suite!(
     cli_workflow,

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod serve_support;
+#[macro_use]
 mod support;
 
 use std::sync::Arc;
@@ -21,31 +22,6 @@ use serde_json::json;
 use serve_support::*;
 use support::Backend;
 use tokio_util::sync::CancellationToken;
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let backend = super::Backend::sqlite().await;
-                    super::$name(&backend).await;
-                    backend.finish().await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(backend) = super::Backend::postgres().await else { return };
-                    super::$name(&backend).await;
-                    backend.finish().await;
-                }
-            )*
-        }
-    };
-}
 
 suite!(
     agent_lists_and_calls_through_the_hub,

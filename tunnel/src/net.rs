@@ -229,19 +229,7 @@ pub fn hub_config(
     keys: &KeyMaterial,
     client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 ) -> Result<quinn::ServerConfig, NetError> {
-    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| NetError::Tls(e.to_string()))?
-        .with_client_cert_verifier(client_verifier)
-        .with_single_cert(keys.chain.clone(), keys.key.clone_key())
-        .map_err(|e| NetError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    // 0 disables 0-RTT (rustls' default, stated so nobody turns it on).
-    tls.max_early_data_size = 0;
-    let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
-    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(transport());
-    Ok(config)
+    server_config(keys, client_verifier, vec![ALPN.to_vec()])
 }
 
 /// Like [`hub_config`], and also accepts enrolment connections (ALPN
@@ -253,13 +241,27 @@ pub fn hub_config_with_enrolment(
     keys: &KeyMaterial,
     client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
 ) -> Result<quinn::ServerConfig, NetError> {
+    server_config(
+        keys,
+        Arc::new(OptionalClientAuth(client_verifier)),
+        vec![ALPN.to_vec(), ENROL_ALPN.to_vec()],
+    )
+}
+
+/// TLS 1.3 only, no 0-RTT, the given client verifier and ALPN ids.
+fn server_config(
+    keys: &KeyMaterial,
+    client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    alpn: Vec<Vec<u8>>,
+) -> Result<quinn::ServerConfig, NetError> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| NetError::Tls(e.to_string()))?
-        .with_client_cert_verifier(Arc::new(OptionalClientAuth(client_verifier)))
+        .with_client_cert_verifier(client_verifier)
         .with_single_cert(keys.chain.clone(), keys.key.clone_key())
         .map_err(|e| NetError::Tls(e.to_string()))?;
-    tls.alpn_protocols = vec![ALPN.to_vec(), ENROL_ALPN.to_vec()];
+    tls.alpn_protocols = alpn;
+    // 0 disables 0-RTT (rustls' default, stated so nobody turns it on).
     tls.max_early_data_size = 0;
     let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));

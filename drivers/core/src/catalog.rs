@@ -184,3 +184,42 @@ impl ResolvedTool {
 async fn open(config: &DatabaseConfig) -> Result<Arc<dyn Database>, DriverError> {
     find_driver(&config.driver)?.open(config).await
 }
+
+/// Tools per `tools/list` page, at the adapter and at the hub.
+pub const TOOLS_PAGE_SIZE: usize = 100;
+
+/// One `tools/list` page of a list of `len` tools: the index range to
+/// return and the `nextCursor`. The cursor is the offset of the page, as a
+/// previous page's `nextCursor` gave it; anything else is refused with a
+/// message for the client.
+pub fn tools_page(
+    len: usize,
+    cursor: Option<&str>,
+) -> Result<(std::ops::Range<usize>, Option<String>), String> {
+    let start = match cursor {
+        None => 0,
+        Some(c) => c
+            .parse::<usize>()
+            .ok()
+            .filter(|s| *s <= len)
+            .ok_or_else(|| {
+                format!("invalid cursor '{c}': pass the nextCursor of the previous page")
+            })?,
+    };
+    let end = (start + TOOLS_PAGE_SIZE).min(len);
+    Ok((start..end, (end < len).then(|| end.to_string())))
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+
+    #[test]
+    fn pages_follow_the_cursor_and_refuse_a_bad_one() {
+        assert_eq!(tools_page(3, None).unwrap(), (0..3, None));
+        assert_eq!(tools_page(250, None).unwrap(), (0..100, Some("100".into())));
+        assert_eq!(tools_page(250, Some("200")).unwrap(), (200..250, None));
+        assert!(tools_page(250, Some("251")).is_err());
+        assert!(tools_page(250, Some("x")).is_err());
+    }
+}

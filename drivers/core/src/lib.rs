@@ -27,7 +27,9 @@ pub mod values;
 pub mod testkit;
 
 pub use bounded::{Next, ResultBuilder};
-pub use catalog::{Catalog, CatalogChange, CatalogEntry, ResolvedTool};
+pub use catalog::{
+    Catalog, CatalogChange, CatalogEntry, ResolvedTool, TOOLS_PAGE_SIZE, tools_page,
+};
 pub use classify::{
     Classification, SqlDialect, StatementClass, check_param_count, check_read_only, classify,
 };

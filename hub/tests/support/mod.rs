@@ -12,6 +12,34 @@ use ewii_hub::store::{DATABASE_URL_ENV, sqlite_url};
 use ewii_hub::{Location, Store};
 use sqlx::Connection as _;
 
+/// Runs each named `async fn(&Backend)` as one test on SQLite and one on
+/// PostgreSQL.
+#[macro_export]
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let backend = super::Backend::sqlite().await;
+                    super::$name(&backend).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let Some(backend) = super::Backend::postgres().await else { return };
+                    super::$name(&backend).await;
+                    backend.finish().await;
+                }
+            )*
+        }
+    };
+}
+
 /// One backend under test.
 pub struct Backend {
     /// The store, opened the way the CLI opens it.
