@@ -1,22 +1,28 @@
-//! `ewii`: the kit launcher. `ewii demo` runs the kit on this machine with a
-//! bundled sample database and shows an MCP agent session against it.
+//! `ewii`: the kit launcher. `ewii demo` runs the whole kit on this machine,
+//! in one process on loopback — hub, QUIC tunnel, client, adapter — with a
+//! bundled sample database, enrols the client, and shows an MCP agent
+//! session going through the hub.
 
+mod kit;
 mod sample;
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
-use ewii_adapter::serve::{self, HttpOptions};
-use ewii_adapter::store::DatabaseEntry;
-use ewii_adapter::{Adapter, AdapterHome, admin};
-use ewii_driver_core::{Limits, SecretString};
+use ewii_adapter::AdapterHome;
+use ewii_driver_core::SecretString;
+use kit::{AGENT, DATABASE, DEPLOYMENT, Kit, STEP, WORKSPACE};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, ClientConfig, Implementation, ProtocolVersion};
+use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Registry, reload};
 
 /// Ewii: reach databases inside customers' networks through MCP, without
 /// opening an inbound port.
@@ -29,13 +35,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the kit on loopback with a bundled sample SQLite database and
-    /// show an agent's MCP session (initialize, tools/list, tools/call).
+    /// Run the whole kit on loopback (hub, QUIC tunnel, client, adapter)
+    /// with a bundled sample SQLite database, enrol the client, and show an
+    /// agent's MCP session through the hub (initialize, tools/list,
+    /// tools/call).
     Demo {
         /// Exit after the session instead of serving on.
         #[arg(long)]
         once: bool,
-        /// Address the MCP endpoint listens on when serving on.
+        /// Address of the hub's agent endpoint (`/mcp`) when serving on.
         #[arg(long, default_value = "127.0.0.1:7878")]
         listen: SocketAddr,
     },
@@ -53,20 +61,14 @@ fn main() {
     // One crypto provider for the whole process (the MCP client's HTTP stack
     // is built without one).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let filter = tracing_subscriber::EnvFilter::try_from_env("EWII_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    let logging = init_logging();
     let cli = Cli::parse();
     let result = tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")
         .and_then(|rt| {
             rt.block_on(async {
                 match cli.command {
-                    Command::Demo { once, listen } => demo(once, listen).await,
+                    Command::Demo { once, listen } => demo(once, listen, logging.as_ref()).await,
                 }
             })
         });
@@ -76,24 +78,78 @@ fn main() {
     }
 }
 
-fn random_token() -> Result<SecretString> {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 24];
-    ring::rand::SystemRandom::new()
-        .fill(&mut bytes)
-        .map_err(|_| anyhow::anyhow!("the system random generator failed"))?;
-    Ok(SecretString::new(
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>(),
-    ))
+/// Lets the demo quiet the default log filter while it stops the kit.
+type FilterHandle = reload::Handle<EnvFilter, Registry>;
+
+/// Warnings and errors to stderr, or what `EWII_LOG` asks for. Returns a
+/// handle on the filter unless `EWII_LOG` chose it.
+fn init_logging() -> Option<FilterHandle> {
+    let chosen = EnvFilter::try_from_env("EWII_LOG").ok();
+    let by_user = chosen.is_some();
+    let (filter, handle) = reload::Layer::new(chosen.unwrap_or_else(|| EnvFilter::new("warn")));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        )
+        .init();
+    (!by_user).then_some(handle)
 }
 
-async fn demo(once: bool, listen: SocketAddr) -> Result<()> {
+async fn demo(once: bool, listen: SocketAddr, logging: Option<&FilterHandle>) -> Result<()> {
     let work = tempfile::tempdir().context("cannot create a temporary directory")?;
-    let db_path = work.path().join("shop.db");
-    println!("Ewii demo: the kit on loopback, with a bundled sample database.\n");
+    let mut kit = Kit::default();
+    let outcome = if once {
+        run(&mut kit, work.path(), once, listen).await
+    } else {
+        // Ctrl-C stops the kit cleanly, while starting as well as serving.
+        tokio::select! {
+            outcome = run(&mut kit, work.path(), once, listen) => outcome,
+            signal = tokio::signal::ctrl_c() => {
+                println!("\nStopping.");
+                signal.context("cannot wait for Ctrl-C")
+            }
+        }
+    };
+    // The client warns when its tunnel goes down; here that is the plan.
+    if let Some(handle) = logging
+        && let Err(e) = handle.reload(EnvFilter::new("warn,ewii_tunnel::client=error"))
+    {
+        tracing::debug!(error = %e, "cannot change the log filter");
+    }
+    let stopped = kit.stop().await;
+    outcome?;
+    stopped?;
+    if !once {
+        println!("Stopped.");
+    }
+    Ok(())
+}
+
+/// Everything the demo does between starting and stopping the kit.
+async fn run(kit: &mut Kit, work: &Path, once: bool, listen: SocketAddr) -> Result<()> {
+    println!(
+        "Ewii demo: the whole kit on loopback in one process (hub, QUIC tunnel, client, adapter),\n\
+         with a bundled sample database.\n"
+    );
+    let http = if once {
+        SocketAddr::from(([127, 0, 0, 1], 0))
+    } else {
+        // Say what to do about a taken address before starting anything.
+        std::net::TcpListener::bind(listen).map_err(|e| {
+            anyhow!(
+                "cannot listen on {listen}: {e}; is another demo running? Pick another address \
+                 with --listen 127.0.0.1:PORT"
+            )
+        })?;
+        listen
+    };
+    let db_path = work.join("shop.db");
     let summary = sample::create(&db_path).await?;
     println!(
-        "  sample database  {} ({} customers, {} products, {} orders, {} order lines)",
+        "  sample database: {} ({} customers, {} products, {} orders, {} order lines)",
         db_path.display(),
         summary.customers,
         summary.products,
@@ -101,85 +157,105 @@ async fn demo(once: bool, listen: SocketAddr) -> Result<()> {
         summary.items
     );
 
-    // The customer's side: an adapter home with the database attached
-    // read-only, its URL encrypted at rest.
-    let home = AdapterHome::new(work.path().join("adapter-home"));
-    let token = random_token()?;
-    admin::init(&home, "demo", &token)?;
-    let shop = DatabaseEntry {
-        driver: "sqlite".into(),
-        url: SecretString::new(format!("sqlite://{}", db_path.display())),
-        read_only: true,
-        limits: Limits {
-            max_rows: 50,
-            ..Limits::default()
-        },
-    };
-    admin::add_database(&home, &token, "shop", shop.clone(), true).await?;
-    // The demo holds the configuration it just stored: no need to derive
-    // the store key a third time to read it back.
-    let (adapter, change) = Adapter::new(vec![shop.to_config("shop")]).await;
-    if let Some((name, e)) = change.failed.first() {
-        bail!("the sample database '{name}' did not open: {e}");
-    }
+    // The operator's side: a workspace for the customer, a deployment with
+    // its enrolment token, an agent with its bearer credential.
+    let operator = kit.provision(&work.join("hub-data")).await?;
+    println!("  hub: workspace {WORKSPACE}, deployment {DEPLOYMENT}, agent {AGENT}");
+    let hub = kit.start_hub(http).await?;
+    let (quic_addr, mcp_url) = (hub.quic_addr, hub.mcp_url());
+    println!("  hub: enrolment and tunnels on QUIC {quic_addr}, agents on {mcp_url}");
 
-    let addr = if once {
-        SocketAddr::from(([127, 0, 0, 1], 0))
-    } else {
-        listen
-    };
-    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-        format!("cannot listen on {addr}; is another demo running? Pick another with --listen 127.0.0.1:PORT")
-    })?;
-    let url = format!("http://{}/mcp", listener.local_addr()?);
+    // The customer's side, with the one token the operator gave it: the
+    // adapter keys its credential store with it, the client enrols with it.
+    let home = AdapterHome::new(work.join("adapter-home"));
+    let adapter_url = kit
+        .start_adapter(&home, &operator.enrolment_token, &db_path)
+        .await?;
     println!(
-        "  MCP adapter      {url} (read-only, credentials encrypted in {})",
+        "  adapter: {adapter_url}, database {DATABASE} read-only, credentials encrypted in {}",
         home.dir().display()
     );
-    println!("  (the hub and the QUIC tunnel join this path in later releases)\n");
+    let state = work.join("client-state");
+    let svid = kit.start_client(&state, &operator.enrolment_token).await?;
+    println!(
+        "  client: enrolled as {} (SVID serial {}, valid until {}), key made locally, kept in {}",
+        svid.spiffe_id,
+        short_serial(&svid.serial),
+        svid.expires_at_rfc3339(),
+        state.display()
+    );
+    if svid.spiffe_id != operator.spiffe_id {
+        bail!(
+            "the client enrolled as {} instead of {}",
+            svid.spiffe_id,
+            operator.spiffe_id
+        );
+    }
+    let tools = kit.wait_for_tunnel().await?;
+    println!(
+        "  client: tunnel up to the hub (QUIC, TLS 1.3, end-to-end encrypted records); the hub \
+         lists {tools} tools of deployment {DEPLOYMENT}"
+    );
+    println!("\n  path of every tool call:");
+    println!("    agent (bearer credential)");
+    println!("      → hub {mcp_url}");
+    println!("      → QUIC tunnel {quic_addr}");
+    println!("      → client {}", svid.spiffe_id);
+    println!("      → adapter {adapter_url}");
+    println!("      → SQLite {} (read-only)\n", db_path.display());
 
-    let cancel = CancellationToken::new();
-    let server = tokio::spawn({
-        let adapter = adapter.clone();
-        let cancel = cancel.clone();
-        async move { serve::serve_tcp(adapter, listener, &HttpOptions::default(), cancel).await }
-    });
-
-    let session = agent_session(&url).await;
-    if let Err(e) = session {
-        cancel.cancel();
-        let _ = server.await;
-        return Err(e);
+    agent_session(&mcp_url, &operator.agent_credential).await?;
+    if let Some((n, out, back)) = kit.forwards() {
+        println!(
+            "\n  client: forwarded {n} requests to the adapter ({out} bytes out, {back} bytes \
+             back), each logged in {}",
+            state.join("connections.jsonl").display()
+        );
     }
 
     if !once {
         println!(
-            "\nServing on. Point MCP Inspector or any MCP client at {url}\n  (transport: Streamable HTTP; e.g. `npx @modelcontextprotocol/inspector`, then paste the URL).\nPress Ctrl-C to stop."
+            "\nServing on. Connect any MCP client to the hub as agent '{AGENT}':\n\
+             \x20 URL     {mcp_url}   (transport: Streamable HTTP)\n\
+             \x20 header  Authorization: Bearer {}\n\
+             For MCP Inspector: run `npx @modelcontextprotocol/inspector`, pick transport \
+             \"Streamable HTTP\", paste the URL,\n\
+             and set the header Authorization to `Bearer …` (its Authentication section). \
+             Without the header the hub answers 401.\n\
+             Press Ctrl-C to stop.",
+            operator.agent_credential.expose()
         );
-        tokio::signal::ctrl_c().await.ok();
-        println!("Stopping.");
+        // Until Ctrl-C (see `demo`).
+        std::future::pending::<()>().await;
     }
-    cancel.cancel();
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(r)) => r?,
-        Ok(Err(e)) => bail!("the MCP server task failed: {e}"),
-        Err(_) => {}
-    }
-    adapter.close().await;
     Ok(())
 }
 
-/// What an AI agent does first: initialize, discover the tools, run one.
-async fn agent_session(url: &str) -> Result<()> {
+/// A serial number short enough to read: its first 16 hex digits.
+fn short_serial(serial: &str) -> String {
+    if serial.chars().count() > 16 {
+        format!("{}…", serial.chars().take(16).collect::<String>())
+    } else {
+        serial.to_owned()
+    }
+}
+
+/// What an AI agent does: initialize with its credential, wait for the
+/// deployment's tools, run one.
+async fn agent_session(url: &str, credential: &SecretString) -> Result<()> {
     let config = ClientConfig::new(
         Default::default(),
         Implementation::new("ewii-demo-agent", env!("CARGO_PKG_VERSION")),
     )
     .with_protocol_version(ProtocolVersion::LATEST_WITH_INITIALIZE);
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned())
+            .auth_header(credential.expose().to_owned()),
+    );
     println!("agent → initialize");
-    let client = config
-        .serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+    let client = tokio::time::timeout(STEP, config.serve(transport))
         .await
+        .context("the MCP session did not start within 20 s")?
         .context("the MCP session did not start")?;
     if let Some(info) = client.peer_info() {
         let server = info
@@ -189,9 +265,32 @@ async fn agent_session(url: &str) -> Result<()> {
             .unwrap_or_else(|| "server".into());
         println!("agent ← {server}, protocol {}", info.protocol_version);
     }
+    let outcome = list_and_call(&client).await;
+    client.cancel().await.ok();
+    outcome
+}
 
+async fn list_and_call(client: &RunningService<RoleClient, ClientConfig>) -> Result<()> {
     println!("\nagent → tools/list");
-    let tools = client.list_all_tools().await.context("tools/list failed")?;
+    let prefix = format!("{DEPLOYMENT}_");
+    let deadline = Instant::now() + STEP;
+    let tools = loop {
+        let tools = tokio::time::timeout(STEP, client.list_all_tools())
+            .await
+            .context("tools/list timed out")?
+            .context("tools/list failed")?;
+        if tools.iter().any(|t| t.name.starts_with(&prefix)) {
+            break tools;
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the hub lists no tools of deployment {DEPLOYMENT} after {} s: the deployment is \
+                 not connected (run with EWII_LOG=info to see the client's and the hub's logs)",
+                STEP.as_secs()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     println!("agent ← {} tools", tools.len());
     for t in &tools {
         let ro = t
@@ -200,24 +299,28 @@ async fn agent_session(url: &str) -> Result<()> {
             .and_then(|a| a.read_only_hint)
             .unwrap_or(false);
         println!(
-            "    {:<22} {:<10} {}",
+            "    {:<25} {:<10} {}",
             t.name,
             if ro { "read-only" } else { "writes" },
             t.title.as_deref().unwrap_or("")
         );
     }
 
+    let tool = format!("{DEPLOYMENT}_{DATABASE}_query");
     let args = json!({ "sql": DEMO_SQL, "params": ["shipped", "delivered", "2026-01-01"] });
-    println!("\nagent → tools/call shop_query");
+    println!("\nagent → tools/call {tool}");
     println!("    sql:    {DEMO_SQL}");
     println!("    params: {}", args["params"]);
     let Value::Object(map) = args else {
         bail!("demo arguments are not an object");
     };
-    let result = client
-        .call_tool(CallToolRequestParams::new("shop_query").with_arguments(map))
-        .await
-        .context("tools/call failed")?;
+    let result = tokio::time::timeout(
+        STEP,
+        client.call_tool(CallToolRequestParams::new(tool).with_arguments(map)),
+    )
+    .await
+    .context("tools/call timed out")?
+    .context("tools/call failed")?;
     if result.is_error == Some(true) {
         let text: Vec<String> = result
             .content
@@ -230,7 +333,6 @@ async fn agent_session(url: &str) -> Result<()> {
         .structured_content
         .context("the result carries no structuredContent")?;
     print_table(&data);
-    client.cancel().await.ok();
     Ok(())
 }
 

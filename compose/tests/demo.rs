@@ -1,27 +1,42 @@
-//! `ewii demo --once` from a user's point of view.
+//! `ewii demo --once` from a user's point of view: the whole kit in one
+//! process, the agent's session going through the hub and the tunnel.
 #![allow(clippy::unwrap_used, missing_docs)]
 
 #[test]
 fn demo_once_prints_tools_and_a_query_result_and_exits_zero() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_ewii"))
         .args(["demo", "--once"])
+        .env_remove("EWII_LOG")
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    // Enrolment and the tunnel, before the agent.
     assert!(
-        out.status.success(),
-        "demo failed:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains("hub: workspace demo, deployment eu, agent assistant"),
+        "{stdout}"
     );
+    assert!(
+        stdout.contains("client: enrolled as spiffe://ewii.local/ws/demo/dep/eu (SVID serial"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("client: tunnel up"), "{stdout}");
+    // The agent talks to the hub, which names tools by deployment.
+    assert!(stdout.contains("agent ← ewii-hub"), "{stdout}");
     assert!(stdout.contains("agent ← 5 tools"), "{stdout}");
     for tool in [
-        "shop_query",
-        "shop_list_tables",
-        "shop_describe_table",
-        "shop_explain",
+        "eu_shop_query",
+        "eu_shop_list_tables",
+        "eu_shop_describe_table",
+        "eu_shop_explain",
     ] {
         assert!(stdout.contains(tool), "{tool} missing:\n{stdout}");
     }
+    assert!(
+        stdout.contains("agent → tools/call eu_shop_query"),
+        "{stdout}"
+    );
     // The deterministic sample data gives the same top country every run.
     assert!(stdout.contains("agent ← 5 rows"), "{stdout}");
     assert!(
@@ -29,4 +44,11 @@ fn demo_once_prints_tools_and_a_query_result_and_exits_zero() {
         "{stdout}"
     );
     assert!(stdout.contains("SE      | 61"), "{stdout}");
+    // The call went through the client, which logged it.
+    assert!(stdout.contains("client: forwarded"), "{stdout}");
+    // No credential in --once mode, and a quiet, clean shutdown.
+    assert!(!stdout.contains("ewii_agent_"), "{stdout}");
+    assert!(!stdout.contains("Bearer"), "{stdout}");
+    assert!(!stderr.contains("ERROR"), "{stderr}");
+    assert!(!stderr.contains("tunnel down"), "{stderr}");
 }
