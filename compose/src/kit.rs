@@ -20,8 +20,6 @@ use ewii_tunnel::client::{Client, ClientError, ClientSettings};
 use ewii_tunnel::connlog::ConnectionLog;
 use ewii_tunnel::forward::{AllowList, Destination};
 use ewii_tunnel::identity::{IdentitySource, SvidInfo};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
@@ -180,9 +178,7 @@ impl Kit {
     pub async fn start_client(&mut self, state: &Path, token: &SecretString) -> Result<SvidInfo> {
         let hub = self.hub.as_ref().context("the hub is not running")?;
         let adapter = self.adapter_addr.context("the adapter is not running")?;
-        let hub_ca = CertificateDer::pem_slice_iter(hub.hub_ca_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .context("the hub CA is not valid PEM")?;
+        let hub_ca = hub.hub_ca.clone();
         let log = Arc::new(
             ConnectionLog::open(&state.join(CONNECTION_LOG))
                 .context("cannot open the client's connection log")?,

@@ -42,61 +42,60 @@ pub const BACKDATE: Duration = Duration::from_secs(60);
 /// Largest CSR accepted (a P-256 CSR is about 300 bytes).
 pub const MAX_CSR_LEN: usize = 16 << 10;
 
-/// A workspace's signing CA: its certificate and private key.
-pub struct WorkspaceCa {
+/// A self-signed ECDSA P-256 signing CA: its certificate and private key.
+/// The workspace CAs and the hub CA are both one of these.
+pub struct SigningCa {
     cert: CertificateDer<'static>,
     cert_pem: String,
     key: KeyPair,
 }
 
-impl std::fmt::Debug for WorkspaceCa {
+impl std::fmt::Debug for SigningCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkspaceCa").finish_non_exhaustive()
+        f.debug_struct("SigningCa").finish_non_exhaustive()
     }
 }
 
-impl WorkspaceCa {
-    /// Generates a new CA for `workspace`: ECDSA P-256, `cA=true` with path
-    /// length 0 (it signs leaves only), keyUsage keyCertSign + cRLSign,
-    /// the trust domain's SPIFFE ID as URI SAN (X509-SVID §4.2 allows it
-    /// on signing certificates), valid [`CA_TTL`] from `now`.
-    pub fn generate(
-        workspace: &str,
-        trust_domain: &str,
+impl SigningCa {
+    /// A new CA: ECDSA P-256, `cA=true` with path length 0 (it signs
+    /// leaves only), keyUsage keyCertSign + cRLSign, valid [`CA_TTL`] from
+    /// `now`, with an optional URI SAN.
+    fn generate(
+        common_name: String,
+        uri_san: Option<String>,
         now: SystemTime,
-    ) -> Result<WorkspaceCa, Error> {
+    ) -> Result<SigningCa, Error> {
         let issue = |e: rcgen::Error| Error::Issue(e.to_string());
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(issue)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, "Ewii");
-        dn.push(DnType::CommonName, format!("Ewii workspace {workspace} CA"));
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.subject_alt_names = vec![SanType::URI(
-            format!("spiffe://{trust_domain}")
-                .try_into()
-                .map_err(issue)?,
-        )];
+        if let Some(uri) = uri_san {
+            params.subject_alt_names = vec![SanType::URI(uri.try_into().map_err(issue)?)];
+        }
         params.serial_number = Some(random_serial()?);
         params.not_before = offset(now.checked_sub(BACKDATE).unwrap_or(now))?;
         params.not_after = offset(later(now, CA_TTL)?)?;
         let cert = params.self_signed(&key).map_err(issue)?;
-        Ok(WorkspaceCa {
+        Ok(SigningCa {
             cert_pem: cert.pem(),
             cert: cert.der().clone(),
             key,
         })
     }
 
-    /// Rebuilds a CA from its stored certificate (PEM) and PKCS#8 key.
-    pub fn from_parts(cert_pem: &str, key_pkcs8: &[u8]) -> Result<WorkspaceCa, Error> {
+    /// Rebuilds a CA from its stored certificate (PEM) and PKCS#8 key;
+    /// `what` names it in errors.
+    fn from_parts(cert_pem: &str, key_pkcs8: &[u8], what: &str) -> Result<SigningCa, Error> {
         let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-            .map_err(|e| Error::Corrupt(format!("workspace CA certificate: {e}")))?;
-        let key = KeyPair::try_from(key_pkcs8)
-            .map_err(|e| Error::Corrupt(format!("workspace CA key: {e}")))?;
-        Ok(WorkspaceCa {
+            .map_err(|e| Error::Corrupt(format!("{what} certificate: {e}")))?;
+        let key =
+            KeyPair::try_from(key_pkcs8).map_err(|e| Error::Corrupt(format!("{what} key: {e}")))?;
+        Ok(SigningCa {
             cert,
             cert_pem: cert_pem.to_owned(),
             key,
@@ -116,6 +115,59 @@ impl WorkspaceCa {
     /// The private key as PKCS#8 DER, for sealing.
     pub fn key_pkcs8(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.key.serialize_der())
+    }
+
+    /// Signs a leaf for `public_key`: a random serial, the authority key
+    /// identifier, valid from `now` − `backdate` to `now` + `ttl`.
+    fn sign(
+        &self,
+        mut params: CertificateParams,
+        public_key: &impl PublicKeyData,
+        now: SystemTime,
+        backdate: Duration,
+        ttl: Duration,
+    ) -> Result<rcgen::Certificate, Error> {
+        let issue = |e: rcgen::Error| Error::Issue(e.to_string());
+        params.use_authority_key_identifier_extension = true;
+        params.serial_number = Some(random_serial()?);
+        params.not_before = offset(now.checked_sub(backdate).unwrap_or(now))?;
+        params.not_after = offset(later(now, ttl)?)?;
+        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).map_err(issue)?;
+        params.signed_by(public_key, &issuer).map_err(issue)
+    }
+}
+
+/// A workspace's signing CA: it issues the workspace's X509-SVIDs.
+#[derive(Debug)]
+pub struct WorkspaceCa(SigningCa);
+
+impl std::ops::Deref for WorkspaceCa {
+    type Target = SigningCa;
+    fn deref(&self) -> &SigningCa {
+        &self.0
+    }
+}
+
+impl WorkspaceCa {
+    /// Generates a new CA for `workspace` (see [`SigningCa`]), with the
+    /// trust domain's SPIFFE ID as URI SAN (X509-SVID §4.2 allows it on
+    /// signing certificates).
+    pub fn generate(
+        workspace: &str,
+        trust_domain: &str,
+        now: SystemTime,
+    ) -> Result<WorkspaceCa, Error> {
+        SigningCa::generate(
+            format!("Ewii workspace {workspace} CA"),
+            Some(format!("spiffe://{trust_domain}")),
+            now,
+        )
+        .map(WorkspaceCa)
+    }
+
+    /// Rebuilds a CA from its stored certificate (PEM) and PKCS#8 key.
+    pub fn from_parts(cert_pem: &str, key_pkcs8: &[u8]) -> Result<WorkspaceCa, Error> {
+        SigningCa::from_parts(cert_pem, key_pkcs8, "workspace CA").map(WorkspaceCa)
     }
 
     /// Issues an X509-SVID for `spiffe_id` to the key of a PKCS#10 CSR.
@@ -148,17 +200,10 @@ impl WorkspaceCa {
             ExtendedKeyUsagePurpose::ClientAuth,
             ExtendedKeyUsagePurpose::ServerAuth,
         ];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(random_serial()?);
         // Backdate for clock skew, but by no more than a tenth of the
         // lifetime: clients renew at half of notBefore..notAfter, which a
         // long backdate would pull towards the past for short TTLs.
-        let backdate = BACKDATE.min(ttl / 10);
-        params.not_before = offset(now.checked_sub(backdate).unwrap_or(now))?;
-        params.not_after = offset(later(now, ttl)?)?;
-
-        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).map_err(issue)?;
-        let cert = params.signed_by(&public_key, &issuer).map_err(issue)?;
+        let cert = self.sign(params, &public_key, now, BACKDATE.min(ttl / 10), ttl)?;
         Ok(cert.der().clone())
     }
 }
@@ -275,15 +320,13 @@ pub const SERVER_CERT_TTL: Duration = Duration::from_secs(397 * 24 * 3600);
 
 /// The hub's own CA: it signs the hub's TLS server certificates. Clients
 /// pin it with `ewii-client --hub-ca` (`ewii-hub hub-ca` prints it).
-pub struct HubCa {
-    cert: CertificateDer<'static>,
-    cert_pem: String,
-    key: KeyPair,
-}
+#[derive(Debug)]
+pub struct HubCa(SigningCa);
 
-impl std::fmt::Debug for HubCa {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HubCa").finish_non_exhaustive()
+impl std::ops::Deref for HubCa {
+    type Target = SigningCa;
+    fn deref(&self) -> &SigningCa {
+        &self.0
     }
 }
 
@@ -296,54 +339,14 @@ pub struct ServerCert {
 }
 
 impl HubCa {
-    /// Generates a hub CA: ECDSA P-256, path length 0, keyCertSign.
+    /// Generates a hub CA (see [`SigningCa`]).
     pub fn generate(now: SystemTime) -> Result<HubCa, Error> {
-        let issue = |e: rcgen::Error| Error::Issue(e.to_string());
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(issue)?;
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, "Ewii");
-        dn.push(DnType::CommonName, "Ewii hub CA");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        params.serial_number = Some(random_serial()?);
-        params.not_before = offset(now.checked_sub(BACKDATE).unwrap_or(now))?;
-        params.not_after = offset(later(now, CA_TTL)?)?;
-        let cert = params.self_signed(&key).map_err(issue)?;
-        Ok(HubCa {
-            cert_pem: cert.pem(),
-            cert: cert.der().clone(),
-            key,
-        })
+        SigningCa::generate("Ewii hub CA".into(), None, now).map(HubCa)
     }
 
     /// Rebuilds the CA from its stored certificate (PEM) and PKCS#8 key.
     pub fn from_parts(cert_pem: &str, key_pkcs8: &[u8]) -> Result<HubCa, Error> {
-        let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes())
-            .map_err(|e| Error::Corrupt(format!("hub CA certificate: {e}")))?;
-        let key =
-            KeyPair::try_from(key_pkcs8).map_err(|e| Error::Corrupt(format!("hub CA key: {e}")))?;
-        Ok(HubCa {
-            cert,
-            cert_pem: cert_pem.to_owned(),
-            key,
-        })
-    }
-
-    /// The CA certificate (DER).
-    pub fn certificate(&self) -> &CertificateDer<'static> {
-        &self.cert
-    }
-
-    /// The CA certificate (PEM): what clients pass as `--hub-ca`.
-    pub fn certificate_pem(&self) -> &str {
-        &self.cert_pem
-    }
-
-    /// The CA's private key, PKCS#8 DER (for sealing).
-    pub fn key_pkcs8(&self) -> Zeroizing<Vec<u8>> {
-        Zeroizing::new(self.key.serialize_der())
+        SigningCa::from_parts(cert_pem, key_pkcs8, "hub CA").map(HubCa)
     }
 
     /// Issues a TLS server certificate for `names` (DNS names or IP
@@ -365,14 +368,9 @@ impl HubCa {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        params.use_authority_key_identifier_extension = true;
-        params.serial_number = Some(random_serial()?);
-        params.not_before = offset(now.checked_sub(BACKDATE).unwrap_or(now))?;
-        params.not_after = offset(later(now, SERVER_CERT_TTL)?)?;
-        let issuer = Issuer::from_ca_cert_der(&self.cert, &self.key).map_err(issue)?;
-        let cert = params.signed_by(&key, &issuer).map_err(issue)?;
+        let cert = self.sign(params, &key, now, BACKDATE, SERVER_CERT_TTL)?;
         Ok(ServerCert {
-            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            chain_pem: format!("{}{}", cert.pem(), self.certificate_pem()),
             key_pem: Zeroizing::new(key.serialize_pem()),
         })
     }

@@ -221,16 +221,6 @@ impl Registry {
             .cloned()
     }
 
-    /// Every live deployment.
-    pub fn all(&self) -> Vec<Arc<LiveDeployment>> {
-        self.live
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .values()
-            .cloned()
-            .collect()
-    }
-
     /// Number of live deployments.
     pub fn len(&self) -> usize {
         self.live

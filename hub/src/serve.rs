@@ -26,14 +26,13 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use ewii_tunnel::enrol::{self, Control, ENROL_ALPN, EnrolRequest, EnrolResponse, Refusal};
-use ewii_tunnel::handshake::HubConfig;
+use ewii_tunnel::handshake::{Credentials, HubConfig};
 use ewii_tunnel::net::{self, EnrolExchange, HubTunnel, KeyMaterial, TlsBinding, close_code};
 use ewii_tunnel::svid::{self, SvidVerifier};
 use rmcp::ServiceExt;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::CertificateDer;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -94,6 +93,8 @@ pub struct RunningHub {
     pub http_addr: SocketAddr,
     /// The hub CA (PEM) clients pin with `--hub-ca`.
     pub hub_ca_pem: String,
+    /// The same, parsed.
+    pub hub_ca: Vec<CertificateDer<'static>>,
     /// Shared state (registry, metrics).
     pub state: Arc<HubState>,
     /// The SVID verifier (its refusal counters).
@@ -141,21 +142,12 @@ struct Shared {
     trust: Arc<StoreTrust>,
     state: Arc<HubState>,
     metrics: Arc<Metrics>,
-    keys: KeyMaterial,
+    credentials: Credentials,
     names: Vec<String>,
     verifier: Arc<SvidVerifier>,
     options: ServeOptions,
     cancel: CancellationToken,
     connections: AtomicU64,
-}
-
-fn parse_key_material(chain_pem: &str, key_pem: &str) -> Result<KeyMaterial, Error> {
-    let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| Error::Serve(format!("hub certificate: {e}")))?;
-    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
-        .map_err(|e| Error::Serve(format!("hub key: {e}")))?;
-    Ok(KeyMaterial { chain, key })
 }
 
 /// Starts serving; returns once both listeners are bound.
@@ -172,9 +164,13 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
             .map_err(|e| Error::Serve(format!("--tls-cert/--tls-key: {e}")))?,
         None => {
             let server = hub_ca.issue_server_cert(&options.names, now)?;
-            parse_key_material(&server.chain_pem, &server.key_pem)?
+            KeyMaterial::from_pem(&server.chain_pem, &server.key_pem)
+                .map_err(|e| Error::Serve(format!("the hub's own certificate: {e}")))?
         }
     };
+    let credentials = keys
+        .credentials()
+        .map_err(|e| Error::Serve(format!("the hub's key: {e}")))?;
     let trust = Arc::new(StoreTrust::load(store.clone()).await?);
     let verifier = Arc::new(SvidVerifier::new(trust.clone()));
     let metrics = Arc::new(Metrics::new(verifier.clone()));
@@ -222,7 +218,7 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         trust: trust.clone(),
         state: state.clone(),
         metrics,
-        keys,
+        credentials,
         names: options.names.clone(),
         verifier: verifier.clone(),
         options: options.clone(),
@@ -277,6 +273,7 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         quic_addr,
         http_addr,
         hub_ca_pem: hub_ca.certificate_pem().to_owned(),
+        hub_ca: vec![hub_ca.certificate().clone()],
         state,
         verifier,
         cancel,
@@ -568,13 +565,7 @@ impl Shared {
     async fn tunnel(&self, conn: quinn::Connection) {
         let remote = conn.remote_address();
         let config = HubConfig {
-            credentials: match self.keys.credentials() {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!(error = %e, "hub credentials unusable");
-                    return;
-                }
-            },
+            credentials: self.credentials.clone(),
             name: self.name_for(&conn),
             client_verifier: self.verifier.clone(),
         };

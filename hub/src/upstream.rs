@@ -138,7 +138,7 @@ async fn exchange(
             }
             Ok(Reply::Refused(why)) => {
                 answered = true;
-                if why.contains("answered HTTP 404") {
+                if why.starts_with(ewii_tunnel::forward::SESSION_LOST) {
                     // The adapter forgot the session: it restarted. The
                     // request never ran there; a new session is started.
                     let _ = lost.try_send(());

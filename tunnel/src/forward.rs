@@ -74,9 +74,21 @@ const DESTINATION_FORMS: &str = "accepted forms: unix:/absolute/path/to/socket, 
      tcp:IPV4:PORT (e.g. tcp:127.0.0.1:8080) or tcp:[IPV6]:PORT (e.g. tcp:[::1]:8080); \
      DNS names are not accepted";
 
+/// How a `Refused` reason starts when the adapter no longer knows the MCP
+/// session it was sent on (the adapter restarted): the request never ran,
+/// and the hub should start a new session with `initialize`.
+pub const SESSION_LOST: &str = "adapter_session_lost";
+
 /// Errors of the forwarding path.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
+    /// The adapter answered 404 to a request on an MCP session: it no
+    /// longer knows the session.
+    #[error(
+        "{SESSION_LOST}: the MCP adapter no longer knows this session (it restarted); the request \
+         was not run, start a new session with initialize"
+    )]
+    SessionLost,
     /// A destination string that is not `unix:/abs/path` or `tcp:IP:PORT`.
     #[error("invalid destination {0}; {DESTINATION_FORMS}")]
     InvalidDestination(String),
@@ -513,6 +525,7 @@ impl AdapterLink {
             .request(Method::POST)
             .header(CONTENT_TYPE, JSON)
             .header(ACCEPT, "application/json, text/event-stream");
+        let session_sent = !initialize && session_id.is_some();
         if !initialize {
             if let Some(id) = session_id {
                 request = request.header(HEADER_SESSION_ID, id);
@@ -547,6 +560,13 @@ impl AdapterLink {
                     // Capacity 1 and nothing else sent: this cannot fail.
                     let _ = tx.try_send(Ok(relayed));
                     Ok(rx)
+                }
+                // A bare 404 on a session (an in-band JSON-RPC error is
+                // relayed above): the adapter forgot the session.
+                Err(ForwardError::Status { status, .. })
+                    if status == StatusCode::NOT_FOUND && session_sent =>
+                {
+                    Err(ForwardError::SessionLost)
                 }
                 Err(e) => Err(e),
             };

@@ -18,7 +18,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
@@ -317,9 +316,8 @@ impl KeyRequest {
     /// X509-SVID leaf rules, and its SPIFFE ID must be the one the hub
     /// named.
     pub fn accept(self, issued: &Issued) -> Result<IssuedIdentity, IdentityError> {
-        let chain = CertificateDer::pem_slice_iter(issued.svid_pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| IdentityError::Svid(format!("the issued PEM: {e}")))?;
+        let chain = crate::net::certificates_from_pem(&issued.svid_pem, "the issued SVID")
+            .map_err(|e| IdentityError::Svid(e.to_string()))?;
         let leaf = chain
             .first()
             .ok_or_else(|| IdentityError::Svid("the hub sent no certificate".into()))?;

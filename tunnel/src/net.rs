@@ -147,19 +147,28 @@ impl std::fmt::Debug for KeyMaterial {
     }
 }
 
-/// Reads every certificate of a PEM file.
-pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
+/// Every certificate of a PEM text; `what` names the text in errors.
+pub fn certificates_from_pem(
+    pem: &str,
+    what: &str,
+) -> Result<Vec<CertificateDer<'static>>, NetError> {
     use rustls::pki_types::pem::PemObject;
-    let certs = CertificateDer::pem_file_iter(path)
-        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| NetError::Credentials(format!("{}: {e}", path.display())))?;
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| NetError::Credentials(format!("{what}: {e}")))?;
     if certs.is_empty() {
         return Err(NetError::Credentials(format!(
-            "{}: no PEM certificate in the file",
-            path.display()
+            "{what}: no PEM certificate in it"
         )));
     }
     Ok(certs)
+}
+
+/// Reads every certificate of a PEM file.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, NetError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| NetError::Credentials(format!("{}: {e}", path.display())))?;
+    certificates_from_pem(&text, &path.display().to_string())
 }
 
 impl KeyMaterial {
@@ -169,6 +178,17 @@ impl KeyMaterial {
         let chain = read_certificates(cert)?;
         let key = PrivateKeyDer::from_pem_file(key)
             .map_err(|e| NetError::Credentials(format!("{}: {e}", key.display())))?;
+        let m = KeyMaterial { chain, key };
+        m.credentials()?;
+        Ok(m)
+    }
+
+    /// A chain (leaf first) and a key from PEM text.
+    pub fn from_pem(chain_pem: &str, key_pem: &str) -> Result<KeyMaterial, NetError> {
+        use rustls::pki_types::pem::PemObject;
+        let chain = certificates_from_pem(chain_pem, "certificate chain")?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+            .map_err(|e| NetError::Credentials(format!("private key: {e}")))?;
         let m = KeyMaterial { chain, key };
         m.credentials()?;
         Ok(m)

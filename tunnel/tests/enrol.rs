@@ -396,6 +396,15 @@ fn settings(hub: SocketAddr, pki: &Pki, allow: &Destination, log: &Path) -> Clie
     }
 }
 
+/// A fresh directory holding one client's state and connection log, and
+/// the token that stops it.
+fn workdir() -> (tempfile::TempDir, PathBuf, PathBuf, CancellationToken) {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let log = dir.path().join("connections.jsonl");
+    (dir, state, log, CancellationToken::new())
+}
+
 fn enrolled(state: &Path, token: Option<&str>) -> IdentitySource {
     IdentitySource::Enrolled {
         state: state.to_owned(),
@@ -533,10 +542,7 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
     let adapter = TestAdapter::start().await;
     let mut hub = pki.start_hub(Duration::from_secs(3600), true);
     hub.add_token("tok-first-9f2c");
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let log = dir.path().join("connections.jsonl");
-    let cancel = CancellationToken::new();
+    let (dir, state, log, cancel) = workdir();
 
     let client = Client::start(
         settings(hub.addr, &pki, &adapter.tcp, &log),
@@ -661,10 +667,7 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
     // 4 s SVIDs, and the hub closes a tunnel whose SVID has expired.
     let mut hub = pki.start_hub(Duration::from_secs(4), true);
     hub.add_token("tok-renew");
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let log = dir.path().join("connections.jsonl");
-    let cancel = CancellationToken::new();
+    let (_dir, state, log, cancel) = workdir();
     let client = Client::start(
         settings(hub.addr, &pki, &adapter.tcp, &log),
         enrolled(&state, Some("tok-renew")),
@@ -743,10 +746,7 @@ async fn refused_renewals_are_retried_and_not_renewable_stops_renewing() {
     let mut hub = pki.start_hub(Duration::from_secs(8), false);
     hub.add_token("tok-refuse");
     *hub.state.renew_refusals.lock().unwrap() = vec!["internal", "not_renewable"];
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let log = dir.path().join("connections.jsonl");
-    let cancel = CancellationToken::new();
+    let (_dir, state, log, cancel) = workdir();
     let client = Client::start(
         settings(hub.addr, &pki, &adapter.tcp, &log),
         enrolled(&state, Some("tok-refuse")),
@@ -881,10 +881,7 @@ async fn an_expired_saved_svid_is_replaced_by_enrolling_with_a_new_token() {
     let hub = pki.start_hub(Duration::from_secs(2), true);
     hub.add_token("tok-a");
     hub.add_token("tok-b");
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let log = dir.path().join("connections.jsonl");
-    let cancel = CancellationToken::new();
+    let (_dir, state, log, cancel) = workdir();
     let first = Client::start(
         settings(hub.addr, &pki, &adapter.tcp, &log),
         enrolled(&state, Some("tok-a")),

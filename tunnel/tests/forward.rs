@@ -302,20 +302,21 @@ async fn adapter_http_errors_become_status() {
         other => panic!("expected Status, got {other:?}"),
     }
 
-    // The adapter forgot the session (restart, expiry): 404.
+    // The adapter forgot the session (restart, expiry): its 404 is told
+    // apart, so the hub knows to start a new session.
     call(&link, &initialize(1)).await;
     relay(&link, &initialized()).await.unwrap();
     let session = link.session_id().unwrap();
     delete_session_behind_the_links_back(&adapter.tcp, &session).await;
     match relay(&link, &request(2, "tools/list", json!({}))).await {
-        Err(ForwardError::Status {
-            status,
-            body_snippet,
-        }) => {
-            assert_eq!(status, StatusCode::NOT_FOUND);
-            assert!(body_snippet.contains("Session not found"), "{body_snippet}");
+        Err(e @ ForwardError::SessionLost) => {
+            assert!(
+                e.to_string()
+                    .starts_with(ewii_tunnel::forward::SESSION_LOST),
+                "{e}"
+            );
         }
-        other => panic!("expected Status 404, got {:?}", other.map(|r| r.messages)),
+        other => panic!("expected SessionLost, got {:?}", other.map(|r| r.messages)),
     }
 }
 

@@ -5,9 +5,6 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor};
-
 pub const TOKEN: &str = "test-enrolment-token-0123456789";
 
 /// A temporary adapter home with the test token.
@@ -123,26 +120,9 @@ impl Drop for ServeProcess {
 }
 
 pub async fn make_shop_db(path: &Path) {
-    let mut c = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .connect()
+    ewii_driver_sqlite::testdata::customers_db(path)
         .await
         .unwrap();
-    c.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT NOT NULL)")
-        .await
-        .unwrap();
-    for i in 1..=10 {
-        let country = if i % 2 == 0 { "DE" } else { "FR" };
-        sqlx::query("INSERT INTO customers VALUES (?, ?, ?)")
-            .bind(i)
-            .bind(format!("Customer {i}"))
-            .bind(country)
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-    c.close().await.unwrap();
 }
 
 pub fn install_crypto_provider() {

@@ -20,10 +20,7 @@ use rmcp::service::{RoleClient, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor};
 use tokio_util::sync::CancellationToken;
 
 use ewii_driver_postgres as _;
@@ -140,35 +137,14 @@ pub fn sqlite_config(name: &str, path: &Path) -> DatabaseConfig {
 }
 
 pub async fn make_shop_db(path: &Path) {
-    let mut c = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .connect()
+    ewii_driver_sqlite::testdata::customers_db(path)
         .await
         .unwrap();
-    c.execute(
-        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT NOT NULL)",
-    )
-    .await
-    .unwrap();
-    for i in 1..=10 {
-        let country = if i % 2 == 0 { "DE" } else { "FR" };
-        sqlx::query("INSERT INTO customers VALUES (?, ?, ?)")
-            .bind(i)
-            .bind(format!("Customer {i}"))
-            .bind(country)
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-    c.close().await.unwrap();
 }
 
 /// The hub CA as the client loads it.
 pub fn hub_ca(hub: &RunningHub) -> Vec<CertificateDer<'static>> {
-    CertificateDer::pem_slice_iter(hub.hub_ca_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap()
+    hub.hub_ca.clone()
 }
 
 /// An agent session against the hub.

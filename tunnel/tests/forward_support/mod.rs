@@ -13,8 +13,6 @@ use ewii_adapter::server::Adapter;
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
 use ewii_tunnel::forward::{AdapterLink, Destination, ForwardError};
 use serde_json::{Value, json};
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Connection, Executor};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -108,28 +106,9 @@ pub fn sqlite_config(name: &str, path: &Path) -> DatabaseConfig {
 }
 
 pub async fn make_shop_db(path: &Path) {
-    let mut c = SqliteConnectOptions::new()
-        .filename(path)
-        .create_if_missing(true)
-        .connect()
+    ewii_driver_sqlite::testdata::customers_db(path)
         .await
         .unwrap();
-    c.execute(
-        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT NOT NULL)",
-    )
-    .await
-    .unwrap();
-    for i in 1..=10 {
-        let country = if i % 2 == 0 { "DE" } else { "FR" };
-        sqlx::query("INSERT INTO customers VALUES (?, ?, ?)")
-            .bind(i)
-            .bind(format!("Customer {i}"))
-            .bind(country)
-            .execute(&mut c)
-            .await
-            .unwrap();
-    }
-    c.close().await.unwrap();
 }
 
 pub fn initialize(id: u64) -> Value {
