@@ -36,6 +36,10 @@ pub enum FrameType {
     /// A control message (JSON, [`crate::enrol::Control`]) on the control
     /// stream, either way: SVID renewal today.
     Control = 0x04,
+    /// Client → hub on a request stream, right after each `Message`: the
+    /// client's signature over the request and that reply
+    /// ([`crate::receipt::Receipt`]).
+    Receipt = 0x05,
     /// Handshake: the client's hello.
     ClientHello = 0x10,
     /// Handshake: the hub's hello, certificate and signature.
@@ -55,6 +59,7 @@ impl FrameType {
             0x02 => FrameType::Route,
             0x03 => FrameType::Refused,
             0x04 => FrameType::Control,
+            0x05 => FrameType::Receipt,
             0x10 => FrameType::ClientHello,
             0x11 => FrameType::ServerHello,
             0x12 => FrameType::ClientFinish,

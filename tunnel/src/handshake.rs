@@ -270,7 +270,7 @@ fn read_chain(r: &mut Reader<'_>) -> Result<Vec<CertificateDer<'static>>, Handsh
         .collect()
 }
 
-fn sha256(parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     for p in parts {
         ctx.update(p);
@@ -280,13 +280,35 @@ fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-/// Verifies a transcript signature with the public key of `leaf`, using the
-/// algorithms of the ring provider (the one crypto provider of the tree).
-fn verify_signature(
+/// The signer of `key` for the first scheme of [`SCHEMES`] it supports.
+pub(crate) fn signer(
+    key: &dyn SigningKey,
+) -> Result<Box<dyn rustls::sign::Signer>, HandshakeError> {
+    key.choose_scheme(SCHEMES)
+        .ok_or(HandshakeError::NoSigningScheme)
+}
+
+/// Signs `context || message` with `signer`: the one signing path of the
+/// tree (handshake transcripts, response receipts, goodbyes).
+pub(crate) fn sign(
+    signer: &dyn rustls::sign::Signer,
+    context: &[u8],
+    message: &[u8],
+) -> Result<Vec<u8>, HandshakeError> {
+    signer
+        .sign(&[context, message].concat())
+        .map_err(|e| HandshakeError::Signing(e.to_string()))
+}
+
+/// Verifies a signature over `context || message` with the public key of
+/// `leaf`, using the algorithms of the ring provider (the one crypto
+/// provider of the tree): the one verification path for handshake
+/// transcripts, response receipts and goodbyes.
+pub(crate) fn verify_signature(
     leaf: &CertificateDer<'_>,
     scheme: u16,
     context: &[u8],
-    hash: &[u8; 32],
+    message: &[u8],
     signature: &[u8],
 ) -> Result<(), HandshakeError> {
     let scheme = SignatureScheme::from(scheme);
@@ -301,7 +323,7 @@ fn verify_signature(
         .and_then(|(_, algs)| algs.first())
         .ok_or(HandshakeError::Scheme(u16::from(scheme)))?;
     let cert = webpki::EndEntityCert::try_from(leaf).map_err(|_| HandshakeError::BadSignature)?;
-    let msg = [context, hash].concat();
+    let msg = [context, message].concat();
     cert.verify_signature(*alg, &msg, signature)
         .map_err(|_| HandshakeError::BadSignature)
 }
@@ -477,7 +499,11 @@ pub fn decode(frame: &frame::Frame) -> Result<Message, HandshakeError> {
                 field: "handshake frame type",
                 why: if matches!(
                     other,
-                    FrameType::Message | FrameType::Route | FrameType::Refused | FrameType::Control
+                    FrameType::Message
+                        | FrameType::Route
+                        | FrameType::Refused
+                        | FrameType::Control
+                        | FrameType::Receipt
                 ) {
                     "a data frame before the handshake completed"
                 } else {
@@ -611,18 +637,11 @@ impl ClientHandshake {
         let shared = x25519(&self.secret, &share)?;
 
         // ClientFinish: our signature over CH || SH || scheme.
-        let signer = self
-            .config
-            .credentials
-            .key
-            .choose_scheme(SCHEMES)
-            .ok_or(HandshakeError::NoSigningScheme)?;
+        let signer = signer(&*self.config.credentials.key)?;
         let scheme = u16::from(signer.scheme());
         let mut finish = scheme.to_be_bytes().to_vec();
         let client_hash = sha256(&[&self.client_hello, body, &finish]);
-        let sig = signer
-            .sign(&[CLIENT_CONTEXT, &client_hash].concat())
-            .map_err(|e| HandshakeError::Signing(e.to_string()))?;
+        let sig = sign(&*signer, CLIENT_CONTEXT, &client_hash)?;
         put_vec16(&mut finish, "signature", &sig)?;
         let th = sha256(&[&self.client_hello, body, &finish]);
         let (secrets, mut finished_key) =
@@ -727,16 +746,10 @@ pub fn hub_read_client_hello(
     }
     put_vec16(&mut sh, "hub name", config.name.as_bytes())?;
     put_chain(&mut sh, &config.credentials.chain)?;
-    let signer = config
-        .credentials
-        .key
-        .choose_scheme(SCHEMES)
-        .ok_or(HandshakeError::NoSigningScheme)?;
+    let signer = signer(&*config.credentials.key)?;
     sh.extend_from_slice(&u16::from(signer.scheme()).to_be_bytes());
     let hash = sha256(&[body, &sh]);
-    let sig = signer
-        .sign(&[HUB_CONTEXT, &hash].concat())
-        .map_err(|e| HandshakeError::Signing(e.to_string()))?;
+    let sig = sign(&*signer, HUB_CONTEXT, &hash)?;
     put_vec16(&mut sh, "signature", &sig)?;
     let out = frame::encode(FrameType::ServerHello, &sh, MAX_HANDSHAKE)
         .map_err(|e| HandshakeError::Decode(e.into()))?;

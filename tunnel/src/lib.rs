@@ -16,6 +16,8 @@
 //! - [`replay::ReplayWindow`]: the RFC 6479 window, checked before
 //!   decryption and advanced only after the tag verifies.
 //! - [`enrol`]: enrolment (token + CSR → SVID) and renewal messages.
+//! - [`receipt`]: what the client signs with its session's SVID key:
+//!   a receipt for every reply, and the goodbye that revokes it on stop.
 //! - [`identity`]: the client's SVID source, its enrolled state on disk,
 //!   fresh keys and CSRs, and the checks an issued SVID must pass.
 //! - [`svid`]: the SPIFFE X509-SVID rules and the hub's verifier, which maps
@@ -39,6 +41,7 @@ pub mod frame;
 pub mod handshake;
 pub mod identity;
 pub mod net;
+pub mod receipt;
 pub mod record;
 pub mod replay;
 pub mod session;

@@ -7,6 +7,9 @@
 //! - [`ClientTunnel::connect`] and [`HubTunnel::accept`] run the app-layer
 //!   handshake on the first bidirectional stream (the control stream), then
 //!   every request gets its own QUIC stream with its own keys (`session`).
+//! - Every reply the client sends carries a receipt signed with the
+//!   session's SVID key, and the hub hands out only replies whose receipt
+//!   verifies ([`crate::receipt`]).
 //!
 //! Nothing here decides anything about security that the sans-IO core does
 //! not already decide; this module reads, writes, and closes.
@@ -19,6 +22,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::sign::SigningKey;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::enrol::{self, Control, ENROL_ALPN, EnrolError, EnrolRequest, EnrolResponse};
@@ -26,7 +30,10 @@ use crate::frame::{Frame, FrameDecoder, FrameType, MAX_HANDSHAKE};
 use crate::handshake::{
     self, ClientConfig, ClientHandshake, Credentials, Entropy, HandshakeError, HubConfig, Peer,
 };
+use crate::receipt::{ReceiptError, ReplyCheck};
 use crate::session::{STREAM_HEADER_LEN, Session, SessionError, StreamChannel, StreamError};
+
+pub use crate::receipt::{Receipt, Reply};
 
 /// The ALPN protocol id of the tunnel.
 pub const ALPN: &[u8] = b"ewii/1";
@@ -93,6 +100,10 @@ pub enum NetError {
     /// An enrolment or control message was malformed.
     #[error(transparent)]
     Enrol(#[from] EnrolError),
+    /// A reply's receipt is missing, malformed, or does not verify with the
+    /// session's leaf certificate: the reply is not handed out.
+    #[error("reply refused: {0}")]
+    Receipt(String),
     /// The TLS client identity is not the app-layer identity.
     #[error("TLS identity {tls} does not match app-layer identity {app}")]
     IdentityMismatch {
@@ -111,6 +122,7 @@ impl NetError {
             NetError::Connection(quinn::ConnectionError::TimedOut) => "timed_out",
             NetError::Connection(_) => "connection",
             NetError::IdentityMismatch { .. } => "identity_mismatch",
+            NetError::Receipt(_) => "bad_receipt",
             NetError::Stream(_)
             | NetError::Session(_)
             | NetError::Protocol(_)
@@ -484,6 +496,10 @@ pub struct ClientTunnel {
     conn: quinn::Connection,
     session: Arc<std::sync::Mutex<Session>>,
     peer: Peer,
+    /// The SVID and key the session was established with: receipts and the
+    /// goodbye are signed with this key for the session's whole life (a
+    /// renewal does not change it).
+    credentials: Credentials,
     control: ControlSender,
     /// Control messages from the hub; locked by the one renewal in flight.
     controls: Mutex<(u64, mpsc::Receiver<Bytes>)>,
@@ -496,6 +512,10 @@ pub struct IncomingRequest {
     channel: StreamChannel,
     session: Arc<std::sync::Mutex<Session>>,
     confirmed: bool,
+    /// Signs the receipts: the session's SVID key.
+    key: Arc<dyn SigningKey>,
+    /// SHA-256 of the request message, once read.
+    request_digest: Option<[u8; 32]>,
 }
 
 /// What a request stream carries from the hub.
@@ -525,6 +545,7 @@ impl ClientTunnel {
         config: ClientConfig,
     ) -> Result<ClientTunnel, NetError> {
         let (mut send, mut recv) = conn.open_bi().await?;
+        let credentials = config.credentials.clone();
         let (state, hello) = ClientHandshake::start(config, Entropy::from_system()?)?;
         send.write_all(&hello).await?;
         let sh = read_handshake_frame(&mut recv).await?;
@@ -542,6 +563,7 @@ impl ClientTunnel {
             conn: conn.clone(),
             session,
             peer,
+            credentials,
             control: ControlSender {
                 send: Mutex::new((send, channel_arc)),
             },
@@ -626,6 +648,8 @@ impl ClientTunnel {
             channel,
             session: self.session.clone(),
             confirmed: false,
+            key: self.credentials.key.clone(),
+            request_digest: None,
         }))
     }
 
@@ -659,16 +683,28 @@ impl IncomingRequest {
                 }
             }
         }
-        message
-            .map(|message| Request { route, message })
-            .ok_or_else(|| NetError::Protocol("a request stream without a message".into()))
+        let message = message
+            .ok_or_else(|| NetError::Protocol("a request stream without a message".into()))?;
+        self.request_digest = Some(crate::receipt::digest(&message));
+        Ok(Request { route, message })
     }
 
-    /// Sends one message back (a response, or a notification about it).
-    pub async fn reply(&mut self, message: &[u8]) -> Result<(), NetError> {
-        let bytes = self.channel.seal(FrameType::Message, message)?;
+    /// Sends one message back (a response, or a notification about it),
+    /// followed by its receipt: the session's SVID key signing the request
+    /// and this message. Returns the receipt.
+    pub async fn reply(&mut self, message: &[u8]) -> Result<Receipt, NetError> {
+        let request_digest = self
+            .request_digest
+            .ok_or_else(|| NetError::Protocol("a reply before the request was read".into()))?;
+        let receipt = Receipt::sign(&*self.key, request_digest, message)
+            .map_err(|e| NetError::Receipt(e.to_string()))?;
+        let body = receipt
+            .encode()
+            .map_err(|e| NetError::Receipt(e.to_string()))?;
+        let mut bytes = self.channel.seal(FrameType::Message, message)?;
+        bytes.extend(self.channel.seal(FrameType::Receipt, &body)?);
         self.send.write_all(&bytes).await?;
-        Ok(())
+        Ok(receipt)
     }
 
     /// Tells the hub the request was not forwarded, and why.
@@ -699,15 +735,6 @@ pub enum TlsBinding {
     /// For a TLS-terminating relay in front of the hub: the app layer alone
     /// names the deployment.
     Relayed,
-}
-
-/// One answer on a request stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// A JSON-RPC message from the adapter.
-    Message(Bytes),
-    /// The client refused to forward the request.
-    Refused(String),
 }
 
 /// The hub's end of a live tunnel.
@@ -840,13 +867,22 @@ impl HubTunnel {
     }
 
     /// Sends one JSON-RPC message on its own stream. The receiver yields the
-    /// client's answers (responses, notifications about the request, or a
-    /// refusal) and ends with the stream; an error ends it early.
+    /// client's answers (responses and notifications about the request,
+    /// each with its verified receipt, or a refusal) and ends with the
+    /// stream; an error ends it early. A reply whose receipt is missing,
+    /// malformed or does not verify with the session's leaf certificate is
+    /// never handed out: the receiver yields [`NetError::Receipt`] instead.
     pub async fn request(
         &self,
         route: Option<&str>,
         message: &[u8],
     ) -> Result<mpsc::Receiver<Result<Reply, NetError>>, NetError> {
+        let leaf =
+            self.peer.chain.first().cloned().ok_or_else(|| {
+                NetError::Protocol("the session has no client certificate".into())
+            })?;
+        let mut check = ReplyCheck::new(leaf, message);
+        let identity = self.peer.identity.clone();
         let mut channel = lock(&self.session).open_stream();
         let (mut send, mut recv) = self.conn.open_bi().await?;
         let mut out = channel.header().to_vec();
@@ -860,25 +896,35 @@ impl HubTunnel {
         let (tx, rx) = mpsc::channel(16);
         let conn = self.conn.clone();
         tokio::spawn(async move {
+            let refused = |e: ReceiptError| {
+                tracing::warn!(spiffe_id = %identity, error = %e, "reply refused");
+                match e {
+                    ReceiptError::UnexpectedFrame(_) => NetError::Protocol(e.to_string()),
+                    e => NetError::Receipt(e.to_string()),
+                }
+            };
             loop {
                 match read_frames(&mut recv, &mut channel).await {
                     Ok(Some(frames)) => {
                         for f in frames {
-                            let reply = match f.kind {
-                                FrameType::Message => Ok(Reply::Message(Bytes::from(f.body))),
-                                FrameType::Refused => Ok(Reply::Refused(
-                                    String::from_utf8_lossy(&f.body).into_owned(),
-                                )),
-                                other => Err(NetError::Protocol(format!(
-                                    "unexpected {other:?} frame in a reply"
-                                ))),
+                            let reply = match check.push(f) {
+                                Ok(None) => continue,
+                                Ok(Some(reply)) => Ok(reply),
+                                Err(e) => Err(refused(e)),
                             };
-                            if tx.send(reply).await.is_err() {
+                            // After a refusal the stream is not read on.
+                            let stop = reply.is_err();
+                            if tx.send(reply).await.is_err() || stop {
                                 return;
                             }
                         }
                     }
-                    Ok(None) => return,
+                    Ok(None) => {
+                        if let Err(e) = check.finish() {
+                            let _ = tx.send(Err(refused(e))).await;
+                        }
+                        return;
+                    }
                     Err(e) => {
                         if matches!(e, NetError::Stream(_)) {
                             // A refused record means tampering in transit.

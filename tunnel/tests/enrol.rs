@@ -431,7 +431,7 @@ async fn exchange(tunnel: &HubTunnel, message: &Value) -> Vec<Reply> {
 async fn call(tunnel: &HubTunnel, message: &Value) -> Value {
     let replies = exchange(tunnel, message).await;
     match replies.as_slice() {
-        [Reply::Message(m)] => serde_json::from_slice(m).unwrap(),
+        [Reply::Message { message: m, .. }] => serde_json::from_slice(m).unwrap(),
         other => panic!("expected one message, got {other:?}"),
     }
 }

@@ -145,7 +145,7 @@ async fn exchange(tunnel: &HubTunnel, route: Option<&str>, message: &Value) -> V
 async fn call(tunnel: &HubTunnel, message: &Value) -> Value {
     let replies = exchange(tunnel, None, message).await;
     match replies.as_slice() {
-        [Reply::Message(m)] => serde_json::from_slice(m).unwrap(),
+        [Reply::Message { message: m, .. }] => serde_json::from_slice(m).unwrap(),
         other => panic!("expected one message, got {other:?}"),
     }
 }
@@ -339,7 +339,7 @@ async fn the_client_refuses_every_destination_outside_its_allow_list() {
     );
     // The allowed one still works, by name or by default.
     let ok = exchange(tunnel, Some(&adapter.unix.to_string()), &initialize(1)).await;
-    assert!(matches!(ok.as_slice(), [Reply::Message(_)]), "{ok:?}");
+    assert!(matches!(ok.as_slice(), [Reply::Message { .. }]), "{ok:?}");
 
     let log = state.path().join("connections.jsonl");
     let records = wait_for_log(&log, |r| {
@@ -763,4 +763,82 @@ async fn connect_via(pki: &Pki, tls_ca: &TestCa, svid: &Leaf, addr: SocketAddr) 
         .await
         .map(|_| ())
         .unwrap_err()
+}
+
+// ------------------------------------------------------------- receipts
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    ring::digest::digest(&ring::digest::SHA256, bytes)
+        .as_ref()
+        .try_into()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_reply_carries_a_receipt_that_verifies_with_the_clients_leaf() {
+    let pki = Pki::new();
+    let adapter = TestAdapter::start().await;
+    let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
+    let dir = tempfile::tempdir().unwrap();
+    let svid = pki.workspace.svid(DEPLOYMENT);
+    let client = in_process_client(
+        &pki,
+        &svid,
+        hub.addr,
+        adapter.tcp.clone(),
+        &dir.path().join("c.jsonl"),
+    );
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(client.run(cancel.clone()));
+    let tunnel = hub.next_tunnel().await.unwrap();
+
+    let request_bytes = serde_json::to_vec(&initialize(1)).unwrap();
+    let mut rx = tunnel.request(None, &request_bytes).await.unwrap();
+    let reply = tokio::time::timeout(STEP, rx.recv())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let Reply::Message { message, receipt } = reply else {
+        panic!("expected a message, got {reply:?}");
+    };
+    let init: Value = serde_json::from_slice(&message).unwrap();
+    assert_eq!(init["result"]["serverInfo"]["name"], "ewii-adapter");
+
+    // The receipt is for exactly this request and this reply …
+    assert_eq!(receipt.request_digest, sha256(&request_bytes));
+    assert_eq!(receipt.response_digest, sha256(&message));
+    assert_eq!(receipt.request_digest_hex().len(), 64);
+    assert!(!receipt.signature_b64().is_empty());
+    // … signed by the key of the leaf the session was established with:
+    // checked here with ring directly over the certificate's public key.
+    let leaf = &tunnel.peer().chain[0];
+    assert_eq!(leaf, &svid.chain[0]);
+    receipt.verify(leaf).unwrap();
+    assert_eq!(
+        receipt.scheme,
+        u16::from(rustls::SignatureScheme::ECDSA_NISTP256_SHA256)
+    );
+    let (_, cert) = x509_parser::parse_x509_certificate(leaf).unwrap();
+    let signed = [
+        b"ewii-receipt/1\0".as_slice(),
+        &receipt.request_digest,
+        &receipt.response_digest,
+    ]
+    .concat();
+    assert_eq!(signed, receipt.signed_bytes());
+    ring::signature::UnparsedPublicKey::new(
+        &ring::signature::ECDSA_P256_SHA256_ASN1,
+        cert.public_key().subject_public_key.data.as_ref(),
+    )
+    .verify(&signed, &receipt.signature)
+    .unwrap();
+    // Another SVID of the same deployment (another key) does not verify it.
+    let other = pki.workspace.svid(DEPLOYMENT);
+    let err = receipt.verify(&other.chain[0]).unwrap_err();
+    assert!(err.to_string().contains("does not verify"), "{err}");
+    assert!(rx.recv().await.is_none(), "one reply, then the stream ends");
+
+    cancel.cancel();
+    running.await.unwrap().unwrap();
 }
