@@ -14,6 +14,9 @@
 //!   `refused`. The session and its in-flight requests carry on; the new
 //!   SVID is used from the next connection on, and the hub extends the live
 //!   session's lifetime to the new SVID's.
+//! - **Goodbye** also runs on the control stream: an enrolled client that
+//!   is stopped sends a signed `goodbye`, the hub revokes the deployment
+//!   and answers `goodbye_ack` (see [`crate::receipt`]).
 //!
 //! Both messages are JSON in one frame of at most
 //! [`crate::frame::MAX_HANDSHAKE`] bytes.
@@ -107,6 +110,20 @@ pub enum Control {
         #[serde(flatten)]
         refusal: Refusal,
     },
+    /// Client → hub, on an orderly stop of an enrolled client: revoke this
+    /// deployment. Signed by the session's SVID key over
+    /// `"ewii-goodbye/1\0" ‖ SPIFFE ID ‖ "\0" ‖ at` (decimal); see
+    /// [`crate::receipt::sign_goodbye`].
+    Goodbye {
+        /// When the client said goodbye, Unix seconds (the hub accepts it
+        /// within [`crate::receipt::GOODBYE_MAX_SKEW`] of its clock).
+        at: i64,
+        /// The signature, base64.
+        signature: String,
+    },
+    /// Hub → client: the goodbye verified and the deployment is revoked;
+    /// the hub then closes with [`crate::net::close_code::REVOKED`].
+    GoodbyeAck {},
 }
 
 /// A message that cannot be encoded or decoded.
@@ -163,6 +180,11 @@ mod tests {
                     message: "m".into(),
                 },
             },
+            Control::Goodbye {
+                at: 1_750_000_000,
+                signature: "c2ln".into(),
+            },
+            Control::GoodbyeAck {},
         ] {
             let bytes = encode(&m).unwrap();
             assert_eq!(decode::<Control>(&bytes).unwrap(), m);
@@ -176,6 +198,16 @@ mod tests {
         )
         .unwrap();
         assert_eq!(wire["type"], "renew");
+        let wire: serde_json::Value =
+            serde_json::from_slice(&encode(&Control::GoodbyeAck {}).unwrap()).unwrap();
+        assert_eq!(wire, serde_json::json!({"type": "goodbye_ack"}));
+        assert_eq!(
+            decode::<Control>(br#"{"type":"goodbye","at":-1,"signature":"x"}"#).unwrap(),
+            Control::Goodbye {
+                at: -1,
+                signature: "x".into()
+            }
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub enum FrameType {
     /// Client → hub: the request was not forwarded; the body says why.
     Refused = 0x03,
     /// A control message (JSON, [`crate::enrol::Control`]) on the control
-    /// stream, either way: SVID renewal today.
+    /// stream, either way: SVID renewal and the goodbye.
     Control = 0x04,
     /// Client → hub on a request stream, right after each `Message`: the
     /// client's signature over the request and that reply

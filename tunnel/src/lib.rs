@@ -15,7 +15,8 @@
 //!   AAD, key epochs, rejects counted.
 //! - [`replay::ReplayWindow`]: the RFC 6479 window, checked before
 //!   decryption and advanced only after the tag verifies.
-//! - [`enrol`]: enrolment (token + CSR → SVID) and renewal messages.
+//! - [`enrol`]: enrolment (token + CSR → SVID), renewal and goodbye
+//!   messages.
 //! - [`receipt`]: what the client signs with its session's SVID key:
 //!   a receipt for every reply, and the goodbye that revokes it on stop.
 //! - [`identity`]: the client's SVID source, its enrolled state on disk,

@@ -10,6 +10,9 @@
 //! - Every reply the client sends carries a receipt signed with the
 //!   session's SVID key, and the hub hands out only replies whose receipt
 //!   verifies ([`crate::receipt`]).
+//! - Revocation: the hub closes a tunnel with [`close_code::REVOKED`], or
+//!   refuses a revoked SVID in TLS with the `certificate_revoked` alert;
+//!   [`revoked_by_peer`] recognises both.
 //!
 //! Nothing here decides anything about security that the sans-IO core does
 //! not already decide; this module reads, writes, and closes.
@@ -59,6 +62,9 @@ pub mod close_code {
     pub const PROTOCOL: u32 = 2;
     /// The TLS identity and the app-layer identity differ.
     pub const IDENTITY: u32 = 3;
+    /// This deployment's SVID is revoked (after a goodbye, or by the
+    /// operator): the client must not reconnect with it.
+    pub const REVOKED: u32 = 4;
 }
 
 /// What can go wrong on the wire.
@@ -104,6 +110,13 @@ pub enum NetError {
     /// session's leaf certificate: the reply is not handed out.
     #[error("reply refused: {0}")]
     Receipt(String),
+    /// A goodbye does not verify with the session's leaf certificate, or
+    /// its time is too far from ours.
+    #[error("goodbye refused: {0}")]
+    Goodbye(String),
+    /// The hub says this client's SVID is revoked (see [`revoked_by_peer`]).
+    #[error("the hub revoked this client's SVID: {0}")]
+    Revoked(String),
     /// The TLS client identity is not the app-layer identity.
     #[error("TLS identity {tls} does not match app-layer identity {app}")]
     IdentityMismatch {
@@ -123,6 +136,8 @@ impl NetError {
             NetError::Connection(_) => "connection",
             NetError::IdentityMismatch { .. } => "identity_mismatch",
             NetError::Receipt(_) => "bad_receipt",
+            NetError::Goodbye(_) => "bad_goodbye",
+            NetError::Revoked(_) => "revoked",
             NetError::Stream(_)
             | NetError::Session(_)
             | NetError::Protocol(_)
@@ -489,6 +504,62 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Now, Unix seconds.
+fn unix_now() -> i64 {
+    i64::try_from(UnixTime::now().as_secs()).unwrap_or(i64::MAX)
+}
+
+/// Text from the peer, made one short printable line for a log.
+fn printable(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes)
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
+}
+
+// ------------------------------------------------------------- revocation
+
+/// The QUIC error code of a CONNECTION_CLOSE carrying the TLS alert
+/// `certificate_revoked` (44): `0x100 + 44 = 0x12c` (RFC 9001 §4.8).
+pub fn certificate_revoked_code() -> quinn::TransportErrorCode {
+    quinn::TransportErrorCode::crypto(u8::from(rustls::AlertDescription::CertificateRevoked))
+}
+
+/// Whether `reason` (why a connection closed) is the hub saying this
+/// client's SVID is revoked, and if so how, for the log. Only a close the
+/// peer sent counts:
+/// - an application close with [`close_code::REVOKED`];
+/// - a transport close with the crypto error [`certificate_revoked_code`]:
+///   the hub's TLS client-certificate verifier returned
+///   `CertificateError::Revoked`, rustls turned it into the
+///   `certificate_revoked` alert and quinn into that QUIC error code. quinn
+///   surfaces it as `ConnectionError::ConnectionClosed` on a connection
+///   whose handshake had completed on the client's side (TLS 1.3 verifies
+///   the client certificate after the client's last flight).
+///
+/// [`ClientTunnel::connect`] applies this only once the QUIC handshake has
+/// completed: a close in an Initial packet is not authenticated (anyone on
+/// the path can forge one), and a revoked SVID is never refused that early.
+pub fn revoked_by_peer(reason: &quinn::ConnectionError) -> Option<String> {
+    match reason {
+        quinn::ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(close_code::REVOKED) =>
+        {
+            Some(format!(
+                "the hub closed the tunnel as revoked ({})",
+                printable(&close.reason)
+            ))
+        }
+        quinn::ConnectionError::ConnectionClosed(close)
+            if close.error_code == certificate_revoked_code() =>
+        {
+            Some("the hub refused the SVID in TLS with the certificate_revoked alert".into())
+        }
+        _ => None,
+    }
+}
+
 // ------------------------------------------------------------------ client
 
 /// The client's end of a live tunnel.
@@ -500,8 +571,11 @@ pub struct ClientTunnel {
     /// goodbye are signed with this key for the session's whole life (a
     /// renewal does not change it).
     credentials: Credentials,
+    /// Our SPIFFE ID (what the hub verified at the handshake).
+    identity: String,
     control: ControlSender,
-    /// Control messages from the hub; locked by the one renewal in flight.
+    /// Control messages from the hub; locked by the one renewal or goodbye
+    /// in flight.
     controls: Mutex<(u64, mpsc::Receiver<Bytes>)>,
 }
 
@@ -528,7 +602,9 @@ pub struct Request {
 }
 
 impl ClientTunnel {
-    /// Dials the hub and runs the app-layer handshake.
+    /// Dials the hub and runs the app-layer handshake. A hub that says the
+    /// SVID is revoked (in TLS, with an app-layer alert `revoked`, or by
+    /// closing with [`close_code::REVOKED`]) gives [`NetError::Revoked`].
     pub async fn connect(
         endpoint: &quinn::Endpoint,
         quic: quinn::ClientConfig,
@@ -536,8 +612,32 @@ impl ClientTunnel {
         config: ClientConfig,
     ) -> Result<ClientTunnel, NetError> {
         let server_name = config.hub_name.clone();
+        // A failure before the QUIC handshake completes is never taken for
+        // a revocation (see `revoked_by_peer`).
         let conn = endpoint.connect_with(quic, addr, &server_name)?.await?;
-        within_deadline(&conn, Self::handshake(&conn, config)).await
+        // Judged before `within_deadline` closes the connection on our
+        // side, which replaces the peer's close reason.
+        let handshake = async {
+            Self::handshake(&conn, config)
+                .await
+                .map_err(|e| Self::revocation(&conn, e))
+        };
+        within_deadline(&conn, handshake).await
+    }
+
+    /// `e`, or [`NetError::Revoked`] when the hub refused us as revoked.
+    fn revocation(conn: &quinn::Connection, e: NetError) -> NetError {
+        if let Some(how) = conn.close_reason().as_ref().and_then(revoked_by_peer) {
+            return NetError::Revoked(how);
+        }
+        match e {
+            // The hub's app-layer SVID check refused a revoked serial (a
+            // relay terminated TLS, so TLS could not tell).
+            NetError::Handshake(HandshakeError::Alert { code, detail }) if code == "revoked" => {
+                NetError::Revoked(format!("the hub refused the SVID: {detail}"))
+            }
+            e => e,
+        }
     }
 
     async fn handshake(
@@ -546,6 +646,7 @@ impl ClientTunnel {
     ) -> Result<ClientTunnel, NetError> {
         let (mut send, mut recv) = conn.open_bi().await?;
         let credentials = config.credentials.clone();
+        let identity = config.identity.clone();
         let (state, hello) = ClientHandshake::start(config, Entropy::from_system()?)?;
         send.write_all(&hello).await?;
         let sh = read_handshake_frame(&mut recv).await?;
@@ -564,6 +665,7 @@ impl ClientTunnel {
             session,
             peer,
             credentials,
+            identity,
             control: ControlSender {
                 send: Mutex::new((send, channel_arc)),
             },
@@ -624,6 +726,50 @@ impl ClientTunnel {
         tokio::time::timeout(timeout, answer)
             .await
             .map_err(|_| NetError::Timeout("SVID renewal"))?
+    }
+
+    /// Says goodbye: asks the hub to revoke this deployment with a
+    /// `goodbye` signed by the session's SVID key, waits up to `timeout`
+    /// (a renewal in flight included) for the hub's `goodbye_ack`, then
+    /// closes the tunnel with [`close_code::REVOKED`].
+    ///
+    /// The hub closing the tunnel with [`close_code::REVOKED`] also counts
+    /// as the acknowledgement: QUIC drops stream data still unsent when a
+    /// connection closes, so the ack itself may never arrive. On an error
+    /// the tunnel is left open for the caller to close.
+    pub async fn goodbye(&self, timeout: Duration) -> Result<(), NetError> {
+        let at = unix_now();
+        let signature = crate::receipt::sign_goodbye(&*self.credentials.key, &self.identity, at)
+            .map_err(|e| NetError::Goodbye(e.to_string()))?;
+        let body = enrol::encode(&Control::Goodbye { at, signature })?;
+        let exchange = async {
+            // One reader of the hub's control messages at a time.
+            let mut guard = self.controls.lock().await;
+            let (_, rx) = &mut *guard;
+            self.control.send(FrameType::Control, &body).await?;
+            loop {
+                let Some(bytes) = rx.recv().await else {
+                    let closed = self.conn.close_reason();
+                    if closed.as_ref().and_then(revoked_by_peer).is_some() {
+                        return Ok(());
+                    }
+                    return Err(NetError::Protocol(format!(
+                        "the tunnel closed before the hub acknowledged the goodbye: {}",
+                        closed.map_or_else(|| "closed".to_owned(), |r| r.to_string())
+                    )));
+                };
+                match enrol::decode::<Control>(&bytes)? {
+                    Control::GoodbyeAck {} => return Ok(()),
+                    other => tracing::debug!(?other, "control message ignored during goodbye"),
+                }
+            }
+        };
+        tokio::time::timeout(timeout, exchange)
+            .await
+            .map_err(|_| NetError::Timeout("goodbye acknowledgement"))??;
+        self.conn
+            .close(close_code::REVOKED.into(), b"goodbye: deployment revoked");
+        Ok(())
     }
 
     /// Waits for the hub's next request stream. `None` once the tunnel is
@@ -866,6 +1012,19 @@ impl HubTunnel {
         self.control.send(FrameType::Control, &body).await
     }
 
+    /// Checks a goodbye from the client ([`Control::Goodbye`]): signed by
+    /// the key of the session's leaf certificate for the session's SPIFFE
+    /// ID, at a time within [`crate::receipt::GOODBYE_MAX_SKEW`] of ours.
+    pub fn verify_goodbye(&self, at: i64, signature: &str) -> Result<(), NetError> {
+        let leaf = self
+            .peer
+            .chain
+            .first()
+            .ok_or_else(|| NetError::Goodbye("the session has no client certificate".into()))?;
+        crate::receipt::verify_goodbye(leaf, &self.peer.identity, at, signature, unix_now())
+            .map_err(|e| NetError::Goodbye(e.to_string()))
+    }
+
     /// Sends one JSON-RPC message on its own stream. The receiver yields the
     /// client's answers (responses and notifications about the request,
     /// each with its verified receipt, or a refusal) and ends with the
@@ -1032,5 +1191,65 @@ impl EnrolExchange {
         // The client closes once it has read the answer.
         let _ = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.conn.closed()).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn transport_close(code: quinn::TransportErrorCode) -> quinn::ConnectionError {
+        quinn::ConnectionError::ConnectionClosed(quinn::ConnectionClose {
+            error_code: code,
+            frame_type: None,
+            reason: Bytes::from_static(b"peer refused"),
+        })
+    }
+
+    fn application_close(code: u32) -> quinn::ConnectionError {
+        quinn::ConnectionError::ApplicationClosed(quinn::ApplicationClose {
+            error_code: quinn::VarInt::from_u32(code),
+            reason: Bytes::from_static(b"revoked by the operator\n"),
+        })
+    }
+
+    #[test]
+    fn only_the_peers_revoked_close_and_certificate_revoked_alert_mean_revoked() {
+        // certificate_revoked (44) travels as QUIC crypto error 0x100 + 44.
+        assert_eq!(u64::from(certificate_revoked_code()), 0x12c);
+        let tls = revoked_by_peer(&transport_close(certificate_revoked_code()));
+        assert!(tls.is_some_and(|how| how.contains("certificate_revoked")));
+        let app = revoked_by_peer(&application_close(close_code::REVOKED));
+        assert_eq!(
+            app.as_deref(),
+            Some("the hub closed the tunnel as revoked (revoked by the operator)")
+        );
+
+        // Every other TLS alert and close code is an ordinary failure.
+        for alert in [
+            rustls::AlertDescription::CertificateUnknown,
+            rustls::AlertDescription::CertificateExpired,
+            rustls::AlertDescription::UnknownCA,
+            rustls::AlertDescription::BadCertificate,
+        ] {
+            let e = transport_close(quinn::TransportErrorCode::crypto(u8::from(alert)));
+            assert_eq!(revoked_by_peer(&e), None, "{alert:?}");
+        }
+        for code in [
+            close_code::DONE,
+            close_code::HANDSHAKE,
+            close_code::PROTOCOL,
+            close_code::IDENTITY,
+            9,
+        ] {
+            assert_eq!(revoked_by_peer(&application_close(code)), None, "{code}");
+        }
+        for e in [
+            quinn::ConnectionError::TimedOut,
+            quinn::ConnectionError::LocallyClosed,
+            quinn::ConnectionError::Reset,
+        ] {
+            assert_eq!(revoked_by_peer(&e), None, "{e}");
+        }
     }
 }

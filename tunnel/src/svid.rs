@@ -811,10 +811,16 @@ impl ClientCertVerifier for SvidVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.verify(end_entity, intermediates, now)
             .map(|_| ClientCertVerified::assertion())
-            .map_err(|err| {
-                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
+            .map_err(|err| match err {
+                // rustls sends `certificate_revoked` for this one (every
+                // `Other` becomes `certificate_unknown`), which tells the
+                // client to stop retrying with this SVID.
+                SvidError::Revoked { .. } => {
+                    rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+                }
+                err => rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
                     rustls::OtherError(Arc::new(err)),
-                ))
+                )),
             })
     }
 
@@ -844,7 +850,9 @@ impl ClientCertVerifier for SvidVerifier {
 }
 
 /// The [`SvidError`] inside a rustls error produced by
-/// [`SvidVerifier`]'s `verify_client_cert`, if it is one.
+/// [`SvidVerifier`]'s `verify_client_cert`, if it is one. A revoked SVID is
+/// `CertificateError::Revoked` (so the client gets the
+/// `certificate_revoked` alert) and carries none: see [`reason_of`].
 pub fn svid_error(err: &rustls::Error) -> Option<&SvidError> {
     let other = match err {
         rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other,
@@ -857,7 +865,10 @@ pub fn svid_error(err: &rustls::Error) -> Option<&SvidError> {
 /// The [`SvidError::reason`] inside a rustls error produced by
 /// [`SvidVerifier`]'s `verify_client_cert`, if it is one.
 pub fn reason_of(err: &rustls::Error) -> Option<&'static str> {
-    svid_error(err).map(SvidError::reason)
+    match err {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => Some("revoked"),
+        err => svid_error(err).map(SvidError::reason),
+    }
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::pki::{Leaf, TestCa, install_crypto_provider};
 use ewii_tunnel::client::{Client, ClientOptions};
 use ewii_tunnel::connlog::ConnectionLog;
+use ewii_tunnel::enrol::Control;
 use ewii_tunnel::forward::{AllowList, Destination};
 use ewii_tunnel::handshake::{ClientConfig, HubCertVerifier, HubConfig};
 use ewii_tunnel::net::{self, ClientTunnel, HubTunnel, KeyMaterial, NetError, Reply, TlsBinding};
@@ -43,6 +44,8 @@ struct TestHub {
     endpoint: quinn::Endpoint,
     addr: SocketAddr,
     verifier: Arc<SvidVerifier>,
+    /// What the verifier trusts; revoke serials here.
+    trust: Arc<InMemoryTrust>,
     tunnels: mpsc::Receiver<Result<HubTunnel, NetError>>,
 }
 
@@ -73,9 +76,11 @@ impl Pki {
     }
 
     fn start_hub(&self, at: SocketAddr, binding: TlsBinding) -> TestHub {
-        let trust = InMemoryTrust::new()
-            .with_bundle("spiffe://example.org/ws/acme", self.workspace.bundle());
-        let verifier = Arc::new(SvidVerifier::new(Arc::new(trust)));
+        let trust = Arc::new(
+            InMemoryTrust::new()
+                .with_bundle("spiffe://example.org/ws/acme", self.workspace.bundle()),
+        );
+        let verifier = Arc::new(SvidVerifier::new(trust.clone()));
         let server = net::hub_config(&keys(&self.hub), verifier.clone()).unwrap();
         let endpoint = quinn::Endpoint::server(server, at).unwrap();
         let addr = endpoint.local_addr().unwrap();
@@ -96,6 +101,7 @@ impl Pki {
             endpoint,
             addr,
             verifier,
+            trust,
             tunnels,
         }
     }
@@ -765,13 +771,18 @@ async fn connect_via(pki: &Pki, tls_ca: &TestCa, svid: &Leaf, addr: SocketAddr) 
         .unwrap_err()
 }
 
-// ------------------------------------------------------------- receipts
+// ------------------------------------------------- receipts and revocation
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     ring::digest::digest(&ring::digest::SHA256, bytes)
         .as_ref()
         .try_into()
         .unwrap()
+}
+
+fn revoked_close(reason: &quinn::ConnectionError) -> bool {
+    matches!(reason, quinn::ConnectionError::ApplicationClosed(c)
+        if c.error_code == quinn::VarInt::from_u32(net::close_code::REVOKED))
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -841,4 +852,149 @@ async fn every_reply_carries_a_receipt_that_verifies_with_the_clients_leaf() {
 
     cancel.cancel();
     running.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_goodbye_reaches_the_hub_verified_and_forged_ones_are_refused() {
+    let pki = Pki::new();
+    let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
+    let svid = pki.workspace.svid(DEPLOYMENT);
+    let client = connect_with(&pki, &hub, &svid).await.unwrap();
+    let tunnel = hub.next_tunnel().await.unwrap();
+    let own_key = keys(&svid).credentials().unwrap().key;
+    let other_key = keys(&pki.workspace.svid(DEPLOYMENT))
+        .credentials()
+        .unwrap()
+        .key;
+
+    let hub_side = tokio::spawn(async move {
+        let control = tokio::time::timeout(STEP, tunnel.next_control())
+            .await
+            .unwrap();
+        let Some(Ok(Control::Goodbye { at, signature })) = control else {
+            panic!("expected a goodbye, got {control:?}");
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!((now - at).abs() <= 2, "{at} vs {now}");
+        tunnel.verify_goodbye(at, &signature).unwrap();
+
+        // The time altered; signed by another key of the same deployment;
+        // too old (signed with the right key); not base64.
+        let forged = [
+            (at + 1, signature.clone()),
+            (
+                at,
+                ewii_tunnel::receipt::sign_goodbye(&*other_key, DEPLOYMENT, at).unwrap(),
+            ),
+            (
+                at - 301,
+                ewii_tunnel::receipt::sign_goodbye(&*own_key, DEPLOYMENT, at - 301).unwrap(),
+            ),
+            (at, "%%%".to_owned()),
+        ];
+        for (when, sig) in forged {
+            let err = tunnel.verify_goodbye(when, &sig).unwrap_err();
+            assert_eq!(err.reason(), "bad_goodbye", "{err}");
+        }
+        // The right key at a fresh time verifies: the hub checks what the
+        // client signs, nothing else.
+        let fresh = ewii_tunnel::receipt::sign_goodbye(&*own_key, DEPLOYMENT, now).unwrap();
+        tunnel.verify_goodbye(now, &fresh).unwrap();
+
+        tunnel.send_control(&Control::GoodbyeAck {}).await.unwrap();
+        let closed = tokio::time::timeout(STEP, tunnel.connection().closed())
+            .await
+            .unwrap();
+        assert!(revoked_close(&closed), "{closed}");
+    });
+
+    client.goodbye(Duration::from_secs(3)).await.unwrap();
+    assert!(matches!(
+        client.connection().close_reason(),
+        Some(quinn::ConnectionError::LocallyClosed)
+    ));
+    hub_side.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_goodbye_takes_the_hubs_revoked_close_as_its_ack_and_times_out_on_silence() {
+    let pki = Pki::new();
+    let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
+    let svid = pki.workspace.svid(DEPLOYMENT);
+
+    // The hub revokes and closes at once: the ack may be lost with the
+    // close, and the close itself acknowledges.
+    let client = connect_with(&pki, &hub, &svid).await.unwrap();
+    let tunnel = hub.next_tunnel().await.unwrap();
+    let hub_side = tokio::spawn(async move {
+        let Some(Ok(Control::Goodbye { at, signature })) = tunnel.next_control().await else {
+            panic!("expected a goodbye");
+        };
+        tunnel.verify_goodbye(at, &signature).unwrap();
+        tunnel
+            .connection()
+            .close(net::close_code::REVOKED.into(), b"revoked");
+    });
+    client.goodbye(Duration::from_secs(3)).await.unwrap();
+    hub_side.await.unwrap();
+
+    // A hub that never answers: the goodbye gives up in time and leaves the
+    // tunnel to the caller.
+    let client = connect_with(&pki, &hub, &svid).await.unwrap();
+    let tunnel = hub.next_tunnel().await.unwrap();
+    let started = Instant::now();
+    let err = client
+        .goodbye(Duration::from_millis(500))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "timeout", "{err}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(client.connection().close_reason().is_none());
+    assert!(matches!(
+        tunnel.next_control().await,
+        Some(Ok(Control::Goodbye { .. }))
+    ));
+    client.close("test over");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_svid_revoked_at_the_hub_is_refused_in_tls_and_the_client_knows_it_is_revoked() {
+    let pki = Pki::new();
+    let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
+    let svid = pki.workspace.svid(DEPLOYMENT);
+    hub.trust.revoke(&svid.serial);
+
+    // The hub's TLS layer refuses it with certificate_revoked: QUIC crypto
+    // error 0x100 + 44, on a connection whose handshake the client had
+    // completed.
+    let err = connect_with(&pki, &hub, &svid)
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(err.reason(), "revoked", "{err}");
+    match &err {
+        NetError::Revoked(how) => assert!(how.contains("certificate_revoked"), "{how}"),
+        other => panic!("expected a revocation, got {other:?}"),
+    }
+    assert!(hub.next_tunnel().await.is_err());
+    assert_eq!(hub.verifier.refusals().get("revoked"), Some(&1));
+
+    // Other TLS refusals are not revocations: they are retried.
+    let expired = pki.workspace.svid_with(DEPLOYMENT, |p| {
+        let past = std::time::SystemTime::now() - Duration::from_secs(7 * 86400);
+        common::pki::set_validity(p, past - Duration::from_secs(86400), past);
+    });
+    let untrusted = TestCa::new("another workspace").svid(DEPLOYMENT);
+    for leaf in [&expired, &untrusted] {
+        let err = connect_with(&pki, &hub, leaf)
+            .await
+            .map(|_| ())
+            .unwrap_err();
+        assert!(!matches!(err, NetError::Revoked(_)), "{err}");
+        assert_ne!(err.reason(), "revoked", "{err}");
+        assert!(hub.next_tunnel().await.is_err());
+    }
 }
