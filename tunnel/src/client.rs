@@ -11,8 +11,16 @@
 //!   live tunnel about half-way through each SVID's life. A renewed SVID
 //!   is used from the next connection on; the live tunnel and its
 //!   in-flight requests carry on undisturbed.
-//! - Every forward, refusal, tunnel up and tunnel down, enrolment and
-//!   renewal goes to the JSON-lines connection log.
+//! - Stopping an enrolled client can revoke it ([`Client::revoke_on_stop`]):
+//!   a signed goodbye to the hub, then `svid.pem` and `svid.key` deleted.
+//!   A crash or a lost link changes nothing: the saved SVID reconnects.
+//! - When the hub says the SVID is revoked (it closes the tunnel with
+//!   [`net::close_code::REVOKED`], or refuses the SVID in TLS with
+//!   `certificate_revoked`), the client stops retrying, moves an enrolled
+//!   SVID and key aside, and [`Client::run`] ends with
+//!   [`ClientError::Revoked`].
+//! - Every forward, refusal, tunnel up and tunnel down, enrolment,
+//!   renewal, goodbye and revocation goes to the JSON-lines connection log.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -37,6 +45,8 @@ use crate::net::{self, ClientTunnel, IncomingRequest, KeyMaterial, NetError};
 
 /// How long the hub may take to answer a renewal.
 pub const RENEW_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a stopping client waits for the hub to acknowledge its goodbye.
+pub const GOODBYE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The refusal reason after which renewing is pointless (the hub did not
 /// issue this SVID).
@@ -137,6 +147,45 @@ pub enum ClientError {
     /// Stopped (`cancel` fired) before enrolment completed.
     #[error("stopped before enrolment completed")]
     Cancelled,
+    /// The hub says this client's SVID is revoked: reconnecting with it is
+    /// pointless, so the client stopped.
+    #[error("the hub revoked the SVID of {spiffe_id} ({how}); {next_step}")]
+    Revoked {
+        /// The client's SPIFFE ID.
+        spiffe_id: String,
+        /// How the hub said so.
+        how: String,
+        /// What to do about it.
+        next_step: String,
+    },
+}
+
+/// How [`Client::run`] ended after `cancel` fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stopped {
+    /// The tunnel was closed and the identity kept (a static SVID, or an
+    /// enrolled one without [`Client::revoke_on_stop`]).
+    Kept,
+    /// The hub acknowledged the goodbye and revoked the deployment;
+    /// `svid.pem` and `svid.key` were deleted.
+    Revoked,
+    /// The hub could not be told (no tunnel, no acknowledgement in time);
+    /// `svid.pem` and `svid.key` were deleted anyway, and the operator
+    /// should revoke the deployment at the hub.
+    HubNotTold {
+        /// Why the goodbye did not get through.
+        why: String,
+    },
+}
+
+/// How one tunnel ended.
+enum TunnelEnd {
+    /// Lost or closed; reconnect.
+    Lost(String),
+    /// The hub closed it as revoked.
+    Revoked(String),
+    /// `cancel` fired; the goodbye's outcome if one was said.
+    Stopped(Option<Result<(), String>>),
 }
 
 /// Exponential backoff with jitter: `base × 2^attempt`, capped, then scaled
@@ -216,6 +265,20 @@ fn log_to(log: &Option<Arc<ConnectionLog>>, record: ConnectionRecord) {
     }
 }
 
+/// The hub command that revokes the deployment named by `spiffe_id`
+/// (`spiffe://TD/ws/W/dep/D`).
+fn revoke_command(spiffe_id: &str) -> String {
+    let path = crate::svid::SpiffeId::parse(spiffe_id)
+        .map(|id| id.path().to_owned())
+        .unwrap_or_default();
+    match path.split('/').collect::<Vec<_>>().as_slice() {
+        ["", "ws", workspace, "dep", deployment] => {
+            format!("ewii-hub revoke --workspace {workspace} --deployment {deployment}")
+        }
+        _ => format!("ewii-hub revoke --workspace W --deployment D (for {spiffe_id})"),
+    }
+}
+
 /// How long a tunnel must have stayed up for the reconnect backoff to
 /// start again from its base delay.
 pub const STABLE_TUNNEL: Duration = Duration::from_secs(10);
@@ -233,6 +296,8 @@ pub struct Client {
     store: Option<IdentityStore>,
     /// Cleared when the hub says the SVID cannot be renewed.
     renewable: AtomicBool,
+    /// Say goodbye and forget an enrolled identity on stop.
+    revoke_on_stop: bool,
 }
 
 impl Client {
@@ -342,7 +407,23 @@ impl Client {
             current: RwLock::new(Arc::new(Active { identity, quic })),
             store,
             renewable: AtomicBool::new(true),
+            revoke_on_stop: false,
         })
+    }
+
+    /// Whether stopping (`cancel`) revokes an enrolled identity: the client
+    /// says a signed goodbye over the live tunnel (the hub revokes the
+    /// deployment), then deletes `svid.pem` and `svid.key` (even when the
+    /// hub could not be told), so starting again needs a new enrolment
+    /// token. Off by default; ignored for a static SVID.
+    pub fn revoke_on_stop(mut self, revoke: bool) -> Client {
+        self.revoke_on_stop = revoke;
+        self
+    }
+
+    /// Whether a stop says goodbye (an enrolled identity, revoke on stop).
+    fn says_goodbye(&self) -> bool {
+        self.revoke_on_stop && self.store.is_some()
     }
 
     /// Enrols with `token`, retrying while the hub cannot be reached.
@@ -480,15 +561,21 @@ impl Client {
         }
     }
 
-    /// Keeps the tunnel up until `cancel` fires.
-    pub async fn run(self, cancel: CancellationToken) -> Result<(), ClientError> {
+    /// Keeps the tunnel up until `cancel` fires (then says how it stopped),
+    /// or until the hub says the SVID is revoked
+    /// ([`ClientError::Revoked`]). Every other failure is retried.
+    pub async fn run(self, cancel: CancellationToken) -> Result<Stopped, ClientError> {
         let this = Arc::new(self);
         // Outbound only: an ephemeral local port, no server config, so the
         // endpoint refuses every incoming connection.
         let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
         let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Socket)?;
         let mut backoff = new_backoff();
-        while !cancel.is_cancelled() {
+        // Ok(goodbye outcome, if one was said) on stop, Err(how) on revocation.
+        let ended: Result<Option<Result<(), String>>, String> = loop {
+            if cancel.is_cancelled() {
+                break Ok(None);
+            }
             let attempt_at = Instant::now();
             match this.connect(&endpoint).await {
                 Ok(tunnel) => {
@@ -496,19 +583,37 @@ impl Client {
                     let mut up = ConnectionRecord::now(&this.identity, "tunnel_up");
                     up.destination = Some(this.settings.hub.clone());
                     this.log(up);
-                    let reason = this.clone().serve(tunnel, &cancel).await;
+                    let end = this.clone().serve(tunnel, &cancel).await;
+                    let reason = match &end {
+                        TunnelEnd::Lost(reason) | TunnelEnd::Revoked(reason) => reason.clone(),
+                        TunnelEnd::Stopped(Some(Ok(()))) => "client stopping: goodbye".into(),
+                        TunnelEnd::Stopped(_) => "client stopping".into(),
+                    };
                     tracing::warn!(%reason, "tunnel down");
                     let mut down = ConnectionRecord::now(&this.identity, "tunnel_down");
                     down.destination = Some(this.settings.hub.clone());
                     down.duration_ms = attempt_at.elapsed().as_millis() as u64;
                     down.outcome = reason;
                     this.log(down);
+                    match end {
+                        TunnelEnd::Lost(_) => {}
+                        TunnelEnd::Revoked(how) => break Err(how),
+                        TunnelEnd::Stopped(goodbye) => break Ok(goodbye),
+                    }
                     // Only a tunnel that stayed up resets the backoff: a hub
                     // that accepts and then drops the link at once (e.g. its
                     // adapter session fails) must not be redialled in a loop.
                     if attempt_at.elapsed() >= STABLE_TUNNEL {
                         backoff.reset();
                     }
+                }
+                Err(NetError::Revoked(how)) => {
+                    let mut failed = ConnectionRecord::now(&this.identity, "connect_failed");
+                    failed.destination = Some(this.settings.hub.clone());
+                    failed.duration_ms = attempt_at.elapsed().as_millis() as u64;
+                    failed.outcome = how.clone();
+                    this.log(failed);
+                    break Err(how);
                 }
                 Err(e) => {
                     tracing::warn!(hub = %this.settings.hub, reason = e.reason(), error = %e, "cannot connect to the hub");
@@ -521,23 +626,96 @@ impl Client {
                 }
             }
             if cancel.is_cancelled() {
-                break;
+                break Ok(None);
             }
             let delay = backoff.next_delay(random_unit());
             tracing::info!(delay_ms = delay.as_millis() as u64, "reconnecting");
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled() => break Ok(None),
             }
-        }
+        };
         endpoint.close(net::close_code::DONE.into(), b"client stopping");
         // Let the close reach the hub.
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
-        Ok(())
+        match ended {
+            Ok(goodbye) => this.stopped(goodbye),
+            Err(how) => Err(this.revoked(how)),
+        }
     }
 
-    /// Serves one tunnel until it closes; returns why it ended.
-    async fn serve(self: Arc<Self>, tunnel: ClientTunnel, cancel: &CancellationToken) -> String {
+    /// After a stop: with [`Client::revoke_on_stop`], forgets the enrolled
+    /// identity and says whether the hub knows.
+    fn stopped(&self, goodbye: Option<Result<(), String>>) -> Result<Stopped, ClientError> {
+        let Some(store) = self.store.as_ref().filter(|_| self.says_goodbye()) else {
+            return Ok(Stopped::Kept);
+        };
+        let goodbye =
+            goodbye.unwrap_or_else(|| Err("no tunnel to the hub was up to say goodbye".into()));
+        let mut record = ConnectionRecord::now(&self.identity, "goodbye");
+        record.destination = Some(self.settings.hub.clone());
+        if let Err(why) = &goodbye {
+            record.outcome = why.clone();
+        }
+        self.log(record);
+        store.forget()?;
+        match goodbye {
+            Ok(()) => {
+                tracing::info!(
+                    spiffe_id = %self.identity,
+                    state = %store.dir().display(),
+                    "deployment revoked at the hub on stop; starting again needs a new enrolment \
+                     token (ewii-hub deployment token)"
+                );
+                Ok(Stopped::Revoked)
+            }
+            Err(why) => {
+                tracing::warn!(
+                    spiffe_id = %self.identity,
+                    state = %store.dir().display(),
+                    reason = %why,
+                    "the hub was not told that this deployment stopped ({why}); its SVID and key \
+                     were deleted here anyway, so starting again needs a new enrolment token \
+                     (ewii-hub deployment token); the operator should revoke it at the hub: {}",
+                    revoke_command(&self.identity)
+                );
+                Ok(Stopped::HubNotTold { why })
+            }
+        }
+    }
+
+    /// After the hub said the SVID is revoked: moves an enrolled SVID and
+    /// key aside, logs the next step, and builds the error.
+    fn revoked(&self, how: String) -> ClientError {
+        let mut record = ConnectionRecord::now(&self.identity, "revoked");
+        record.destination = Some(self.settings.hub.clone());
+        record.outcome = how.clone();
+        self.log(record);
+        let next_step = match &self.store {
+            Some(store) => {
+                let moved = match store.set_aside() {
+                    Ok(Some(path)) => format!("it was moved aside to {}", path.display()),
+                    Ok(None) => "it is no longer in the state directory".to_owned(),
+                    Err(e) => format!("moving it aside failed ({e})"),
+                };
+                format!(
+                    "{moved}; this client needs a new enrolment token: ask the operator for \
+                     `ewii-hub deployment token`, then start it with --enrollment-token-file \
+                     FILE or EWII_ENROLLMENT_TOKEN"
+                )
+            }
+            None => "replace --svid/--key with a newly issued SVID".to_owned(),
+        };
+        tracing::error!(spiffe_id = %self.identity, %how, "the hub revoked this client's SVID; stopping: {next_step}");
+        ClientError::Revoked {
+            spiffe_id: self.identity.clone(),
+            how,
+            next_step,
+        }
+    }
+
+    /// Serves one tunnel until it closes; returns how it ended.
+    async fn serve(self: Arc<Self>, tunnel: ClientTunnel, cancel: &CancellationToken) -> TunnelEnd {
         let tunnel = Arc::new(tunnel);
         // A new hub session starts new MCP sessions with the adapters.
         let links: Arc<HashMap<Destination, Arc<AdapterLink>>> = Arc::new(
@@ -575,16 +753,27 @@ impl Client {
                         }
                     }
                     None => {
-                        break tunnel
-                            .connection()
-                            .close_reason()
-                            .map(|r| r.to_string())
-                            .unwrap_or_else(|| "closed".into());
+                        let closed = tunnel.connection().close_reason();
+                        if let Some(how) = closed.as_ref().and_then(net::revoked_by_peer) {
+                            break TunnelEnd::Revoked(how);
+                        }
+                        break TunnelEnd::Lost(
+                            closed.map(|r| r.to_string()).unwrap_or_else(|| "closed".into()),
+                        );
                     }
                 },
                 _ = cancel.cancelled() => {
-                    tunnel.close("client stopping");
-                    break "client stopping".into();
+                    if !self.says_goodbye() {
+                        tunnel.close("client stopping");
+                        break TunnelEnd::Stopped(None);
+                    }
+                    // The renewal task stops with `cancel` (its token is a
+                    // child), so the control stream is free for the goodbye.
+                    let said = tunnel.goodbye(GOODBYE_TIMEOUT).await.map_err(|e| {
+                        tunnel.close("client stopping");
+                        e.to_string()
+                    });
+                    break TunnelEnd::Stopped(Some(said));
                 }
             }
         };
@@ -860,6 +1049,15 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_revoke_command_names_workspace_and_deployment() {
+        assert_eq!(
+            revoke_command("spiffe://example.org/ws/acme/dep/eu"),
+            "ewii-hub revoke --workspace acme --deployment eu"
+        );
+        assert!(revoke_command("spiffe://example.org/other").contains("(for spiffe://"));
+    }
 
     #[test]
     fn backoff_grows_exponentially_is_capped_and_jittered() {

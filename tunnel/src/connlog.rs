@@ -21,7 +21,9 @@ pub struct ConnectionRecord {
     /// The SPIFFE ID of this client (its SVID).
     pub spiffe_id: String,
     /// `forward`, `refused`, `tunnel_up`, `tunnel_down`, `connect_failed`,
-    /// `enrolled`, `renewed` or `renew_failed`.
+    /// `enrolled`, `renewed`, `renew_failed`, `goodbye` (a stop that
+    /// revoked the deployment; outcome `ok` once the hub acknowledged) or
+    /// `revoked` (the hub revoked this SVID).
     pub event: &'static str,
     /// The adapter destination (`unix:/…` or `tcp:…`), when one is involved.
     pub destination: Option<String>,

@@ -30,6 +30,9 @@ pub const SVID_FILE: &str = "svid.pem";
 pub const KEY_FILE: &str = "svid.key";
 /// The workspace trust bundle in the state directory (PEM).
 pub const BUNDLE_FILE: &str = "bundle.pem";
+/// What [`IdentityStore::set_aside`] appends to the names of a revoked SVID
+/// and its key.
+pub const REVOKED_SUFFIX: &str = ".revoked";
 
 /// Renewal starts at this fraction of the SVID's lifetime, plus jitter.
 const RENEW_FROM: f64 = 0.45;
@@ -444,7 +447,49 @@ impl IdentityStore {
         write_atomic(&self.dir, KEY_FILE, issued.key_pem.as_bytes(), true)?;
         write_atomic(&self.dir, BUNDLE_FILE, issued.bundle_pem.as_bytes(), false)?;
         write_atomic(&self.dir, SVID_FILE, issued.svid_pem.as_bytes(), false)?;
-        // The renames themselves reach the disk with the directory.
+        self.sync()
+    }
+
+    /// Deletes the enrolled SVID and its key (after a goodbye: starting
+    /// again needs a new enrolment token); keeps the trust bundle. The SVID
+    /// goes first, so an interruption leaves "not enrolled", never an SVID
+    /// without its key. Files already gone are fine.
+    pub fn forget(&self) -> Result<(), IdentityError> {
+        for name in [SVID_FILE, KEY_FILE] {
+            let path = self.dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&path)(e)),
+            }
+        }
+        self.sync()
+    }
+
+    /// Moves a revoked SVID and its key aside, to `svid.pem.revoked` and
+    /// `svid.key.revoked` (replacing older ones): the client no longer
+    /// counts as enrolled, and the files stay for the operator to look at.
+    /// The SVID goes first, for the reason given in
+    /// [`IdentityStore::forget`]. Returns where the SVID went, if it was
+    /// there.
+    pub fn set_aside(&self) -> Result<Option<PathBuf>, IdentityError> {
+        let mut moved = None;
+        for name in [SVID_FILE, KEY_FILE] {
+            let from = self.dir.join(name);
+            let to = self.dir.join(format!("{name}{REVOKED_SUFFIX}"));
+            match std::fs::rename(&from, &to) {
+                Ok(()) if name == SVID_FILE => moved = Some(to),
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(&from)(e)),
+            }
+        }
+        self.sync()?;
+        Ok(moved)
+    }
+
+    /// Makes renames and deletions in the directory durable.
+    fn sync(&self) -> Result<(), IdentityError> {
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(io_error(&self.dir))
@@ -666,6 +711,44 @@ mod tests {
         let err = store.load().unwrap_err();
         assert!(matches!(err, IdentityError::State { .. }), "{err}");
         assert!(err.to_string().contains("not for the key"), "{err}");
+    }
+
+    #[test]
+    fn forgetting_deletes_the_svid_and_key_and_setting_aside_renames_them() {
+        let ca = Ca::new();
+        let dir = tempfile::tempdir().unwrap();
+        let store = IdentityStore::new(dir.path());
+        let save = || {
+            let req = KeyRequest::generate().unwrap();
+            let csr = req.csr_der().to_vec();
+            let mut issued = ca.issue(&csr, ID, false);
+            issued.bundle_pem = "bundle".into();
+            store.save(&req.accept(&issued).unwrap()).unwrap();
+        };
+        let names = || {
+            let mut n: Vec<String> = std::fs::read_dir(store.dir())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            n.sort();
+            n
+        };
+
+        save();
+        store.forget().unwrap();
+        assert_eq!(names(), vec![BUNDLE_FILE]);
+        assert!(store.load().unwrap().is_none(), "not enrolled any more");
+        store.forget().unwrap();
+
+        save();
+        let moved = store.set_aside().unwrap();
+        assert_eq!(moved, Some(store.dir().join("svid.pem.revoked")));
+        assert_eq!(
+            names(),
+            vec![BUNDLE_FILE, "svid.key.revoked", "svid.pem.revoked"]
+        );
+        assert!(store.load().unwrap().is_none());
+        assert_eq!(store.set_aside().unwrap(), None);
     }
 
     #[test]

@@ -153,6 +153,8 @@ struct HubState {
     enforce_expiry: bool,
     /// Tunnels closed because their SVID expired.
     expiry_closes: AtomicUsize,
+    /// Goodbyes received: the SPIFFE ID, and whether they verified.
+    goodbyes: Mutex<Vec<(String, Result<(), String>)>>,
 }
 
 impl HubState {
@@ -247,6 +249,7 @@ impl Pki {
             renew_refusals: Mutex::default(),
             enforce_expiry,
             expiry_closes: AtomicUsize::new(0),
+            goodbyes: Mutex::default(),
         });
         let (tx, tunnels) = mpsc::channel(16);
         let (ep, st) = (endpoint.clone(), state.clone());
@@ -316,11 +319,36 @@ async fn serve_controls(tunnel: Arc<HubTunnel>, state: Arc<HubState>) {
                 return;
             }
         };
-        let Some(Ok(Control::Renew { id, csr })) = control else {
-            if matches!(control, None | Some(Err(_))) {
-                return;
+        let (id, csr) = match control {
+            Some(Ok(Control::Renew { id, csr })) => (id, csr),
+            Some(Ok(Control::Goodbye { at, signature })) => {
+                // What the real hub does: verify, revoke, ack, close.
+                let verified = tunnel
+                    .verify_goodbye(at, &signature)
+                    .map_err(|e| e.to_string());
+                let ok = verified.is_ok();
+                state
+                    .goodbyes
+                    .lock()
+                    .unwrap()
+                    .push((tunnel.peer().identity.clone(), verified));
+                if ok {
+                    let _ = tunnel.send_control(&Control::GoodbyeAck {}).await;
+                    // Give the client a moment to read the ack and close.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(1), tunnel.connection().closed())
+                            .await;
+                    if tunnel.connection().close_reason().is_none() {
+                        tunnel
+                            .connection()
+                            .close(net::close_code::REVOKED.into(), b"deployment revoked");
+                    }
+                    return;
+                }
+                continue;
             }
-            continue;
+            None | Some(Err(_)) => return,
+            Some(Ok(_)) => continue,
         };
         state.renew_requests.fetch_add(1, Ordering::SeqCst);
         let refusal = {
@@ -1012,4 +1040,189 @@ async fn without_state_or_token_the_client_says_how_to_enrol() {
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("one identity source"), "{stderr}");
     hub.endpoint.close(0u32.into(), b"");
+}
+
+/// Sends SIGTERM to a child.
+fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+fn files_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() {
+    let pki = Pki::new();
+    let adapter = TestAdapter::start().await;
+    let mut hub = pki.start_hub(Duration::from_secs(3600), true);
+    hub.add_token("tok-bye");
+    hub.add_token("tok-keep");
+    let dir = tempfile::tempdir().unwrap();
+
+    // Stopped for good: a signed goodbye the hub verifies, then svid.pem
+    // and svid.key deleted (the bundle stays), exit code 0.
+    let state = dir.path().join("bye/state");
+    let child = client_binary(
+        &pki,
+        hub.addr,
+        &state,
+        &adapter.tcp,
+        &[],
+        &[(TOKEN_ENV, "tok-bye")],
+    );
+    let tunnel = hub.next_tunnel().await;
+    mcp_opening(&tunnel).await;
+    terminate(&child);
+    let (code, _, stderr) = finished(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("deployment revoked at the hub on stop")
+            && stderr.contains("ewii-hub deployment token"),
+        "{stderr}"
+    );
+    assert_eq!(
+        hub.state.goodbyes.lock().unwrap().clone(),
+        vec![(DEPLOYMENT.to_owned(), Ok(()))]
+    );
+    let closed = tunnel.connection().close_reason().unwrap();
+    assert!(net::revoked_by_peer(&closed).is_some(), "{closed}");
+    let files = files_in(&state);
+    assert!(files.contains(&"bundle.pem".to_owned()), "{files:?}");
+    assert!(!files.contains(&"svid.pem".to_owned()), "{files:?}");
+    assert!(!files.contains(&"svid.key".to_owned()), "{files:?}");
+    let records = log_records(&state.join("connections.jsonl"));
+    let goodbye = events(&records, "goodbye");
+    assert_eq!(goodbye.len(), 1, "{records:#?}");
+    assert_eq!(goodbye[0]["outcome"], "ok");
+    // Starting again needs a new token.
+    let again = client_binary(&pki, hub.addr, &state, &adapter.tcp, &[], &[]);
+    let (code, _, stderr) = finished(again).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("not enrolled yet"), "{stderr}");
+
+    // With --keep-enrollment-on-stop a stop closes the tunnel as before and
+    // keeps everything.
+    let state = dir.path().join("keep/state");
+    let child = client_binary(
+        &pki,
+        hub.addr,
+        &state,
+        &adapter.tcp,
+        &["--keep-enrollment-on-stop"],
+        &[(TOKEN_ENV, "tok-keep")],
+    );
+    let tunnel = hub.next_tunnel().await;
+    mcp_opening(&tunnel).await;
+    let serial = peer_serial(&tunnel);
+    terminate(&child);
+    let (code, _, stderr) = finished(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(!stderr.contains("revoked"), "{stderr}");
+    assert_eq!(
+        hub.state.goodbyes.lock().unwrap().len(),
+        1,
+        "no new goodbye"
+    );
+    let closed = tunnel.connection().close_reason().unwrap();
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c)
+            if c.error_code == quinn::VarInt::from_u32(net::close_code::DONE)),
+        "{closed}"
+    );
+    assert_eq!(saved_serial(&state), serial);
+    assert!(state.join("svid.key").exists());
+
+    // The environment variable does the same.
+    let child = client_binary(
+        &pki,
+        hub.addr,
+        &state,
+        &adapter.tcp,
+        &[],
+        &[("EWII_KEEP_ENROLLMENT_ON_STOP", "true")],
+    );
+    let tunnel = hub.next_tunnel().await;
+    assert_eq!(peer_serial(&tunnel), serial);
+    terminate(&child);
+    let (code, _, stderr) = finished(child).await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(saved_serial(&state), serial);
+    assert_eq!(
+        hub.state.goodbyes.lock().unwrap().len(),
+        1,
+        "no new goodbye"
+    );
+
+    // The hub revoking the running client (close code 4): exit code 3, the
+    // SVID and key moved aside, the next step named.
+    let child = client_binary(&pki, hub.addr, &state, &adapter.tcp, &[], &[]);
+    let tunnel = hub.next_tunnel().await;
+    tunnel
+        .connection()
+        .close(net::close_code::REVOKED.into(), b"revoked by the operator");
+    let (code, _, stderr) = finished(child).await;
+    assert_eq!(code, Some(3), "{stderr}");
+    let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(error_lines.len(), 1, "{stderr}");
+    assert!(
+        error_lines[0].contains("the hub revoked the SVID")
+            && error_lines[0].contains("svid.pem.revoked")
+            && error_lines[0].contains("ewii-hub deployment token"),
+        "{stderr}"
+    );
+    let files = files_in(&state);
+    for f in ["svid.pem.revoked", "svid.key.revoked", "bundle.pem"] {
+        assert!(files.contains(&f.to_owned()), "{f}: {files:?}");
+    }
+    assert!(!files.contains(&"svid.pem".to_owned()), "{files:?}");
+    assert!(hub.tunnels.try_recv().is_err(), "the client reconnected");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_without_a_tunnel_still_forgets_the_identity_and_says_the_hub_was_not_told() {
+    let pki = Pki::new();
+    let adapter = TestAdapter::start().await;
+    let hub = pki.start_hub(Duration::from_secs(3600), true);
+    hub.add_token("tok-offline");
+    let (_dir, state, log, cancel) = workdir();
+    let client = Client::start(
+        settings(hub.addr, &pki, &adapter.tcp, &log),
+        enrolled(&state, Some("tok-offline")),
+        &cancel,
+    )
+    .await
+    .unwrap()
+    .revoke_on_stop(true);
+    // The hub goes away before the client ever connects.
+    hub.endpoint.close(0u32.into(), b"");
+    drop(hub);
+    let running = tokio::spawn(client.run(cancel.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cancel.cancel();
+    let stopped = tokio::time::timeout(STEP, running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        matches!(&stopped, ewii_tunnel::client::Stopped::HubNotTold { .. }),
+        "{stopped:?}"
+    );
+    assert!(!state.join("svid.pem").exists());
+    assert!(!state.join("svid.key").exists());
+    assert!(state.join("bundle.pem").exists());
+    let records = log_records(&log);
+    let goodbye = events(&records, "goodbye");
+    assert_eq!(goodbye.len(), 1, "{records:#?}");
+    assert_ne!(goodbye[0]["outcome"], "ok");
 }

@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::pki::{Leaf, TestCa, install_crypto_provider};
-use ewii_tunnel::client::{Client, ClientOptions};
+use ewii_tunnel::client::{Client, ClientError, ClientOptions};
 use ewii_tunnel::connlog::ConnectionLog;
 use ewii_tunnel::enrol::Control;
 use ewii_tunnel::forward::{AllowList, Destination};
@@ -851,7 +851,10 @@ async fn every_reply_carries_a_receipt_that_verifies_with_the_clients_leaf() {
     assert!(rx.recv().await.is_none(), "one reply, then the stream ends");
 
     cancel.cancel();
-    running.await.unwrap().unwrap();
+    assert_eq!(
+        running.await.unwrap().unwrap(),
+        ewii_tunnel::client::Stopped::Kept
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -961,8 +964,70 @@ async fn a_goodbye_takes_the_hubs_revoked_close_as_its_ack_and_times_out_on_sile
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_hub_closing_as_revoked_stops_the_client_instead_of_reconnecting() {
+    let pki = Pki::new();
+    let adapter = TestAdapter::start().await;
+    let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("connections.jsonl");
+    let client = in_process_client(
+        &pki,
+        &pki.workspace.svid(DEPLOYMENT),
+        hub.addr,
+        adapter.tcp.clone(),
+        &log,
+    );
+    let cancel = CancellationToken::new();
+    let running = tokio::spawn(client.run(cancel.clone()));
+
+    // Any other close code: the client comes back.
+    let tunnel = hub.next_tunnel().await.unwrap();
+    wait_for_log(&log, |r| r.iter().any(|r| r["event"] == "tunnel_up")).await;
+    tunnel
+        .connection()
+        .close(net::close_code::IDENTITY.into(), b"svid expired");
+    let tunnel = hub.next_tunnel().await.unwrap();
+    mcp_session_through(&tunnel).await;
+
+    // REVOKED: it stops, says why, and does not come back.
+    tunnel
+        .connection()
+        .close(net::close_code::REVOKED.into(), b"revoked by the operator");
+    let outcome = tokio::time::timeout(STEP, running)
+        .await
+        .expect("the client stops")
+        .unwrap();
+    match outcome {
+        Err(ClientError::Revoked {
+            spiffe_id,
+            how,
+            next_step,
+        }) => {
+            assert_eq!(spiffe_id, DEPLOYMENT);
+            assert!(how.contains("revoked by the operator"), "{how}");
+            assert!(next_step.contains("--svid/--key"), "{next_step}");
+        }
+        other => panic!("expected a revocation, got {other:?}"),
+    }
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), hub.tunnels.recv())
+            .await
+            .is_err(),
+        "the client reconnected after a revocation"
+    );
+    let records = log_records(&log);
+    let revoked: Vec<&Value> = records.iter().filter(|r| r["event"] == "revoked").collect();
+    assert_eq!(revoked.len(), 1, "{records:#?}");
+    assert_eq!(
+        records.iter().filter(|r| r["event"] == "tunnel_up").count(),
+        2
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_svid_revoked_at_the_hub_is_refused_in_tls_and_the_client_knows_it_is_revoked() {
     let pki = Pki::new();
+    let adapter = TestAdapter::start().await;
     let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
     let svid = pki.workspace.svid(DEPLOYMENT);
     hub.trust.revoke(&svid.serial);
@@ -997,4 +1062,31 @@ async fn an_svid_revoked_at_the_hub_is_refused_in_tls_and_the_client_knows_it_is
         assert_ne!(err.reason(), "revoked", "{err}");
         assert!(hub.next_tunnel().await.is_err());
     }
+
+    // The client runtime stops at the first refusal instead of retrying.
+    let dir = tempfile::tempdir().unwrap();
+    let client = in_process_client(
+        &pki,
+        &svid,
+        hub.addr,
+        adapter.tcp.clone(),
+        &dir.path().join("c.jsonl"),
+    );
+    let outcome = tokio::time::timeout(STEP, client.run(CancellationToken::new()))
+        .await
+        .expect("the client stops");
+    match outcome {
+        Err(ClientError::Revoked { how, .. }) => {
+            assert!(how.contains("certificate_revoked"), "{how}")
+        }
+        other => panic!("expected a revocation, got {other:?}"),
+    }
+    assert!(hub.next_tunnel().await.is_err(), "one attempt");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), hub.tunnels.recv())
+            .await
+            .is_err(),
+        "no retry"
+    );
+    assert_eq!(hub.verifier.refusals().get("revoked"), Some(&2));
 }

@@ -28,6 +28,23 @@ Enrolment:
   the client generates its own key (which never leaves the machine), gets its SVID from the hub
   and saves both in --state. From then on it needs no token, and renews its SVID over the tunnel.
 
+Stopping:
+  SIGTERM or SIGINT stops an enrolled client for good: it says a signed goodbye over the tunnel
+  (the hub revokes the deployment) and deletes svid.pem and svid.key from --state, so starting
+  again needs a new enrolment token. If the hub cannot be told, the files are deleted anyway and
+  the client says which `ewii-hub revoke` command the operator should run.
+  --keep-enrollment-on-stop (EWII_KEEP_ENROLLMENT_ON_STOP=true) keeps the enrolment instead, for
+  restarts and upgrades. A --svid/--key identity is always kept. A crash or a lost link changes
+  nothing: the client comes back with its saved SVID.
+
+Exit codes:
+  0  stopped (SIGTERM/SIGINT), or --check passed
+  1  any other error (configuration, files, network setup)
+  2  the enrolment token was refused, or there is none and the client is not enrolled
+  3  the hub revoked this client's SVID: it stopped and will not reconnect with it; an enrolled
+     SVID and key were moved aside (svid.pem.revoked, svid.key.revoked). Get a new enrolment
+     token (`ewii-hub deployment token`) or a new SVID.
+
 Examples:
   ewii-client run --hub hub.example.com:4433 --hub-ca hub-ca.pem \\
       --state /var/lib/ewii-client --enrollment-token-file token.txt \\
@@ -120,6 +137,15 @@ struct RunArgs {
     /// With --check: print JSON for scripts.
     #[arg(long)]
     json: bool,
+    /// On SIGTERM/SIGINT keep the enrolled SVID and the deployment (for a
+    /// restart or an upgrade). Without it, stopping an enrolled client
+    /// revokes it at the hub and deletes svid.pem and svid.key.
+    #[arg(
+        long,
+        env = "EWII_KEEP_ENROLLMENT_ON_STOP",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    keep_enrollment_on_stop: bool,
 }
 
 fn init_tracing() {
@@ -161,6 +187,8 @@ fn main() -> std::process::ExitCode {
                 Some(ClientError::Refused { .. } | ClientError::NotEnrolled) => {
                     std::process::ExitCode::from(2)
                 }
+                // The hub revoked the SVID: restarting will not help either.
+                Some(ClientError::Revoked { .. }) => std::process::ExitCode::from(3),
                 _ => std::process::ExitCode::FAILURE,
             }
         }
@@ -300,7 +328,7 @@ async fn run(args: RunArgs) -> Result<()> {
         stop.cancel();
     });
     let client = match Client::start(settings, source, &cancel).await {
-        Ok(client) => client,
+        Ok(client) => client.revoke_on_stop(!args.keep_enrollment_on_stop),
         Err(ClientError::Cancelled) => return Ok(()),
         Err(e) => return Err(e.into()),
     };
@@ -311,9 +339,11 @@ async fn run(args: RunArgs) -> Result<()> {
         serial = %svid.serial,
         expires = %svid.expires_at_rfc3339(),
         renews = client.renews(),
+        keep_enrollment_on_stop = args.keep_enrollment_on_stop,
         allow = ?allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "starting"
     );
+    // `run` logs what a stop did to the identity.
     client.run(cancel).await?;
     Ok(())
 }
@@ -376,6 +406,7 @@ fn check(
     let svid = identity.as_ref().map(|i| i.svid().clone());
     let expired = identity.as_ref().is_some_and(|i| i.is_expired(now));
     let renewed = kind == "enrolled";
+    let revoke_on_stop = renewed && !args.keep_enrollment_on_stop;
     if args.json {
         let summary = serde_json::json!({
             "hub": args.hub,
@@ -387,6 +418,7 @@ fn check(
             "expires_at": svid.as_ref().map(|s| s.expires_at_rfc3339()),
             "expired": expired,
             "renewed_automatically": renewed,
+            "revoke_on_stop": revoke_on_stop,
             "enrollment_token": token,
             "state": args.state,
             "allow": allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -420,6 +452,14 @@ fn check(
         if let Some(token) = token {
             println!("enrolment token: {token}");
         }
+        println!(
+            "on stop:         {}",
+            if revoke_on_stop {
+                "revoke at the hub and delete the SVID (--keep-enrollment-on-stop keeps it)"
+            } else {
+                "close the tunnel, keep the SVID"
+            }
+        );
         for d in allow.iter() {
             println!("allow:           {d}");
         }
