@@ -9,7 +9,9 @@
 #   agent     tools/list and tools/call through the hub and the tunnel; 401 without
 #             a valid credential
 #   customer  a second client with the used token is refused ("already been used");
-#             the first client restarts from its state without the token
+#             kill -9 of the client: it restarts from its state without the token;
+#             SIGTERM: the signed goodbye revokes it (restart refused, old SVID
+#             refused as revoked); a new token brings it back; the audit chain verifies
 #
 # Fresh hub data (SQLite, generated master.key), adapter home and client state
 # under one mktemp -d; every process is stopped at exit.
@@ -251,9 +253,10 @@ grep -q "already been used" "$work/client-2.log" \
 [[ ! -e "$work/client-2/svid.pem" ]] || fail "the refused client has an SVID anyway"
 pass "second client with the used token exits $rc: $(grep -o 'error:.*' "$work/client-2.log" | head -n 1)"
 
-# --- customer: restart from the enrolled state -------------------------------
-say "== customer: the first client restarts from its state (token already used)"
-stop_pid "$client_pid"
+# --- customer: a crash does not revoke ----------------------------------------
+say "== customer: kill -9 of the client, then a restart from its state (token already used)"
+kill -KILL "$client_pid" 2>/dev/null || true
+wait "$client_pid" 2>/dev/null || true
 "$client_bin" run "${client_args[@]}" --state "$work/client" >"$work/client-restart.log" 2>&1 &
 client_pid=$!
 pids+=("$client_pid")
@@ -261,7 +264,43 @@ wait_for "the restarted ewii-client bringing the tunnel up" "$client_pid" events
 events 2 enrolled && fail "the restarted client enrolled again instead of using its SVID"
 timeout 120 "$py" -m pytest -q -p no:cacheprovider scripts/hub_operator_flow.py -k "sqlite_count or postgres" \
     >"$work/pytest-restart.log" 2>&1 || { cat "$work/pytest-restart.log"; fail "agent calls after the client restart"; }
-pass "restarted client reuses its SVID (no new enrolment) and the agent's calls work again"
+pass "after kill -9 the client reconnects with its saved SVID (no new enrolment) and the agent's calls work again"
+
+# --- customer: a graceful stop revokes ----------------------------------------
+say "== customer: SIGTERM (docker stop) sends the signed goodbye; the hub revokes"
+cp "$work/client/svid.pem" "$work/old-svid.pem"
+cp "$work/client/svid.key" "$work/old-svid.key"
+kill -TERM "$client_pid"
+rc=0
+wait "$client_pid" || rc=$?
+((rc == 0)) || fail "ewii-client exited $rc on SIGTERM (see $work/client-restart.log)"
+grep -q "revoked at the hub" "$work/client-restart.log" \
+    || { cat "$work/client-restart.log"; fail "the client did not report the revocation on stop"; }
+[[ ! -e "$work/client/svid.pem" && ! -e "$work/client/svid.key" ]] \
+    || fail "the stopped client kept its SVID"
+rc=0
+timeout "$WAIT_S" "$client_bin" run "${client_args[@]}" --state "$work/client" \
+    >"$work/client-after-stop.out" 2>"$work/client-after-stop.log" || rc=$?
+((rc == 2)) || fail "restart after SIGTERM: expected exit 2 (token used), got $rc: $(cat "$work/client-after-stop.log")"
+rc=0
+timeout "$WAIT_S" "$client_bin" run --hub "$quic" --hub-ca "$work/hub-ca.pem" --allow "tcp:$adapter_addr" \
+    --state "$work/client-old" --svid "$work/old-svid.pem" --key "$work/old-svid.key" \
+    >"$work/client-old.out" 2>"$work/client-old.log" || rc=$?
+((rc == 3)) || fail "the revoked SVID: expected exit 3 (revoked), got $rc: $(cat "$work/client-old.log")"
+pass "after SIGTERM the restart is refused (exit 2, token used) and the old SVID is refused as revoked (exit 3)"
+
+say "== operator: a new token brings the deployment back"
+"${hub[@]}" --json deployment token --workspace acme eu >"$work/token-2.json"
+json_field enrolment_token <"$work/token-2.json" >"$work/enrolment-token-2"
+"$client_bin" run --hub "$quic" --hub-ca "$work/hub-ca.pem" --allow "tcp:$adapter_addr" \
+    --enrollment-token-file "$work/enrolment-token-2" --state "$work/client" >"$work/client-back.log" 2>&1 &
+client_pid=$!
+pids+=("$client_pid")
+wait_for "the re-enrolled ewii-client bringing the tunnel up" "$client_pid" events 3 tunnel_up
+timeout 120 "$py" -m pytest -q -p no:cacheprovider scripts/hub_operator_flow.py -k "sqlite_count" \
+    >"$work/pytest-back.log" 2>&1 || { cat "$work/pytest-back.log"; fail "agent calls after re-enrolment"; }
+"${hub[@]}" audit verify >"$work/audit-verify.out" || fail "audit verify: $(cat "$work/audit-verify.out")"
+pass "re-enrolled with a new token; agent calls work; $(cat "$work/audit-verify.out")"
 
 if ((!postgres)) && [[ "${CI:-}" == true ]]; then
     fail "the PostgreSQL part was SKIPPED, which CI does not allow (set EWII_TEST_POSTGRES_URL)"

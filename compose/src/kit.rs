@@ -16,7 +16,7 @@ use ewii_adapter::{Adapter, AdapterHome, admin};
 use ewii_driver_core::{Limits, SecretString};
 use ewii_hub::serve::{RunningHub, ServeOptions};
 use ewii_hub::{Location, Store};
-use ewii_tunnel::client::{Client, ClientError, ClientSettings};
+use ewii_tunnel::client::{Client, ClientError, ClientSettings, Stopped};
 use ewii_tunnel::connlog::ConnectionLog;
 use ewii_tunnel::forward::{AllowList, Destination};
 use ewii_tunnel::identity::{IdentitySource, SvidInfo};
@@ -58,7 +58,7 @@ struct AdapterTask {
 
 struct ClientTask {
     cancel: CancellationToken,
-    task: JoinHandle<Result<(), ClientError>>,
+    task: JoinHandle<Result<Stopped, ClientError>>,
 }
 
 /// The parts of the kit started so far.
@@ -226,7 +226,7 @@ impl Kit {
             if self.client.as_ref().is_some_and(|c| c.task.is_finished()) {
                 let why = match self.client.take().map(|c| c.task) {
                     Some(task) => match task.await {
-                        Ok(Ok(())) => "it stopped".to_owned(),
+                        Ok(Ok(_)) => "it stopped".to_owned(),
                         Ok(Err(e)) => e.to_string(),
                         Err(e) => format!("its task failed: {e}"),
                     },
@@ -271,7 +271,7 @@ impl Kit {
         if let Some(client) = self.client.take() {
             client.cancel.cancel();
             match tokio::time::timeout(Duration::from_secs(5), client.task).await {
-                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Ok(_))) => {}
                 Ok(Ok(Err(e))) => failures.push(format!("the client: {e}")),
                 Ok(Err(e)) => failures.push(format!("the client's task: {e}")),
                 Err(_) => failures.push("the client did not stop within 5 s".into()),
@@ -283,7 +283,7 @@ impl Kit {
         if let Some(adapter) = self.adapter.take() {
             adapter.cancel.cancel();
             match tokio::time::timeout(Duration::from_secs(5), adapter.task).await {
-                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Ok(_))) => {}
                 Ok(Ok(Err(e))) => failures.push(format!("the adapter: {e}")),
                 Ok(Err(e)) => failures.push(format!("the adapter's task: {e}")),
                 Err(_) => failures.push("the adapter did not stop within 5 s".into()),

@@ -13,10 +13,17 @@
 //! - An agent sees and calls only its own workspace's deployments: a name
 //!   from another workspace is an unknown tool, exactly like a name that
 //!   exists nowhere.
+//! - Each call passes the agent's rate limit and policy ([`crate::policy`])
+//!   before anything crosses a tunnel; a denial is an `isError` result
+//!   naming the rule. `tools/list` leaves out what the policy forbids by
+//!   name (deployments, databases, tools).
+//! - Every call, allowed or denied, is written to the audit trail
+//!   ([`crate::audit`]) before its result is released; a result that could
+//!   not be audited is withheld.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rmcp::ServerHandler;
 use rmcp::model::{
@@ -29,9 +36,12 @@ use rmcp::service::{
 };
 use tokio::sync::broadcast;
 
+use crate::audit::{AuditLog, AuditRecord};
 use crate::metrics::Metrics;
+use crate::policy::{self, Call, Decision, Policy, RateLimiter, Rule};
 use crate::registry::{LiveDeployment, Registry};
 use crate::store::{Agent, Store};
+use crate::upstream::TICKET_META;
 
 pub use ewii_driver_core::TOOLS_PAGE_SIZE;
 /// The longest tool name clients accept (`^[a-zA-Z0-9_-]{1,64}$`).
@@ -47,6 +57,12 @@ pub struct HubState {
     pub metrics: Arc<Metrics>,
     /// The longest a routed call may take before the agent gets an error.
     pub call_timeout: Duration,
+    /// The audit trail's writer.
+    pub audit: Arc<AuditLog>,
+    /// Statements are audited with literals replaced by `?`.
+    pub audit_redact: bool,
+    /// Per-agent rate limits.
+    limiter: RateLimiter,
     /// Agent sessions to notify, with their workspace.
     peers: Mutex<Vec<(String, Peer<RoleServer>)>>,
 }
@@ -65,12 +81,17 @@ impl HubState {
         registry: Arc<Registry>,
         metrics: Arc<Metrics>,
         call_timeout: Duration,
+        audit_redact: bool,
     ) -> Arc<HubState> {
+        let audit = AuditLog::start(store.clone());
         let state = Arc::new(HubState {
             store,
             registry,
             metrics,
             call_timeout,
+            audit,
+            audit_redact,
+            limiter: RateLimiter::new(),
             peers: Mutex::new(Vec::new()),
         });
         let mut changes = state.registry.subscribe();
@@ -112,11 +133,14 @@ impl HubState {
         p.push((workspace, peer));
     }
 
-    /// The tools an agent of `workspace` sees.
-    pub fn tools_for(&self, workspace: &str) -> Vec<Tool> {
+    /// The tools an agent of `workspace` with `policy` sees.
+    pub fn tools_for(&self, workspace: &str, policy: &Policy) -> Vec<Tool> {
         let mut out = Vec::new();
         for d in self.registry.in_workspace(workspace) {
             for t in d.tools() {
+                if !policy.may_see(&d.name, &t.name) {
+                    continue;
+                }
                 match namespaced(&d, t) {
                     Some(t) => out.push(t),
                     None => tracing::warn!(
@@ -192,6 +216,210 @@ impl AgentService {
     }
 }
 
+/// The agent's policy; an unreadable one is an error (every call denied).
+fn agent_policy(agent: &Agent) -> Result<Policy, String> {
+    match agent.policy.as_deref() {
+        None => Ok(Policy::unrestricted()),
+        Some(text) => Policy::from_toml(text).map_err(|e| e.to_string()),
+    }
+}
+
+fn json_len<T: serde::Serialize>(v: &T) -> u64 {
+    serde_json::to_vec(v).map_or(0, |b| b.len() as u64)
+}
+
+fn denied(message: String) -> Result<CallToolResponse, ErrorData> {
+    Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into())
+}
+
+impl AgentService {
+    /// Authorises and routes one call, filling in the audit record; the
+    /// result and the outcome label.
+    async fn route(
+        &self,
+        agent: &Agent,
+        request: &CallToolRequestParams,
+        context: &RequestContext<RoleServer>,
+        record: &mut AuditRecord,
+    ) -> (Result<CallToolResponse, ErrorData>, &'static str) {
+        let unknown = || {
+            ErrorData::invalid_params(
+                format!(
+                    "unknown tool '{}': call tools/list for the tools of this workspace's \
+                     connected deployments",
+                    request.name
+                ),
+                None,
+            )
+        };
+        record.decision = "deny".into();
+        let policy = match agent_policy(agent) {
+            Ok(p) => p,
+            Err(e) => {
+                record.rule = Some("policy".into());
+                return (
+                    denied(format!(
+                        "agent policy unreadable ({e}): every call of this agent is denied until \
+                         the operator fixes it (`ewii-hub policy set`)"
+                    )),
+                    "denied",
+                );
+            }
+        };
+        if let Some(limit) = &policy.rate_limit
+            && let Err(retry) = self.hub.limiter.check(&agent.id, limit, Instant::now())
+        {
+            record.rule = Some(Rule::RateLimit.as_str().into());
+            return (denied(policy::rate_limited(limit, retry)), "denied");
+        }
+        let Some((deployment, tool)) = request.name.split_once('_') else {
+            record.rule = Some("unknown_tool".into());
+            return (Err(unknown()), "unknown_tool");
+        };
+        let live = self.hub.registry.find(&agent.workspace, deployment);
+        if live.is_none() {
+            // Known in this workspace but not connected: say so. Anything
+            // else (including another workspace's deployments) is unknown.
+            let known = self
+                .hub
+                .store
+                .list_deployments(&agent.workspace)
+                .await
+                .map(|ds| ds.iter().any(|d| d.name == deployment))
+                .unwrap_or(false);
+            if !known {
+                record.rule = Some("unknown_tool".into());
+                return (Err(unknown()), "unknown_tool");
+            }
+        }
+        record.deployment = Some(deployment.to_owned());
+        let decision = policy.evaluate(&Call {
+            deployment,
+            tool,
+            arguments: request.arguments.as_ref(),
+        });
+        let arguments = match decision {
+            Decision::Deny {
+                rule,
+                message,
+                database,
+                statement,
+            } => {
+                record.database = database;
+                record.statement = statement.map(|s| self.audited_statement(&s));
+                record.rule = Some(rule.as_str().into());
+                return (denied(message), "denied");
+            }
+            Decision::Allow {
+                database,
+                statement,
+                class,
+                arguments,
+                ..
+            } => {
+                record.database = database;
+                record.statement = statement.map(|s| self.audited_statement(&s));
+                record.statement_class = class.map(|c| c.as_str().to_owned());
+                if !self.hub.audit_redact {
+                    record.params = request
+                        .arguments
+                        .as_ref()
+                        .and_then(|a| a.get("params"))
+                        .cloned();
+                }
+                arguments.or_else(|| request.arguments.clone())
+            }
+        };
+        record.decision = "allow".into();
+        let Some(live) = live else {
+            return (Ok(offline(deployment).into()), "offline");
+        };
+        record.spiffe_id = Some(live.spiffe_id.clone());
+        record.svid_serial = Some(live.session_serial.clone());
+        if !live.tools().iter().any(|t| t.name == tool) {
+            return (Err(unknown()), "unknown_tool");
+        }
+        let mut params = CallToolRequestParams::new(tool.to_owned());
+        params.arguments = arguments;
+        let ticket = crate::upstream::new_ticket();
+        let mut meta = rmcp::model::RequestMetaObject::new();
+        meta.insert(
+            TICKET_META.into(),
+            serde_json::Value::String(ticket.clone()),
+        );
+        params.meta = Some(meta);
+        let upstream = live.upstream();
+        let call = upstream.call_tool_once(params);
+        let outcome = tokio::select! {
+            r = call => r,
+            _ = context.ct.cancelled() => {
+                live.receipts.take(&ticket);
+                return (Err(ErrorData::internal_error("the call was cancelled", None)), "cancelled");
+            }
+            _ = tokio::time::sleep(self.hub.call_timeout) => {
+                live.receipts.take(&ticket);
+                return (Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "deployment '{deployment}' did not answer within {} s; the statement may \
+                     still be running there",
+                    self.hub.call_timeout.as_secs()
+                ))]).into()), "failed");
+            }
+        };
+        if let Some(receipt) = live.receipts.take(&ticket) {
+            record.request_digest = Some(receipt.request_digest);
+            record.response_digest = Some(receipt.response_digest);
+            record.response_signature = Some(receipt.signature);
+            record.signature_scheme = Some(receipt.scheme);
+        }
+        match outcome {
+            Ok(response) => {
+                let (is_error, rows) = match &response {
+                    CallToolResponse::Complete(r) => (
+                        r.is_error == Some(true),
+                        r.structured_content.as_ref().and_then(policy::rows_in),
+                    ),
+                    _ => (false, None),
+                };
+                record.rows = rows;
+                if let (Some(limit), Some(rows)) = (policy.row_limit, rows)
+                    && rows > u64::from(limit)
+                {
+                    record.decision = "deny".into();
+                    record.rule = Some(Rule::RowLimit.as_str().into());
+                    let got = usize::try_from(rows).unwrap_or(usize::MAX);
+                    return (denied(policy::row_limit_exceeded(limit, got)), "withheld");
+                }
+                tracing::info!(
+                    agent = %agent.name, workspace = %agent.workspace, deployment = %deployment,
+                    tool = %tool, is_error, "tool call"
+                );
+                (Ok(response), if is_error { "tool_error" } else { "ok" })
+            }
+            Err(ServiceError::McpError(e)) => (Err(e), "tool_error"),
+            Err(e) => {
+                tracing::warn!(deployment = %deployment, error = %e, "routed call failed");
+                (
+                    Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                        "deployment '{deployment}' went offline during the call ({e}); the \
+                         statement may or may not have run there. Retry once it is back in \
+                         tools/list."
+                    ))])
+                    .into()),
+                    "offline",
+                )
+            }
+        }
+    }
+
+    fn audited_statement(&self, sql: &str) -> String {
+        if self.hub.audit_redact {
+            policy::redact_literals(sql)
+        } else {
+            sql.to_owned()
+        }
+    }
+}
+
 fn offline(deployment: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(format!(
         "deployment '{deployment}' is offline: its ewii-client is not connected to the hub. \
@@ -242,7 +470,9 @@ impl ServerHandler for AgentService {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let agent = self.agent(&context.extensions)?;
-        let tools = self.hub.tools_for(&agent.workspace);
+        // An unreadable policy shows nothing (and denies every call).
+        let policy = agent_policy(&agent).unwrap_or_else(|_| Policy::nothing());
+        let tools = self.hub.tools_for(&agent.workspace, &policy);
         let (range, next_cursor) = ewii_driver_core::tools_page(
             tools.len(),
             request.as_ref().and_then(|r| r.cursor.as_deref()),
@@ -262,90 +492,35 @@ impl ServerHandler for AgentService {
     ) -> Result<CallToolResponse, ErrorData> {
         let agent = self.agent(&context.extensions)?;
         let started = Instant::now();
-        let unknown = || {
-            ErrorData::invalid_params(
-                format!(
-                    "unknown tool '{}': call tools/list for the tools of this workspace's \
-                     connected deployments",
-                    request.name
-                ),
+        let mut record = AuditRecord::started(SystemTime::now());
+        record.workspace = agent.workspace.clone();
+        record.agent = agent.name.clone();
+        record.agent_id = agent.id.clone();
+        record.tool = request.name.to_string();
+        record.bytes_in = json_len(&request.arguments);
+        let (result, outcome) = self.route(&agent, &request, &context, &mut record).await;
+        let elapsed = started.elapsed();
+        record.outcome = outcome.to_owned();
+        record.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        record.bytes_out = match &result {
+            Ok(CallToolResponse::Complete(r)) => json_len(r),
+            Ok(CallToolResponse::InputRequired(r)) => json_len(r),
+            Ok(CallToolResponse::Task(r)) => json_len(r),
+            Ok(_) => 0,
+            Err(e) => json_len(e),
+        };
+        self.hub.metrics.call(outcome, elapsed);
+        // Durable before the result is released.
+        if let Err(e) = self.hub.audit.record(record).await {
+            tracing::error!(error = %e, agent = %agent.name, tool = %request.name, "call not audited; result withheld");
+            return Err(ErrorData::internal_error(
+                "the hub could not write this call to its audit trail, so its result is withheld \
+                 (the statement may have run); retry later",
                 None,
-            )
-        };
-        let Some((deployment, tool)) = request.name.split_once('_') else {
-            self.hub.metrics.call("unknown_tool", started.elapsed());
-            return Err(unknown());
-        };
-        let Some(live) = self.hub.registry.find(&agent.workspace, deployment) else {
-            // Known in this workspace but not connected: say so. Anything
-            // else (including another workspace's deployments) is unknown.
-            let known = self
-                .hub
-                .store
-                .list_deployments(&agent.workspace)
-                .await
-                .map(|ds| ds.iter().any(|d| d.name == deployment))
-                .unwrap_or(false);
-            if known {
-                self.hub.metrics.call("offline", started.elapsed());
-                return Ok(offline(deployment).into());
-            }
-            self.hub.metrics.call("unknown_tool", started.elapsed());
-            return Err(unknown());
-        };
-        if !live.tools().iter().any(|t| t.name == tool) {
-            self.hub.metrics.call("unknown_tool", started.elapsed());
-            return Err(unknown());
+            ));
         }
-        let mut params = CallToolRequestParams::new(tool.to_owned());
-        params.arguments = request.arguments.clone();
-        let upstream = live.upstream();
-        let call = upstream.call_tool_once(params);
-        let outcome = tokio::select! {
-            r = call => r,
-            _ = context.ct.cancelled() => {
-                self.hub.metrics.call("cancelled", started.elapsed());
-                return Err(ErrorData::internal_error("the call was cancelled", None));
-            }
-            _ = tokio::time::sleep(self.hub.call_timeout) => {
-                self.hub.metrics.call("failed", started.elapsed());
-                return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "deployment '{deployment}' did not answer within {} s; the statement may \
-                     still be running there",
-                    self.hub.call_timeout.as_secs()
-                ))]).into());
-            }
-        };
-        match outcome {
-            Ok(response) => {
-                let is_error =
-                    matches!(&response, CallToolResponse::Complete(r) if r.is_error == Some(true));
-                self.hub.metrics.call(
-                    if is_error { "tool_error" } else { "ok" },
-                    started.elapsed(),
-                );
-                tracing::info!(
-                    agent = %agent.name, workspace = %agent.workspace, deployment = %deployment,
-                    tool = %tool, ms = started.elapsed().as_millis() as u64, is_error, "tool call"
-                );
-                Ok(response)
-            }
-            Err(ServiceError::McpError(e)) => {
-                self.hub.metrics.call("tool_error", started.elapsed());
-                Err(e)
-            }
-            Err(e) => {
-                self.hub.metrics.call("offline", started.elapsed());
-                tracing::warn!(deployment = %deployment, error = %e, "routed call failed");
-                Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "deployment '{deployment}' went offline during the call ({e}); the statement \
-                     may or may not have run there. Retry once it is back in tools/list."
-                ))])
-                .into())
-            }
-        }
+        result
     }
-
     fn accepted_subscription_filter(
         &self,
         requested: &SubscriptionFilter,

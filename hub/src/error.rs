@@ -128,6 +128,9 @@ pub enum Error {
     /// `serve` could not start (bind, TLS setup).
     #[error("{0}")]
     Serve(String),
+    /// Input that is refused, with the reason and the next step.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Why an enrolment token was refused.

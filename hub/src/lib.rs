@@ -22,18 +22,22 @@
 #![forbid(unsafe_code)]
 
 pub mod agents;
+pub mod audit;
 pub mod bundle;
 pub mod ca;
 pub mod error;
+pub mod export;
 pub mod master_key;
 pub mod metrics;
 pub mod names;
+pub mod policy;
 pub mod registry;
 pub mod serve;
 pub mod store;
 pub mod tokens;
 pub mod trust;
 pub mod upstream;
+pub mod webhook;
 
 pub use error::{Error, TokenError};
 pub use store::{Agent, Deployment, EnrolmentToken, Location, Store, Workspace};

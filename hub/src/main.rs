@@ -8,9 +8,12 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use ewii_hub::export::SinkConfig;
+use ewii_hub::policy::Policy;
 use ewii_hub::serve::{self, ServeOptions};
 use ewii_hub::store::DATABASE_URL_ENV;
-use ewii_hub::{Deployment, Location, Store, Workspace, bundle, names};
+use ewii_hub::store::{RevocationReason, Verification};
+use ewii_hub::{Deployment, Location, Store, Workspace, bundle, names, webhook};
 use ewii_tunnel::net::TlsBinding;
 use serde_json::json;
 
@@ -68,6 +71,157 @@ enum Command {
     /// `ewii-client --hub-ca`.
     #[command(name = "hub-ca")]
     HubCa,
+    /// Revoke a deployment (every SVID it holds) or one SVID: its live
+    /// tunnel closes and every later handshake is refused.
+    #[command(after_help = REVOKE_HELP)]
+    Revoke(RevokeArgs),
+    /// Revocation webhooks: HMAC-signed POSTs to the customer when one of
+    /// its deployments or SVIDs is revoked.
+    #[command(subcommand, after_help = WEBHOOK_HELP)]
+    Webhook(WebhookCmd),
+    /// Agents' policies (TOML): which deployments, databases, tools and
+    /// statement classes an agent may use, row and rate limits.
+    #[command(subcommand, after_help = POLICY_HELP)]
+    Policy(PolicyCmd),
+    /// The audit trail: one hash-chained record per tool call.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+}
+
+const REVOKE_HELP: &str = "\
+Takes effect within a fraction of a second on a running hub (it polls the store's revocation
+state), also when run from another machine against the same PostgreSQL store. The deployment
+comes back only by enrolling again with a new token:
+  ewii-hub deployment token --workspace W D
+Webhooks registered for the workspace or deployment are told (see `ewii-hub webhook`).
+
+Examples:
+  ewii-hub revoke --workspace acme --deployment shop
+  ewii-hub revoke --svid 4f1a9c…          # serial as printed by `ewii-client run --check`";
+
+const WEBHOOK_HELP: &str = "\
+Each revocation is POSTed as JSON with the headers
+  Ewii-Event: deployment.revoked | svid.revoked
+  Ewii-Delivery: <id, the same on every retry>
+  Ewii-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256(secret, \"<t>.<body>\")>
+The receiver recomputes the HMAC with the secret shown by `webhook add` and rejects stale
+timestamps. Failed deliveries are retried with backoff (1 s doubling to 10 min) until a 2xx
+answer; `webhook deliveries` shows each one's state.";
+
+const POLICY_HELP: &str = "\
+A policy file (TOML); every key is optional, a missing key allows everything of its kind:
+  deployments = [\"eu\"]                 # deployments of the workspace this agent may call
+  databases   = [\"shop\", \"us.crm\"]     # databases (\"db\" anywhere, \"deployment.db\" in one)
+  tools       = [\"query\", \"list_tables\", \"describe_table\"]
+  statements  = [\"read\"]               # read, write, ddl, other
+  row_limit   = 1000                   # caps each query's rows
+  rate_limit  = { calls = 60, per_seconds = 60 }
+A denied call comes back to the agent as an error result naming the rule, and is audited.";
+
+#[derive(Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["deployment", "svid"])))]
+struct RevokeArgs {
+    /// The deployment's workspace.
+    #[arg(long, value_name = "W", requires = "deployment")]
+    workspace: Option<String>,
+    /// Revoke this deployment: every SVID it was issued, and any SVID of
+    /// its SPIFFE ID, until it enrols again.
+    #[arg(long, value_name = "D", requires = "workspace")]
+    deployment: Option<String>,
+    /// Revoke one SVID by serial number (hex).
+    #[arg(long, value_name = "SERIAL", conflicts_with = "deployment")]
+    svid: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum WebhookCmd {
+    /// Register a webhook and print its signing secret (shown once).
+    Add {
+        /// The workspace.
+        #[arg(long, value_name = "W")]
+        workspace: String,
+        /// Only this deployment's revocations (default: every deployment of the workspace).
+        #[arg(long, value_name = "D")]
+        deployment: Option<String>,
+        /// Where to POST (https://…; http:// only to loopback).
+        url: String,
+        /// Read the secret from this file instead of generating one.
+        #[arg(long, value_name = "FILE")]
+        secret_file: Option<PathBuf>,
+    },
+    /// List a workspace's webhooks.
+    List {
+        /// The workspace.
+        #[arg(long, value_name = "W")]
+        workspace: String,
+    },
+    /// Remove a webhook (and its pending deliveries).
+    Remove {
+        /// The workspace.
+        #[arg(long, value_name = "W")]
+        workspace: String,
+        /// The webhook id (see `webhook list`).
+        id: String,
+    },
+    /// Recent deliveries: attempts, status, delivered or not.
+    Deliveries {
+        /// The workspace.
+        #[arg(long, value_name = "W")]
+        workspace: String,
+        /// How many, newest first.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCmd {
+    /// Set an agent's policy from a TOML file (takes effect on its next call).
+    Set {
+        /// The workspace.
+        #[arg(long, value_name = "W")]
+        workspace: String,
+        /// The agent.
+        agent: String,
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Print an agent's policy.
+    Show {
+        /// The workspace.
+        #[arg(long, value_name = "W")]
+        workspace: String,
+        /// The agent.
+        agent: String,
+    },
+    /// Remove an agent's policy: it may then use everything the adapters allow.
+    Clear {
+        /// The workspace.
+        #[arg(long, value_name = "W")]
+        workspace: String,
+        /// The agent.
+        agent: String,
+    },
+    /// Check a policy file without changing anything.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Check the hash chain; names the first broken record. Exit code 3 if broken.
+    Verify,
+    /// Print the last records.
+    Tail {
+        /// How many.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: i64,
+        /// Keep printing new records as they are written.
+        #[arg(short, long)]
+        follow: bool,
+    },
 }
 
 const SERVE_HELP: &str = "\
@@ -137,6 +291,22 @@ struct ServeArgs {
     /// deployments by the end-to-end handshake alone.
     #[arg(long)]
     relayed: bool,
+    /// Audit statements with literals replaced by `?` and without bound
+    /// parameters.
+    #[arg(long, env = "EWII_HUB_AUDIT_REDACT")]
+    audit_redact: bool,
+    /// Export the audit trail (repeatable): jsonl:/path/audit.jsonl,
+    /// syslog+tcp://host:port, syslog+tls://host:port, https://host/path.
+    #[arg(
+        long = "audit-export",
+        env = "EWII_HUB_AUDIT_EXPORT",
+        value_delimiter = ',',
+        value_name = "SPEC"
+    )]
+    audit_export: Vec<String>,
+    /// An extra CA (PEM) trusted for webhook receivers.
+    #[arg(long, env = "EWII_HUB_WEBHOOK_CA", value_name = "FILE")]
+    webhook_ca: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -211,6 +381,10 @@ enum AgentCmd {
         workspace: String,
         /// Name: a lowercase letter, then up to 31 of a-z, 0-9, '-'.
         name: String,
+        /// The agent's policy (TOML; see `ewii-hub policy --help`). Without
+        /// it the agent may use everything the deployments' adapters allow.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
     },
     /// List a workspace's agents.
     List {
@@ -288,6 +462,10 @@ fn deployment_json(d: &Deployment) -> serde_json::Value {
 }
 
 async fn run(cli: Cli) -> Result<()> {
+    // Checking a file needs no store.
+    if let Command::Policy(PolicyCmd::Check { file }) = &cli.command {
+        return check_policy(file, cli.global.json);
+    }
     let store = Store::open(&location(&cli.global)).await?;
     let result = dispatch(&store, cli.command, cli.global.json).await;
     store.close().await;
@@ -308,6 +486,13 @@ async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<()> {
         } else {
             TlsBinding::Strict
         },
+        audit_redact: args.audit_redact,
+        audit_export: args
+            .audit_export
+            .iter()
+            .map(|spec| SinkConfig::parse(spec).with_context(|| format!("--audit-export {spec}")))
+            .collect::<Result<_>>()?,
+        webhook_ca: args.webhook_ca,
         ..ServeOptions::default()
     };
     let hub = serve::start(store.clone(), options.clone()).await?;
@@ -464,14 +649,30 @@ async fn dispatch(store: &Store, command: Command, json: bool) -> Result<()> {
                 }
             }
         }
-        Command::Agent(AgentCmd::Create { workspace, name }) => {
-            let (a, credential) = store.create_agent(&workspace, &name, now).await?;
+        Command::Agent(AgentCmd::Create {
+            workspace,
+            name,
+            policy,
+        }) => {
+            let policy = policy.as_deref().map(read_policy).transpose()?;
+            let (a, credential) = store
+                .create_agent_with_policy(
+                    &workspace,
+                    &name,
+                    policy.as_ref().map(|p| p.1.as_str()),
+                    now,
+                )
+                .await?;
+            let summary = policy
+                .as_ref()
+                .map_or_else(|| "unrestricted".to_string(), |p| p.0.summary());
             if json {
                 print_json(&json!({
                     "workspace": a.workspace,
                     "name": a.name,
                     "credential": credential.expose(),
                     "created_at": rfc3339(a.created_at),
+                    "policy": summary,
                 }))?;
             } else {
                 println!(
@@ -480,6 +681,7 @@ async fn dispatch(store: &Store, command: Command, json: bool) -> Result<()> {
                     a.name, a.workspace
                 );
                 println!("{}", credential.expose());
+                println!("Policy: {summary}");
             }
         }
         Command::Agent(AgentCmd::List { workspace }) => {
@@ -491,6 +693,7 @@ async fn dispatch(store: &Store, command: Command, json: bool) -> Result<()> {
                             "workspace": a.workspace,
                             "name": a.name,
                             "created_at": rfc3339(a.created_at),
+                            "policy": policy_summary(a.policy.as_deref()),
                         }))
                         .collect::<Vec<_>>()
                 ))?;
@@ -501,12 +704,323 @@ async fn dispatch(store: &Store, command: Command, json: bool) -> Result<()> {
                 );
             } else {
                 for a in &all {
-                    println!("{:<32}  created {}", a.name, rfc3339(a.created_at));
+                    println!(
+                        "{:<32}  created {}  policy: {}",
+                        a.name,
+                        rfc3339(a.created_at),
+                        policy_summary(a.policy.as_deref())
+                    );
+                }
+            }
+        }
+        Command::Revoke(args) => revoke(store, args, json, now).await?,
+        Command::Webhook(cmd) => webhook(store, cmd, json, now).await?,
+        Command::Policy(cmd) => policy(store, cmd, json).await?,
+        Command::Audit(cmd) => audit(store, cmd, json).await?,
+    }
+    Ok(())
+}
+
+/// A policy file, parsed and checked, with its text.
+fn read_policy(file: &std::path::Path) -> Result<(Policy, String)> {
+    let text = std::fs::read_to_string(file)
+        .with_context(|| format!("cannot read the policy file {}", file.display()))?;
+    let policy =
+        Policy::from_toml(&text).with_context(|| format!("policy file {}", file.display()))?;
+    Ok((policy, text))
+}
+
+fn check_policy(file: &std::path::Path, json: bool) -> Result<()> {
+    let (p, _) = read_policy(file)?;
+    if json {
+        print_json(&json!({ "valid": true, "summary": p.summary() }))
+    } else {
+        println!("{}: valid. {}", file.display(), p.summary());
+        Ok(())
+    }
+}
+
+fn policy_summary(text: Option<&str>) -> String {
+    match text.map(Policy::from_toml) {
+        None => "unrestricted".into(),
+        Some(Ok(p)) => p.summary(),
+        Some(Err(e)) => format!("unreadable ({e}); every call is denied until it is fixed"),
+    }
+}
+
+async fn revoke(store: &Store, args: RevokeArgs, json: bool, now: SystemTime) -> Result<()> {
+    let revoked = match (&args.workspace, &args.deployment, &args.svid) {
+        (Some(w), Some(d), None) => {
+            store
+                .revoke_deployment(w, d, RevocationReason::Operator, now)
+                .await?
+        }
+        (None, None, Some(serial)) => {
+            store
+                .revoke_serial(serial, RevocationReason::Operator, now)
+                .await?
+        }
+        _ => anyhow::bail!("give either --workspace W --deployment D, or --svid SERIAL"),
+    };
+    if json {
+        return print_json(&serde_json::to_value(&revoked)?);
+    }
+    match (&revoked.workspace, &revoked.deployment, &args.svid) {
+        (Some(w), Some(d), None) => {
+            println!(
+                "Revoked deployment '{d}' of workspace '{w}' ({} SVID serial(s)); its tunnel                  closes now and every handshake is refused.",
+                revoked.serials.len()
+            );
+            println!("To let it back: ewii-hub deployment token --workspace {w} {d}");
+        }
+        (_, _, Some(serial)) if revoked.serials.is_empty() => {
+            println!("SVID {serial} was already revoked; nothing changed.");
+        }
+        (Some(w), Some(d), Some(_)) => {
+            println!(
+                "Revoked SVID {} of deployment '{d}' (workspace '{w}').",
+                revoked.serials.join(", ")
+            );
+        }
+        _ => println!(
+            "Revoked SVID {} (the hub did not issue it: an imported CA's SVID).",
+            revoked.serials.join(", ")
+        ),
+    }
+    if revoked.webhooks > 0 {
+        println!("{} webhook delivery(ies) queued.", revoked.webhooks);
+    }
+    Ok(())
+}
+
+async fn webhook(store: &Store, cmd: WebhookCmd, json: bool, now: SystemTime) -> Result<()> {
+    match cmd {
+        WebhookCmd::Add {
+            workspace,
+            deployment,
+            url,
+            secret_file,
+        } => {
+            let secret = match secret_file {
+                Some(f) => zeroize::Zeroizing::new(
+                    std::fs::read_to_string(&f)
+                        .with_context(|| format!("cannot read {}", f.display()))?
+                        .trim()
+                        .to_owned(),
+                ),
+                None => zeroize::Zeroizing::new(webhook::generate_secret()?),
+            };
+            if secret.len() < 16 {
+                anyhow::bail!("the webhook secret must be at least 16 characters");
+            }
+            let h = store
+                .add_webhook(&workspace, deployment.as_deref(), &url, &secret, now)
+                .await?;
+            if json {
+                let mut v = serde_json::to_value(&h)?;
+                v["secret"] = json!(secret.as_str());
+                print_json(&v)?;
+            } else {
+                println!(
+                    "Webhook {} registered for {} of workspace '{}': {}",
+                    h.id,
+                    h.deployment
+                        .as_deref()
+                        .map_or("every deployment".to_string(), |d| format!(
+                            "deployment '{d}'"
+                        )),
+                    h.workspace,
+                    h.url
+                );
+                println!("Signing secret (shown only now; give it to the receiver):");
+                println!("{}", secret.as_str());
+            }
+        }
+        WebhookCmd::List { workspace } => {
+            let all = store.list_webhooks(&workspace).await?;
+            if json {
+                print_json(&serde_json::to_value(&all)?)?;
+            } else if all.is_empty() {
+                println!(
+                    "No webhooks in '{workspace}': ewii-hub webhook add --workspace {workspace} URL"
+                );
+            } else {
+                for h in &all {
+                    println!(
+                        "{}  {:<12}  {}",
+                        h.id,
+                        h.deployment.as_deref().unwrap_or("*"),
+                        h.url
+                    );
+                }
+            }
+        }
+        WebhookCmd::Remove { workspace, id } => {
+            store.remove_webhook(&workspace, &id).await?;
+            if json {
+                print_json(&json!({ "removed": id }))?;
+            } else {
+                println!("Removed webhook {id}.");
+            }
+        }
+        WebhookCmd::Deliveries { workspace, limit } => {
+            let all = store.list_deliveries(&workspace, limit).await?;
+            if json {
+                print_json(&serde_json::to_value(&all)?)?;
+            } else if all.is_empty() {
+                println!("No deliveries yet.");
+            } else {
+                for d in &all {
+                    let state = match d.delivered_at {
+                        Some(t) => format!("delivered {}", rfc3339(t)),
+                        None => format!(
+                            "pending, next try {}{}",
+                            rfc3339(d.next_attempt_at),
+                            d.last_error
+                                .as_deref()
+                                .map(|e| format!(" (last: {e})"))
+                                .unwrap_or_default()
+                        ),
+                    };
+                    println!(
+                        "{}  {:<20}  attempts {:<3}  {}  {}",
+                        d.id, d.event, d.attempts, d.url, state
+                    );
                 }
             }
         }
     }
     Ok(())
+}
+
+async fn policy(store: &Store, cmd: PolicyCmd, json: bool) -> Result<()> {
+    match cmd {
+        PolicyCmd::Set {
+            workspace,
+            agent,
+            file,
+        } => {
+            let (p, text) = read_policy(&file)?;
+            store
+                .set_agent_policy(&workspace, &agent, Some(&text))
+                .await?;
+            if json {
+                print_json(
+                    &json!({ "workspace": workspace, "agent": agent, "policy": p.summary() }),
+                )?;
+            } else {
+                println!("Policy of agent '{agent}' set: {}", p.summary());
+            }
+        }
+        PolicyCmd::Show { workspace, agent } => {
+            let a = store
+                .list_agents(&workspace)
+                .await?
+                .into_iter()
+                .find(|a| a.name == agent)
+                .with_context(|| format!("no agent named {agent:?} in workspace {workspace:?}"))?;
+            if json {
+                print_json(&json!({
+                    "workspace": workspace,
+                    "agent": agent,
+                    "policy": a.policy,
+                    "summary": policy_summary(a.policy.as_deref()),
+                }))?;
+            } else {
+                match a.policy {
+                    Some(text) => print!("{text}"),
+                    None => println!("# unrestricted: no policy set"),
+                }
+            }
+        }
+        PolicyCmd::Clear { workspace, agent } => {
+            store.set_agent_policy(&workspace, &agent, None).await?;
+            if json {
+                print_json(
+                    &json!({ "workspace": workspace, "agent": agent, "policy": "unrestricted" }),
+                )?;
+            } else {
+                println!("Policy of agent '{agent}' removed: it is unrestricted now.");
+            }
+        }
+        PolicyCmd::Check { file } => check_policy(&file, json)?,
+    }
+    Ok(())
+}
+
+async fn audit(store: &Store, cmd: AuditCmd, json: bool) -> Result<()> {
+    match cmd {
+        AuditCmd::Verify => match store.verify_audit().await? {
+            v @ Verification::Intact { .. } => {
+                if json {
+                    print_json(&serde_json::to_value(&v)?)?;
+                } else if let Verification::Intact { records, head_hash } = v {
+                    println!("Audit trail intact: {records} record(s), head hash {head_hash}");
+                }
+            }
+            v @ Verification::Broken { .. } => {
+                if json {
+                    print_json(&serde_json::to_value(&v)?)?;
+                } else if let Verification::Broken {
+                    seq,
+                    reason,
+                    verified,
+                } = &v
+                {
+                    eprintln!(
+                        "Audit trail BROKEN at record {seq}: {reason} ({verified} record(s) before it verified)"
+                    );
+                }
+                std::process::exit(3);
+            }
+        },
+        AuditCmd::Tail { lines, follow } => {
+            let mut last = 0;
+            for r in store.audit_tail(lines).await? {
+                print_record(&r.record, json);
+                last = r.seq;
+            }
+            if follow {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    for r in store.audit_after(last, 500).await? {
+                        print_record(&r.record, json);
+                        last = r.seq;
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_record(r: &serde_json::Value, json: bool) {
+    if json {
+        println!("{r}");
+        return;
+    }
+    let s = |k: &str| r.get(k).and_then(|v| v.as_str()).unwrap_or("-");
+    let n = |k: &str| r.get(k).map_or("-".to_string(), |v| v.to_string());
+    let decision = match r.get("rule").and_then(|v| v.as_str()) {
+        Some(rule) => format!("{} ({rule})", s("decision")),
+        None => s("decision").to_owned(),
+    };
+    println!(
+        "#{} {} {}/{} {} {} -> {} rows={} {}ms{}",
+        n("seq"),
+        s("time"),
+        s("workspace"),
+        s("agent"),
+        s("tool"),
+        decision,
+        s("outcome"),
+        n("rows"),
+        n("duration_ms"),
+        r.get("statement")
+            .and_then(|v| v.as_str())
+            .map(|st| format!("  {st}"))
+            .unwrap_or_default()
+    );
 }
 
 fn print_token(

@@ -18,6 +18,7 @@ use rmcp::service::Peer;
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
+use crate::upstream::Receipts;
 
 /// One connected deployment.
 pub struct LiveDeployment {
@@ -33,6 +34,11 @@ pub struct LiveDeployment {
     pub connection: u64,
     /// The tunnel.
     pub tunnel: Arc<HubTunnel>,
+    /// Serial of the SVID the tunnel was opened with: its key signs the
+    /// session's receipts, and revoking it closes the session.
+    pub session_serial: String,
+    /// Receipts of calls in flight on this tunnel.
+    pub receipts: Arc<Receipts>,
     upstream: RwLock<Peer<RoleClient>>,
     serial: Mutex<String>,
     expires_at: AtomicI64,
@@ -68,6 +74,8 @@ pub struct Connected {
     pub upstream: Peer<RoleClient>,
     /// The adapter's tools.
     pub tools: Vec<Tool>,
+    /// Where the upstream transport files receipts.
+    pub receipts: Arc<Receipts>,
 }
 
 impl LiveDeployment {
@@ -80,6 +88,8 @@ impl LiveDeployment {
             connected_at: SystemTime::now(),
             connection: c.connection,
             tunnel: c.tunnel,
+            session_serial: c.serial.clone(),
+            receipts: c.receipts,
             upstream: RwLock::new(c.upstream),
             serial: Mutex::new(c.serial),
             expires_at: AtomicI64::new(c.expires_at),
@@ -209,6 +219,16 @@ impl Registry {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+
+    /// Every live deployment.
+    pub fn snapshot(&self) -> Vec<Arc<LiveDeployment>> {
+        self.live
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Deployment `name` of `workspace`, if connected.

@@ -39,8 +39,9 @@ use tokio_util::sync::CancellationToken;
 use crate::agents::{AgentService, HubState};
 use crate::metrics::Metrics;
 use crate::registry::{Connected, LiveDeployment, Registry};
-use crate::store::{Deployment, Store, unix};
+use crate::store::{Deployment, RevocationReason, Store, unix};
 use crate::trust::StoreTrust;
+use crate::upstream::Receipts;
 use crate::{Error, TokenError, bundle, ca};
 
 /// How `serve` runs.
@@ -67,6 +68,18 @@ pub struct ServeOptions {
     /// How often the trust bundles are reloaded from the store (replicas
     /// see each other's imports and new workspaces).
     pub trust_refresh: Duration,
+    /// How often the store's revocation revision is polled: a revocation
+    /// made by the CLI or another replica closes live tunnels and refuses
+    /// handshakes within about this long.
+    pub revocation_poll: Duration,
+    /// Record statements with their literals replaced by `?`, and no
+    /// bound parameters, in the audit trail.
+    pub audit_redact: bool,
+    /// Where the audit trail is exported (each follows the trail with its
+    /// own cursor; a slow one never holds up calls).
+    pub audit_export: Vec<crate::export::SinkConfig>,
+    /// An extra CA (PEM file) trusted for webhook receivers.
+    pub webhook_ca: Option<PathBuf>,
 }
 
 impl Default for ServeOptions {
@@ -81,6 +94,10 @@ impl Default for ServeOptions {
             allowed_hosts: Vec::new(),
             binding: TlsBinding::Strict,
             trust_refresh: Duration::from_secs(10),
+            revocation_poll: Duration::from_millis(50),
+            audit_redact: false,
+            audit_export: Vec::new(),
+            webhook_ca: None,
         }
     }
 }
@@ -180,6 +197,7 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         registry,
         metrics.clone(),
         options.call_timeout,
+        options.audit_redact,
     );
 
     let server = net::hub_config_with_enrolment(&keys, verifier.clone())
@@ -255,6 +273,63 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
             }
         }
     }));
+    // Revocations: from the CLI, other replicas, goodbyes.
+    tasks.push(tokio::spawn({
+        let trust = trust.clone();
+        let registry = state.registry.clone();
+        let cancel = cancel.clone();
+        let every = options.revocation_poll;
+        async move {
+            let mut failing = false;
+            // The revision this task last enforced: other paths (the trust
+            // refresh, a goodbye, an enrolment) reload the cache too.
+            let mut enforced = trust.revocation_revision();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = cancel.cancelled() => return,
+                }
+                match trust.refresh_revocations().await {
+                    Ok(_) => {
+                        if failing {
+                            tracing::info!("revocation state readable again");
+                            failing = false;
+                        }
+                        let now = trust.revocation_revision();
+                        if now != enforced {
+                            close_revoked(&registry, &trust);
+                            enforced = now;
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::error!(error = %e, "cannot read the revocation state; enforcing the last one known");
+                            failing = true;
+                        }
+                    }
+                }
+            }
+        }
+    }));
+    // Revocation webhooks.
+    let webhooks =
+        crate::webhook::http_client(Duration::from_secs(10), options.webhook_ca.as_deref())
+            .map_err(|e| Error::Serve(format!("webhook HTTP client: {e}")))?;
+    tasks.push(tokio::spawn(deliver_webhooks(
+        store.clone(),
+        webhooks,
+        cancel.clone(),
+    )));
+    // Audit exporters.
+    for sink in &options.audit_export {
+        tracing::info!(exporter = %sink.name(), "exporting the audit trail");
+        tasks.push(tokio::spawn(crate::export::run(
+            sink.clone(),
+            Arc::new(crate::audit::StoreSource(store.clone())),
+            state.audit.appended.clone(),
+            cancel.clone(),
+        )));
+    }
     // Agents, health, metrics.
     let app = router(state.clone(), &options, cancel.clone());
     tasks.push(tokio::spawn({
@@ -280,6 +355,78 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         endpoint,
         tasks,
     })
+}
+
+/// Delivers queued webhook events until `cancel`: each due delivery is
+/// leased, POSTed, and recorded as delivered or rescheduled with backoff.
+async fn deliver_webhooks(store: Store, client: reqwest::Client, cancel: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let due = match store.due_deliveries(SystemTime::now(), 60, 20).await {
+            Ok(d) => {
+                failing = false;
+                d
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read webhook deliveries");
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        for d in due {
+            let now = SystemTime::now();
+            let delivery = crate::webhook::Delivery {
+                id: &d.id,
+                event: &d.event,
+                url: &d.url,
+                secret: &d.secret,
+                body: d.body.as_bytes(),
+            };
+            let result = crate::webhook::deliver(&client, &delivery, unix(now)).await;
+            let recorded = match result {
+                Ok(status) => {
+                    tracing::info!(delivery = %d.id, url = %d.url, status, "webhook delivered");
+                    store.delivery_succeeded(&d.id, status, now).await
+                }
+                Err(e) => {
+                    let attempt = u32::try_from(d.attempts + 1).unwrap_or(u32::MAX);
+                    let wait = crate::webhook::backoff(attempt);
+                    let next = unix(now)
+                        .saturating_add(i64::try_from(wait.as_secs().max(1)).unwrap_or(i64::MAX));
+                    tracing::warn!(delivery = %d.id, url = %d.url, error = %e, retry_in_s = wait.as_secs(), "webhook delivery failed");
+                    store
+                        .delivery_failed(&d.id, e.status(), &e.to_string(), next)
+                        .await
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "cannot record a webhook delivery");
+            }
+        }
+    }
+}
+
+/// Closes every live tunnel whose deployment or SVID is revoked.
+fn close_revoked(registry: &Registry, trust: &StoreTrust) {
+    for d in registry.snapshot() {
+        if trust.revoked(&d.spiffe_id, &d.session_serial)
+            || trust.revoked(&d.spiffe_id, &d.serial())
+        {
+            tracing::warn!(
+                workspace = %d.workspace, deployment = %d.name, serial = %d.session_serial,
+                "revoked: closing the deployment's tunnel"
+            );
+            d.tunnel
+                .connection()
+                .close(close_code::REVOKED.into(), b"revoked");
+        }
+    }
 }
 
 /// The HTTP side: `/mcp` behind bearer authentication, `/healthz`,
@@ -395,6 +542,7 @@ async fn upstream_session(
     tunnel: &Arc<HubTunnel>,
     changed: &mpsc::Sender<()>,
     lost: &mpsc::Sender<()>,
+    receipts: &Arc<Receipts>,
 ) -> Result<
     (
         rmcp::service::RunningService<rmcp::RoleClient, crate::upstream::UpstreamHandler>,
@@ -405,7 +553,11 @@ async fn upstream_session(
     let handler = crate::upstream::UpstreamHandler::new(changed.clone());
     let client = tokio::time::timeout(
         Duration::from_secs(15),
-        handler.serve(crate::upstream::transport(tunnel.clone(), lost.clone())),
+        handler.serve(crate::upstream::transport(
+            tunnel.clone(),
+            lost.clone(),
+            receipts.clone(),
+        )),
     )
     .await
     .map_err(|_| "the deployment's adapter did not answer initialize within 15 s".to_string())?
@@ -467,7 +619,12 @@ impl Shared {
         self.names[0].clone()
     }
 
-    async fn issue(&self, deployment: &Deployment, csr: &[u8]) -> Result<enrol::Issued, Refusal> {
+    async fn issue(
+        &self,
+        deployment: &Deployment,
+        csr: &[u8],
+        kind: &str,
+    ) -> Result<enrol::Issued, Refusal> {
         let internal = |e: Error| {
             tracing::error!(error = %e, "SVID issuance failed");
             refusal(
@@ -493,6 +650,12 @@ impl Shared {
             .map_err(internal)?;
         let serial = svid::serial_hex(&cert).map_err(|e| internal(Error::Issue(e.to_string())))?;
         let expires_at = not_after(&cert).unwrap_or_else(|| unix(now));
+        // Recorded before it is handed out, so a deployment revoke always
+        // covers it.
+        self.store
+            .record_svid(&deployment.id, &serial, kind, unix(now), expires_at)
+            .await
+            .map_err(internal)?;
         let svid_pem = bundle::to_pem(std::slice::from_ref(&cert));
         Ok(enrol::Issued {
             spiffe_id: deployment.spiffe_id.to_string(),
@@ -556,7 +719,7 @@ impl Shared {
             }
             Err(e) => return EnrolResponse::Refused(refusal(e.reason(), e.to_string())),
         };
-        match self.issue(&deployment, &csr).await {
+        match self.issue(&deployment, &csr, "enrolment").await {
             Ok(issued) => EnrolResponse::Issued(issued),
             Err(r) => EnrolResponse::Refused(r),
         }
@@ -621,7 +784,9 @@ impl Shared {
 
         let (changed_tx, mut changed_rx) = mpsc::channel(4);
         let (lost_tx, mut lost_rx) = mpsc::channel(1);
-        let (mut client, tools) = upstream_session(&tunnel, &changed_tx, &lost_tx).await?;
+        let receipts = Arc::new(Receipts::default());
+        let (mut client, tools) =
+            upstream_session(&tunnel, &changed_tx, &lost_tx, &receipts).await?;
 
         let connection = self.connections.fetch_add(1, Ordering::SeqCst);
         let live = Arc::new(LiveDeployment::new(Connected {
@@ -634,11 +799,18 @@ impl Shared {
             tunnel: tunnel.clone(),
             upstream: client.peer().clone(),
             tools,
+            receipts: receipts.clone(),
         }));
         let registry = self.state.registry.clone();
         if let Some(old) = registry.insert(live.clone()) {
             old.tunnel
                 .close("replaced by a newer connection of the same deployment");
+        }
+        // A revocation that landed between the handshake and now.
+        if self.trust.revoked(&live.spiffe_id, &live.session_serial) {
+            tunnel
+                .connection()
+                .close(close_code::REVOKED.into(), b"revoked");
         }
         tracing::info!(
             workspace = %deployment.workspace, deployment = %deployment.name,
@@ -654,7 +826,8 @@ impl Shared {
                 _ = self.cancel.cancelled() => break Err("hub stopping".to_string()),
                 Some(()) = lost_rx.recv() => {
                     tracing::info!(deployment = %deployment.name, "the adapter restarted; new MCP session");
-                    let (fresh, tools) = upstream_session(&tunnel, &changed_tx, &lost_tx).await?;
+                    let (fresh, tools) =
+                        upstream_session(&tunnel, &changed_tx, &lost_tx, &receipts).await?;
                     live.set_upstream(fresh.peer().clone());
                     client = fresh;
                     if live.set_tools(tools) {
@@ -679,6 +852,9 @@ impl Shared {
                             break Err(format!("cannot answer a renewal: {e}"));
                         }
                     }
+                    Some(Ok(Control::Goodbye { at, signature })) => {
+                        self.goodbye(&tunnel, deployment, at, &signature).await;
+                    }
                     Some(Ok(other)) => tracing::warn!(?other, "unexpected control message ignored"),
                     Some(Err(e)) => break Err(format!("malformed control message: {e}")),
                     None => break Ok(()),
@@ -701,6 +877,49 @@ impl Shared {
         ended
     }
 
+    /// A client's signed goodbye: verified against the session's
+    /// certificate, then the deployment is revoked (the customer's
+    /// one-command revoke), acknowledged, and the tunnel closed.
+    async fn goodbye(&self, tunnel: &HubTunnel, deployment: &Deployment, at: i64, signature: &str) {
+        if let Err(e) = tunnel.verify_goodbye(at, signature) {
+            tracing::warn!(deployment = %deployment.name, error = %e, "goodbye refused");
+            return;
+        }
+        match self
+            .store
+            .revoke_deployment(
+                &deployment.workspace,
+                &deployment.name,
+                RevocationReason::Goodbye,
+                SystemTime::now(),
+            )
+            .await
+        {
+            Ok(r) => tracing::info!(
+                workspace = %deployment.workspace, deployment = %deployment.name,
+                serials = r.serials.len(), webhooks = r.webhooks,
+                "revoked on the client's goodbye"
+            ),
+            Err(e) => {
+                // Not acknowledged: the client says the hub was not told.
+                tracing::error!(deployment = %deployment.name, error = %e, "cannot revoke on goodbye");
+                return;
+            }
+        }
+        if let Err(e) = self.trust.refresh_revocations().await {
+            tracing::warn!(error = %e, "cannot reload the revocation state");
+        }
+        if let Err(e) = tunnel.send_control(&Control::GoodbyeAck {}).await {
+            tracing::debug!(error = %e, "goodbye ack not sent");
+        }
+        // Let the client close first (its close carries the ack's meaning
+        // when the ack itself is lost); then close as revoked.
+        let _ = tokio::time::timeout(Duration::from_secs(1), tunnel.connection().closed()).await;
+        tunnel
+            .connection()
+            .close(close_code::REVOKED.into(), b"revoked");
+    }
+
     async fn renew(
         &self,
         live: &LiveDeployment,
@@ -717,7 +936,7 @@ impl Shared {
                 };
             }
         };
-        match self.issue(deployment, &csr).await {
+        match self.issue(deployment, &csr, "renewal").await {
             Ok(issued) => {
                 self.metrics.issued("renewal");
                 live.renewed(issued.serial.clone(), issued.expires_at);

@@ -33,6 +33,14 @@ use crate::tokens::{self, secret_hash};
 use crate::{Error, TokenError, bundle};
 use ewii_driver_core::SecretString;
 
+pub mod audit;
+pub mod revocation;
+
+pub use audit::{StoredRecord, Verification};
+pub use revocation::{
+    DeliveryRecord, DueDelivery, RevocationReason, RevocationState, Revoked, Webhook,
+};
+
 /// The schema migrations, shared by SQLite and PostgreSQL.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -95,6 +103,9 @@ pub struct Agent {
     pub name: String,
     /// Creation time, Unix seconds.
     pub created_at: i64,
+    /// The agent's policy (TOML), `None` when unrestricted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// A freshly issued enrolment token, to show the operator once.
@@ -590,6 +601,10 @@ impl Store {
         .map_err(Error::from)?;
         if let Some(row) = won {
             let deployment_id: String = row.try_get("deployment_id").map_err(Error::from)?;
+            // A new token is how a revoked deployment comes back.
+            if self.clear_deployment_revocation(&deployment_id).await? {
+                tracing::info!(deployment = %deployment_id, "revocation lifted by a new enrolment");
+            }
             return Ok(self.deployment_by_id(&deployment_id).await?);
         }
         // Refused: say why. This read cannot change the outcome; the
@@ -646,6 +661,18 @@ impl Store {
         name: &str,
         now: SystemTime,
     ) -> Result<(Agent, SecretString), Error> {
+        self.create_agent_with_policy(workspace, name, None, now)
+            .await
+    }
+
+    /// Creates an agent with a policy (TOML, validated by the caller).
+    pub async fn create_agent_with_policy(
+        &self,
+        workspace: &str,
+        name: &str,
+        policy: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(Agent, SecretString), Error> {
         names::validate_name("agent", name)?;
         let ws = self.workspace(workspace).await?;
         let exists = || Error::AgentExists {
@@ -665,17 +692,19 @@ impl Store {
             workspace: ws.name.clone(),
             name: name.to_owned(),
             created_at: unix(now),
+            policy: policy.map(str::to_owned),
         };
         let credential = tokens::new_agent_credential()?;
         let inserted = sqlx::query(
-            "INSERT INTO agents (id, workspace_id, name, credential_hash, created_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO agents (id, workspace_id, name, credential_hash, created_at, policy) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&agent.id)
         .bind(&ws.id)
         .bind(&agent.name)
         .bind(secret_hash(credential.expose()))
         .bind(agent.created_at)
+        .bind(&agent.policy)
         .execute(&self.pool)
         .await;
         match inserted {
@@ -689,7 +718,8 @@ impl Store {
     pub async fn list_agents(&self, workspace: &str) -> Result<Vec<Agent>, Error> {
         let ws = self.workspace(workspace).await?;
         let rows = sqlx::query(
-            "SELECT id, name, created_at FROM agents WHERE workspace_id = $1 ORDER BY name",
+            "SELECT id, name, created_at, policy FROM agents WHERE workspace_id = $1 \
+             ORDER BY name",
         )
         .bind(&ws.id)
         .fetch_all(&self.pool)
@@ -701,9 +731,40 @@ impl Store {
                     workspace: ws.name.clone(),
                     name: r.try_get("name")?,
                     created_at: r.try_get("created_at")?,
+                    policy: r.try_get("policy")?,
                 })
             })
             .collect()
+    }
+
+    /// Sets (or with `None` removes) an agent's policy (TOML, validated by
+    /// the caller). Takes effect on the agent's next call.
+    pub async fn set_agent_policy(
+        &self,
+        workspace: &str,
+        agent: &str,
+        policy: Option<&str>,
+    ) -> Result<Agent, Error> {
+        let ws = self.workspace(workspace).await?;
+        let updated =
+            sqlx::query("UPDATE agents SET policy = $1 WHERE workspace_id = $2 AND name = $3")
+                .bind(policy)
+                .bind(&ws.id)
+                .bind(agent)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if updated == 0 {
+            return Err(Error::Invalid(format!(
+                "no agent named {agent:?} in workspace {workspace:?}; see `ewii-hub agent list \
+                 --workspace {workspace}`"
+            )));
+        }
+        self.list_agents(workspace)
+            .await?
+            .into_iter()
+            .find(|a| a.name == agent)
+            .ok_or_else(|| Error::Corrupt("the agent vanished while its policy was set".into()))
     }
 
     /// The agent whose credential is `bearer`, if any. The lookup is by
@@ -713,7 +774,7 @@ impl Store {
             return Ok(None);
         }
         let row = sqlx::query(
-            "SELECT a.id, a.name, a.created_at, w.name AS workspace \
+            "SELECT a.id, a.name, a.created_at, a.policy, w.name AS workspace \
              FROM agents a JOIN workspaces w ON w.id = a.workspace_id \
              WHERE a.credential_hash = $1",
         )
@@ -726,6 +787,7 @@ impl Store {
                 workspace: r.try_get("workspace")?,
                 name: r.try_get("name")?,
                 created_at: r.try_get("created_at")?,
+                policy: r.try_get("policy")?,
             })
         })
         .transpose()

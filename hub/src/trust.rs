@@ -4,8 +4,11 @@
 //! on a database there, so the bundles live in an in-memory cache of the
 //! store that [`StoreTrust::refresh`] reloads (at start, after a local
 //! change, and periodically or on a notification when replicas share a
-//! database). Revocation is a later issue: [`TrustSource::is_revoked`]
-//! answers `false` for now.
+//! database). The revocation state is cached the same way:
+//! [`StoreTrust::refresh_revocations`] reloads it, and a serving hub calls
+//! it whenever the store's revocation revision moves (polled every few tens
+//! of milliseconds), so a revocation made by the CLI or another replica is
+//! enforced on new handshakes within one poll.
 //!
 //! A SPIFFE ID `spiffe://<td>/ws/<workspace>/…` maps to `<workspace>`'s
 //! bundle only when `<td>` is that workspace's trust domain, so no ID can
@@ -16,7 +19,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use ewii_tunnel::svid::{SpiffeId, TrustBundle, TrustSource};
 
-use crate::store::Store;
+use crate::store::{RevocationState, Store};
 use crate::{Error, names};
 
 #[derive(Debug)]
@@ -30,6 +33,7 @@ struct Entry {
 pub struct StoreTrust {
     store: Store,
     cache: RwLock<HashMap<String, Entry>>,
+    revoked: RwLock<(i64, RevocationState)>,
 }
 
 impl StoreTrust {
@@ -38,9 +42,41 @@ impl StoreTrust {
         let trust = StoreTrust {
             store,
             cache: RwLock::new(HashMap::new()),
+            revoked: RwLock::new((-1, RevocationState::default())),
         };
         trust.refresh().await?;
         Ok(trust)
+    }
+
+    /// Reloads the revocation state if the store's revision moved; whether
+    /// it did.
+    pub async fn refresh_revocations(&self) -> Result<bool, Error> {
+        let revision = self.store.revocation_revision().await?;
+        let known = self
+            .revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+        if revision == known {
+            return Ok(false);
+        }
+        let state = self.store.revocation_state().await?;
+        *self.revoked.write().unwrap_or_else(PoisonError::into_inner) = (revision, state);
+        Ok(true)
+    }
+
+    /// The revocation revision the cache holds.
+    pub fn revocation_revision(&self) -> i64 {
+        self.revoked
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+    }
+
+    /// Whether the deployment `spiffe_id` is revoked, or the SVID `serial`.
+    pub fn revoked(&self, spiffe_id: &str, serial: &str) -> bool {
+        let r = self.revoked.read().unwrap_or_else(PoisonError::into_inner);
+        r.1.spiffe_ids.contains(spiffe_id) || r.1.serials.contains(serial)
     }
 
     /// Reloads every workspace's bundle from the store and swaps the cache
@@ -65,6 +101,7 @@ impl StoreTrust {
             );
         }
         *self.cache.write().unwrap_or_else(PoisonError::into_inner) = fresh;
+        self.refresh_revocations().await?;
         Ok(())
     }
 }
@@ -77,8 +114,7 @@ impl TrustSource for StoreTrust {
         (entry.trust_domain == id.trust_domain()).then(|| Arc::clone(&entry.bundle))
     }
 
-    fn is_revoked(&self, _id: &SpiffeId, _serial: &str) -> bool {
-        // Revocation lists arrive with the revocation issue.
-        false
+    fn is_revoked(&self, id: &SpiffeId, serial: &str) -> bool {
+        self.revoked(&id.to_string(), serial)
     }
 }

@@ -9,7 +9,8 @@
 //! request the client refuses, or whose stream ends without an answer,
 //! gets a JSON-RPC error, so no caller waits forever.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ewii_tunnel::net::{HubTunnel, Reply};
 use futures::StreamExt;
@@ -20,6 +21,61 @@ use rmcp::model::{
 };
 use rmcp::service::{NotificationContext, RoleClient};
 use tokio::sync::mpsc;
+
+/// The `_meta` key that marks a routed `tools/call` so its receipt can be
+/// handed back to the agent-side call that sent it.
+pub const TICKET_META: &str = "dev.ewii/ticket";
+
+/// A fresh ticket for [`TICKET_META`].
+pub fn new_ticket() -> String {
+    crate::tokens::random_id().unwrap_or_else(|_| {
+        // The system random generator failing leaves only uniqueness to
+        // care about: a process-wide counter gives that.
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        format!(
+            "n{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        )
+    })
+}
+
+/// The client's receipt of one routed call, as the audit trail keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptInfo {
+    /// SHA-256 (hex) of the request the client forwarded.
+    pub request_digest: String,
+    /// SHA-256 (hex) of the adapter's response.
+    pub response_digest: String,
+    /// The client's signature over both (base64).
+    pub signature: String,
+    /// Its TLS signature scheme.
+    pub scheme: u16,
+}
+
+/// Receipts of a deployment's calls in flight, by ticket.
+#[derive(Debug, Default)]
+pub struct Receipts(Mutex<HashMap<String, ReceiptInfo>>);
+
+impl Receipts {
+    /// Files a receipt.
+    pub fn put(&self, ticket: String, receipt: ReceiptInfo) {
+        let mut m = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        // Bounded: a ticket nobody takes (a call abandoned at the wrong
+        // moment) must not accumulate.
+        if m.len() > 10_000 {
+            m.clear();
+        }
+        m.insert(ticket, receipt);
+    }
+
+    /// Takes the receipt of `ticket`.
+    pub fn take(&self, ticket: &str) -> Option<ReceiptInfo> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(ticket)
+    }
+}
 
 /// The rmcp client handler of one deployment session: reports catalog
 /// changes.
@@ -55,6 +111,7 @@ impl rmcp::ClientHandler for UpstreamHandler {
 pub fn transport(
     tunnel: Arc<HubTunnel>,
     lost: mpsc::Sender<()>,
+    receipts: Arc<Receipts>,
 ) -> (
     UnboundedSender<ClientJsonRpcMessage>,
     UnboundedReceiver<ServerJsonRpcMessage>,
@@ -66,7 +123,13 @@ pub fn transport(
             tokio::select! {
                 out = out_rx.next() => match out {
                     Some(message) => {
-                        tokio::spawn(exchange(tunnel.clone(), message, in_tx.clone(), lost.clone()));
+                        tokio::spawn(exchange(
+                            tunnel.clone(),
+                            message,
+                            in_tx.clone(),
+                            lost.clone(),
+                            receipts.clone(),
+                        ));
                     }
                     None => break,
                 },
@@ -88,6 +151,22 @@ pub fn transport(
     (out_tx, in_rx)
 }
 
+/// The audit ticket of a routed `tools/call`, if it carries one.
+fn ticket_of(message: &ClientJsonRpcMessage) -> Option<String> {
+    let JsonRpcMessage::Request(r) = message else {
+        return None;
+    };
+    let rmcp::model::ClientRequest::CallToolRequest(call) = &r.request else {
+        return None;
+    };
+    call.params
+        .meta
+        .as_ref()?
+        .get(TICKET_META)?
+        .as_str()
+        .map(str::to_owned)
+}
+
 /// Whether a message is a (successful or failed) response.
 fn is_answer(m: &ServerJsonRpcMessage) -> bool {
     matches!(m, JsonRpcMessage::Response(_) | JsonRpcMessage::Error(_))
@@ -99,11 +178,13 @@ async fn exchange(
     message: ClientJsonRpcMessage,
     in_tx: UnboundedSender<ServerJsonRpcMessage>,
     lost: mpsc::Sender<()>,
+    receipts: Arc<Receipts>,
 ) {
     let id = match &message {
         JsonRpcMessage::Request(r) => Some(r.id.clone()),
         _ => None,
     };
+    let ticket = ticket_of(&message);
     let fail = |why: String| {
         if let Some(id) = id.clone() {
             let _ = in_tx.unbounded_send(ServerJsonRpcMessage::error(
@@ -123,9 +204,23 @@ async fn exchange(
     let mut answered = false;
     while let Some(answer) = answers.recv().await {
         match answer {
-            Ok(Reply::Message(bytes)) => {
-                match serde_json::from_slice::<ServerJsonRpcMessage>(&bytes) {
+            Ok(Reply::Message { message, receipt }) => {
+                match serde_json::from_slice::<ServerJsonRpcMessage>(&message) {
                     Ok(m) => {
+                        if is_answer(&m)
+                            && let Some(ticket) = &ticket
+                        {
+                            // Filed before the answer reaches the caller.
+                            receipts.put(
+                                ticket.clone(),
+                                ReceiptInfo {
+                                    request_digest: receipt.request_digest_hex(),
+                                    response_digest: receipt.response_digest_hex(),
+                                    signature: receipt.signature_b64(),
+                                    scheme: receipt.scheme,
+                                },
+                            );
+                        }
                         answered |= is_answer(&m);
                         if in_tx.unbounded_send(m).is_err() {
                             return;

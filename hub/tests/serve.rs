@@ -11,17 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ewii_hub::Store;
-use ewii_hub::serve::RunningHub;
-use ewii_tunnel::client::{Client, ClientError, ClientOptions, ClientSettings};
-use ewii_tunnel::forward::{AllowList, Destination};
-use ewii_tunnel::identity::IdentitySource;
+use ewii_tunnel::client::ClientError;
 use ewii_tunnel::net::KeyMaterial;
-use rcgen::{CertificateParams, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 use serve_support::*;
 use support::Backend;
-use tokio_util::sync::CancellationToken;
 
 suite!(
     agent_lists_and_calls_through_the_hub,
@@ -35,67 +30,6 @@ suite!(
     svids_rotate_under_load_without_a_failed_call,
     an_adapter_restart_behind_a_live_tunnel_gets_a_new_session,
 );
-
-/// A deployment's SVID issued straight from its workspace CA (what
-/// enrolment does, without the token).
-async fn issue_svid(store: &Store, workspace: &str, deployment: &str) -> KeyMaterial {
-    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr = CertificateParams::default()
-        .serialize_request(&key)
-        .unwrap();
-    let dep = store
-        .list_deployments(workspace)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|d| d.name == deployment)
-        .unwrap();
-    let cert = store
-        .workspace_ca(workspace)
-        .await
-        .unwrap()
-        .issue_svid(csr.der(), &dep.spiffe_id, Duration::from_secs(3600), now())
-        .unwrap();
-    KeyMaterial {
-        chain: vec![cert],
-        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
-    }
-}
-
-/// A running client; stops when dropped.
-struct TestClient {
-    cancel: CancellationToken,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestClient {
-    async fn stop(self) {
-        self.cancel.cancel();
-        let _ = tokio::time::timeout(STEP, self.task).await;
-    }
-}
-
-fn start_client(hub: &RunningHub, keys: KeyMaterial, adapter: &TestAdapter) -> TestClient {
-    let allow = AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap();
-    let client = Client::new(ClientOptions {
-        hub: hub.quic_addr.to_string(),
-        hub_name: "127.0.0.1".into(),
-        hub_ca: hub_ca(hub),
-        tls_ca: None,
-        keys,
-        allow,
-        log: None,
-    })
-    .unwrap();
-    let cancel = CancellationToken::new();
-    let task = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            let _ = client.run(cancel).await;
-        }
-    });
-    TestClient { cancel, task }
-}
 
 async fn agent_lists_and_calls_through_the_hub(backend: &Backend) {
     let store = &backend.store;
@@ -441,41 +375,6 @@ async fn health_metrics_and_bearer_auth(backend: &Backend) {
     }
     client.stop().await;
     hub.shutdown().await;
-}
-
-fn settings(hub: &RunningHub, adapter: &TestAdapter) -> ClientSettings {
-    ClientSettings {
-        hub: hub.quic_addr.to_string(),
-        hub_name: "127.0.0.1".into(),
-        hub_ca: hub_ca(hub),
-        tls_ca: None,
-        allow: AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap(),
-        log: None,
-    }
-}
-
-/// Enrols with `token` into `state`, then runs the client.
-async fn enrol_client(
-    hub: &RunningHub,
-    adapter: &TestAdapter,
-    state: &std::path::Path,
-    token: &str,
-) -> Result<TestClient, ClientError> {
-    let cancel = CancellationToken::new();
-    let source = IdentitySource::Enrolled {
-        state: state.to_owned(),
-        token: Some(zeroize::Zeroizing::new(token.to_owned())),
-    };
-    let client = tokio::time::timeout(STEP, Client::start(settings(hub, adapter), source, &cancel))
-        .await
-        .expect("enrolment timed out")?;
-    let task = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            let _ = client.run(cancel).await;
-        }
-    });
-    Ok(TestClient { cancel, task })
 }
 
 async fn enrolment_token_works_exactly_once_with_clear_refusals(backend: &Backend) {

@@ -23,6 +23,13 @@ use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
+use ewii_tunnel::client::{Client, ClientError, ClientOptions, ClientSettings};
+use ewii_tunnel::forward::{AllowList, Destination};
+use ewii_tunnel::identity::IdentitySource;
+use ewii_tunnel::net::KeyMaterial;
+use rcgen::{CertificateParams, KeyPair};
+use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
 use ewii_driver_postgres as _;
 use ewii_driver_sqlite as _;
 
@@ -370,4 +377,102 @@ pub async fn mcp_post(
             .then(|| v.trim().to_owned())
     });
     (status, text, session)
+}
+
+// -- deployments' clients ----------------------------------------------------
+
+/// A deployment's SVID issued straight from its workspace CA (what
+/// enrolment does, without the token).
+pub async fn issue_svid(store: &Store, workspace: &str, deployment: &str) -> KeyMaterial {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = CertificateParams::default()
+        .serialize_request(&key)
+        .unwrap();
+    let dep = store
+        .list_deployments(workspace)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == deployment)
+        .unwrap();
+    let cert = store
+        .workspace_ca(workspace)
+        .await
+        .unwrap()
+        .issue_svid(csr.der(), &dep.spiffe_id, Duration::from_secs(3600), now())
+        .unwrap();
+    KeyMaterial {
+        chain: vec![cert],
+        key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+    }
+}
+
+/// A running client; stops when dropped.
+pub struct TestClient {
+    pub cancel: CancellationToken,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl TestClient {
+    pub async fn stop(self) {
+        self.cancel.cancel();
+        let _ = tokio::time::timeout(STEP, self.task).await;
+    }
+}
+
+pub fn start_client(hub: &RunningHub, keys: KeyMaterial, adapter: &TestAdapter) -> TestClient {
+    let allow = AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap();
+    let client = Client::new(ClientOptions {
+        hub: hub.quic_addr.to_string(),
+        hub_name: "127.0.0.1".into(),
+        hub_ca: hub_ca(hub),
+        tls_ca: None,
+        keys,
+        allow,
+        log: None,
+    })
+    .unwrap();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let _ = client.run(cancel).await;
+        }
+    });
+    TestClient { cancel, task }
+}
+
+pub fn settings(hub: &RunningHub, adapter: &TestAdapter) -> ClientSettings {
+    ClientSettings {
+        hub: hub.quic_addr.to_string(),
+        hub_name: "127.0.0.1".into(),
+        hub_ca: hub_ca(hub),
+        tls_ca: None,
+        allow: AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap(),
+        log: None,
+    }
+}
+
+/// Enrols with `token` into `state`, then runs the client.
+pub async fn enrol_client(
+    hub: &RunningHub,
+    adapter: &TestAdapter,
+    state: &std::path::Path,
+    token: &str,
+) -> Result<TestClient, ClientError> {
+    let cancel = CancellationToken::new();
+    let source = IdentitySource::Enrolled {
+        state: state.to_owned(),
+        token: Some(zeroize::Zeroizing::new(token.to_owned())),
+    };
+    let client = tokio::time::timeout(STEP, Client::start(settings(hub, adapter), source, &cancel))
+        .await
+        .expect("enrolment timed out")?;
+    let task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let _ = client.run(cancel).await;
+        }
+    });
+    Ok(TestClient { cancel, task })
 }

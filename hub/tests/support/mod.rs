@@ -124,7 +124,8 @@ impl Backend {
     }
 
     /// Runs the real `ewii-hub` binary against this backend.
-    pub fn cli(&self, args: &[&str]) -> Output {
+    /// `ewii-hub` pointed at this backend, ready for arguments.
+    pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_ewii-hub"));
         cmd.env_remove(DATABASE_URL_ENV)
             .env_remove("EWII_HUB_DATA")
@@ -133,7 +134,11 @@ impl Backend {
             Kind::Sqlite { dir, .. } => cmd.arg("--data").arg(dir),
             Kind::Postgres { .. } => cmd.arg("--database-url").arg(&self.url),
         };
-        cmd.args(args).output().expect("run ewii-hub")
+        cmd
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().expect("run ewii-hub")
     }
 
     /// Runs the CLI, expects success, parses stdout as JSON.

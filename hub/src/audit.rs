@@ -1,0 +1,244 @@
+//! The audit trail: one record per agent `tools/call`, allowed or denied,
+//! hash-chained in the store ([`crate::store::audit`]) and durable before
+//! the agent sees the response.
+//!
+//! Calls hand their record to [`AuditLog::record`] and wait for it. One
+//! writer task takes every record waiting at that moment and appends them
+//! in one transaction (group commit), so concurrent calls share a commit
+//! instead of queueing for one each. If the store cannot take the record,
+//! the call's response is withheld: nothing is released unaudited.
+//!
+//! A record's fields:
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `seq` | position in the chain, from 1 |
+//! | `time`, `time_ms` | when the call arrived (RFC 3339 UTC, Unix ms) |
+//! | `workspace`, `agent`, `agent_id` | who called |
+//! | `tool` | the tool name the agent called (`eu_shop_query`) |
+//! | `deployment`, `database` | where it was routed, when known |
+//! | `spiffe_id`, `svid_serial` | the deployment's identity on that tunnel |
+//! | `statement`, `params`, `statement_class` | the SQL (literals replaced by `?` with `--audit-redact`, which also drops `params`) and its class |
+//! | `decision`, `rule` | `allow` or `deny`, and the policy rule that denied |
+//! | `outcome` | `ok`, `tool_error`, `denied`, `unknown_tool`, `offline`, `failed`, `cancelled` |
+//! | `rows`, `bytes_in`, `bytes_out`, `duration_ms` | size and time of the call |
+//! | `request_digest`, `response_digest`, `response_signature`, `signature_scheme` | the client's receipt: SHA-256 of the request and of the response as the adapter sent them, signed by the deployment's SVID key and verified by the hub before the response was released |
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::Error;
+use crate::store::Store;
+
+/// Most records one group commit takes.
+pub const MAX_BATCH: usize = 256;
+
+/// One tool call, as recorded.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AuditRecord {
+    /// When the call arrived, RFC 3339 UTC with milliseconds.
+    pub time: String,
+    /// The same, Unix milliseconds.
+    pub time_ms: i64,
+    /// The agent's workspace.
+    pub workspace: String,
+    /// The agent's name.
+    pub agent: String,
+    /// The agent's id.
+    pub agent_id: String,
+    /// The tool name as called.
+    pub tool: String,
+    /// The deployment, when the name resolved to one.
+    pub deployment: Option<String>,
+    /// The database, when the tool belongs to one.
+    pub database: Option<String>,
+    /// The deployment's SPIFFE ID on the tunnel that carried the call.
+    pub spiffe_id: Option<String>,
+    /// The serial of the SVID that tunnel was opened with.
+    pub svid_serial: Option<String>,
+    /// The statement (redacted with `--audit-redact`).
+    pub statement: Option<String>,
+    /// The bound parameters (left out with `--audit-redact`).
+    pub params: Option<Value>,
+    /// `read`, `write`, `ddl` or `other`.
+    pub statement_class: Option<String>,
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The policy rule that denied the call.
+    pub rule: Option<String>,
+    /// How the call ended.
+    pub outcome: String,
+    /// Rows returned, when the result has rows.
+    pub rows: Option<u64>,
+    /// Bytes of the agent's arguments.
+    pub bytes_in: u64,
+    /// Bytes of the result returned to the agent.
+    pub bytes_out: u64,
+    /// How long the call took at the hub.
+    pub duration_ms: u64,
+    /// SHA-256 (hex) of the request as the deployment received it.
+    pub request_digest: Option<String>,
+    /// SHA-256 (hex) of the response as the deployment's adapter sent it.
+    pub response_digest: Option<String>,
+    /// The client's signature over both digests (base64).
+    pub response_signature: Option<String>,
+    /// The TLS signature scheme of that signature.
+    pub signature_scheme: Option<u16>,
+}
+
+impl AuditRecord {
+    /// A record of a call that arrived at `at`.
+    pub fn started(at: SystemTime) -> AuditRecord {
+        let dt: chrono::DateTime<chrono::Utc> = at.into();
+        AuditRecord {
+            time: dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            time_ms: dt.timestamp_millis(),
+            ..AuditRecord::default()
+        }
+    }
+
+    fn into_map(self) -> Map<String, Value> {
+        match serde_json::to_value(self) {
+            Ok(Value::Object(mut m)) => {
+                // Absent fields are left out rather than stored as null.
+                m.retain(|_, v| !v.is_null());
+                m
+            }
+            // A struct of strings and numbers always serialises to an object.
+            _ => Map::new(),
+        }
+    }
+}
+
+type Pending = (Map<String, Value>, oneshot::Sender<Result<i64, String>>);
+
+/// The audit writer.
+#[derive(Debug)]
+pub struct AuditLog {
+    queue: mpsc::Sender<Pending>,
+    /// Woken after every commit (the exporters wait on it).
+    pub appended: Arc<Notify>,
+}
+
+impl AuditLog {
+    /// Starts the writer over `store`. It ends when the last handle is
+    /// dropped, after writing what was queued.
+    pub fn start(store: Store) -> Arc<AuditLog> {
+        let (queue, mut rx) = mpsc::channel::<Pending>(4096);
+        let appended = Arc::new(Notify::new());
+        let notify = appended.clone();
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < MAX_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let records: Vec<Map<String, Value>> =
+                    batch.iter().map(|(r, _)| r.clone()).collect();
+                match append_with_retry(&store, &records).await {
+                    Ok(seqs) => {
+                        for ((_, done), seq) in batch.into_iter().zip(seqs) {
+                            let _ = done.send(Ok(seq));
+                        }
+                        notify.notify_waiters();
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, records = batch.len(), "audit records could not be written; their responses are withheld");
+                        for (_, done) in batch {
+                            let _ = done.send(Err(e.to_string()));
+                        }
+                    }
+                }
+            }
+        });
+        Arc::new(AuditLog { queue, appended })
+    }
+
+    /// Appends a record and waits until it is durable; its sequence number.
+    pub async fn record(&self, record: AuditRecord) -> Result<i64, Error> {
+        let (done, wait) = oneshot::channel();
+        self.queue
+            .send((record.into_map(), done))
+            .await
+            .map_err(|_| Error::Serve("the audit writer has stopped".into()))?;
+        match wait.await {
+            Ok(Ok(seq)) => Ok(seq),
+            Ok(Err(e)) => Err(Error::Serve(format!("audit trail: {e}"))),
+            Err(_) => Err(Error::Serve("the audit writer has stopped".into())),
+        }
+    }
+}
+
+/// A briefly unavailable store (a PostgreSQL failover, a locked SQLite
+/// file) gets three tries before the calls are failed.
+async fn append_with_retry(
+    store: &Store,
+    records: &[Map<String, Value>],
+) -> Result<Vec<i64>, Error> {
+    let mut delay = Duration::from_millis(50);
+    for _ in 0..2 {
+        match store.append_audit(records).await {
+            Ok(seqs) => return Ok(seqs),
+            Err(e) => {
+                tracing::warn!(error = %e, "audit append failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+        }
+    }
+    store.append_audit(records).await
+}
+
+/// The store as the exporters' source: the audit table is their spool.
+#[derive(Clone, Debug)]
+pub struct StoreSource(pub Store);
+
+impl crate::export::Source for StoreSource {
+    async fn after(
+        &self,
+        seq: i64,
+        limit: usize,
+    ) -> Result<Vec<crate::export::ExportRecord>, String> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .0
+            .audit_after(seq, limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .into_iter()
+            .map(|r| crate::export::ExportRecord {
+                seq: r.seq,
+                time_ms: r.record.get("time_ms").and_then(Value::as_i64).unwrap_or(0),
+                decision: r
+                    .record
+                    .get("decision")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned(),
+                json: r.record,
+            })
+            .collect())
+    }
+
+    async fn cursor(&self, exporter: &str) -> Result<i64, String> {
+        self.0
+            .export_cursor(exporter)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn set_cursor(&self, exporter: &str, seq: i64) -> Result<(), String> {
+        self.0
+            .set_export_cursor(exporter, seq)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}

@@ -1,0 +1,1032 @@
+//! Revocation, per-agent policy and the audit trail, end to end through a
+//! real hub, real QUIC tunnels, real adapters and rmcp agents, on SQLite
+//! and PostgreSQL hub stores alike.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod serve_support;
+#[macro_use]
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use ewii_hub::Store;
+use ewii_hub::export::SinkConfig;
+use ewii_hub::serve::RunningHub;
+use ewii_hub::store::{RevocationReason, Verification};
+use ewii_tunnel::net::KeyMaterial;
+use serde_json::{Value, json};
+use serve_support::*;
+use support::Backend;
+
+suite!(
+    revoke_closes_the_link_and_refuses_reconnects_fast,
+    revoke_by_serial_from_the_cli_and_back_with_a_new_token,
+    webhook_arrives_signed_after_the_receiver_was_down,
+    each_policy_rule_allows_and_denies,
+    read_only_is_enforced_by_each_fence_on_its_own,
+    every_call_is_audited_and_verify_names_tampering,
+    syslog_stream_reaches_a_tcp_listener,
+    hub_killed_under_load_loses_no_released_record,
+);
+
+/// A workspace `acme` with a deployment `eu` whose client runs with an
+/// SVID the hub issued (recorded as enrolment does), serving a read-only
+/// SQLite `shop`.
+struct Site {
+    hub: RunningHub,
+    adapter: TestAdapter,
+    keys: KeyMaterial,
+    client: TestClient,
+}
+
+async fn site(
+    store: &Store,
+    deployment: &str,
+    tweak: impl FnOnce(&mut ewii_hub::serve::ServeOptions),
+) -> Site {
+    if store.workspace("acme").await.is_err() {
+        store.create_workspace("acme", None, now()).await.unwrap();
+    }
+    let hub = start_hub(store, tweak).await;
+    let (adapter, keys, client) = connect(store, &hub, deployment).await;
+    Site {
+        hub,
+        adapter,
+        keys,
+        client,
+    }
+}
+
+/// Creates `deployment`, issues and records its SVID, and runs its client
+/// until the hub has it registered.
+async fn connect(
+    store: &Store,
+    hub: &RunningHub,
+    deployment: &str,
+) -> (TestAdapter, KeyMaterial, TestClient) {
+    store
+        .create_deployment("acme", deployment, Duration::from_secs(600), now())
+        .await
+        .unwrap();
+    let keys = issue_svid(store, "acme", deployment).await;
+    record(store, deployment, &keys).await;
+    let adapter = TestAdapter::sqlite("shop").await;
+    let client = start_client(hub, keys.clone(), &adapter);
+    wait_registered(hub, deployment).await;
+    (adapter, keys, client)
+}
+
+async fn record(store: &Store, deployment: &str, keys: &KeyMaterial) {
+    let dep = store
+        .list_deployments("acme")
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.name == deployment)
+        .unwrap();
+    let serial = ewii_tunnel::svid::serial_hex(&keys.chain[0]).unwrap();
+    store
+        .record_svid(&dep.id, &serial, "enrolment", 0, i64::MAX / 2)
+        .await
+        .unwrap();
+}
+
+async fn wait_registered(hub: &RunningHub, deployment: &str) {
+    let deadline = Instant::now() + STEP;
+    while hub.state.registry.find("acme", deployment).is_none() {
+        assert!(Instant::now() < deadline, "{deployment} never registered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+// -- revocation ---------------------------------------------------------------
+
+async fn revoke_closes_the_link_and_refuses_reconnects_fast(backend: &Backend) {
+    let store = &backend.store;
+    store.create_workspace("acme", None, now()).await.unwrap();
+    let hub = start_hub(store, |_| {}).await;
+    let mut closed = Vec::new();
+    let mut refused = Vec::new();
+    const RUNS: usize = 50;
+    for i in 0..RUNS {
+        let name = format!("d{i}");
+        let (_adapter, keys, client) = connect(store, &hub, &name).await;
+        let live = hub.state.registry.find("acme", &name).unwrap();
+        // What `ewii-hub revoke` does: one transaction in the store; the
+        // serving hub learns of it by polling.
+        let t0 = Instant::now();
+        store
+            .revoke_deployment("acme", &name, RevocationReason::Operator, now())
+            .await
+            .unwrap();
+        tokio::time::timeout(STEP, live.tunnel.connection().closed())
+            .await
+            .expect("the revoked tunnel stayed open");
+        let t1 = t0.elapsed();
+        // The hub closed it (with code 4, `revoked`; the client's side is
+        // covered in tunnel/tests/quic.rs).
+        let reason = live.tunnel.connection().close_reason().unwrap();
+        assert!(
+            matches!(reason, quinn::ConnectionError::LocallyClosed),
+            "{reason}"
+        );
+        // Reconnecting with the same SVID is refused.
+        let spiffe = live.spiffe_id.clone();
+        let again = try_tunnel(&hub, &keys, &spiffe).await;
+        let t2 = t0.elapsed();
+        let err = again.err().expect("a revoked SVID connected again");
+        assert!(
+            err.to_string().to_lowercase().contains("revoked"),
+            "refusal does not say revoked: {err}"
+        );
+        closed.push(t1);
+        refused.push(t2);
+        client.stop().await;
+    }
+    closed.sort();
+    refused.sort();
+    let p99_closed = percentile(&closed, 0.99);
+    let p99_refused = percentile(&refused, 0.99);
+    println!(
+        "revocation over {RUNS} runs: link closed p50 {:?} p99 {:?} max {:?}; reconnect refused \
+         p50 {:?} p99 {:?} max {:?}",
+        percentile(&closed, 0.5),
+        p99_closed,
+        closed[RUNS - 1],
+        percentile(&refused, 0.5),
+        p99_refused,
+        refused[RUNS - 1]
+    );
+    assert!(
+        p99_closed < Duration::from_millis(100),
+        "p99 {p99_closed:?}"
+    );
+    assert!(
+        p99_refused < Duration::from_millis(100),
+        "p99 {p99_refused:?}"
+    );
+    hub.shutdown().await;
+}
+
+async fn revoke_by_serial_from_the_cli_and_back_with_a_new_token(backend: &Backend) {
+    let store = &backend.store;
+    let s = site(store, "eu", |_| {}).await;
+    let serial = ewii_tunnel::svid::serial_hex(&s.keys.chain[0]).unwrap();
+    let live = s.hub.state.registry.find("acme", "eu").unwrap();
+    // A serial with colons and capitals, as an operator may paste it.
+    let pasted: String = serial
+        .to_uppercase()
+        .as_bytes()
+        .chunks(2)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join(":");
+    let out = backend.cli_json(&["--json", "revoke", "--svid", &pasted]);
+    assert_eq!(out["serials"], json!([serial]));
+    assert_eq!(out["deployment"], "eu");
+    tokio::time::timeout(STEP, live.tunnel.connection().closed())
+        .await
+        .expect("closed after revoke --svid");
+    assert!(try_tunnel(&s.hub, &s.keys, &live.spiffe_id).await.is_err());
+    // Revoking it again changes nothing and says so.
+    let again = backend.cli(&["revoke", "--svid", &serial]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already revoked"));
+    // Bad input: a clear error and nothing changes.
+    let err = backend.cli_err(&["revoke", "--svid", "not-hex"]);
+    assert!(err.contains("not an SVID serial"), "{err}");
+    let err = backend.cli_err(&["revoke", "--workspace", "acme", "--deployment", "nope"]);
+    assert!(err.contains("no deployment named"), "{err}");
+    s.client.stop().await;
+
+    // The whole deployment, by the CLI; then back with a new token.
+    let (_a2, keys2, client2) = connect(store, &s.hub, "us").await;
+    let live = s.hub.state.registry.find("acme", "us").unwrap();
+    let text = String::from_utf8_lossy(
+        &backend
+            .cli(&["revoke", "--workspace", "acme", "--deployment", "us"])
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        text.contains("deployment token --workspace acme us"),
+        "{text}"
+    );
+    tokio::time::timeout(STEP, live.tunnel.connection().closed())
+        .await
+        .expect("closed after revoke --deployment");
+    assert!(try_tunnel(&s.hub, &keys2, &live.spiffe_id).await.is_err());
+    client2.stop().await;
+    let token = store
+        .issue_enrolment_token("acme", "us", Duration::from_secs(600), now())
+        .await
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let client3 = enrol_client(&s.hub, &s.adapter, state.path(), token.token.expose())
+        .await
+        .expect("a new token brings a revoked deployment back");
+    wait_registered(&s.hub, "us").await;
+    client3.stop().await;
+    s.hub.shutdown().await;
+}
+
+async fn webhook_arrives_signed_after_the_receiver_was_down(backend: &Backend) {
+    let store = &backend.store;
+    let s = site(store, "eu", |_| {}).await;
+    // Reserve a port, then leave it closed: the first attempts fail.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/ewii");
+    let secret = ewii_hub::webhook::generate_secret().unwrap();
+    store
+        .add_webhook("acme", None, &url, &secret, now())
+        .await
+        .unwrap();
+    store
+        .revoke_deployment("acme", "eu", RevocationReason::Operator, now())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let pending = store.list_deliveries("acme", 10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert!(pending[0].delivered_at.is_none());
+    assert!(pending[0].attempts >= 1, "{pending:?}");
+    assert!(pending[0].last_error.is_some());
+
+    // The receiver comes up and the retry arrives.
+    let (tx, mut rx) =
+        tokio::sync::mpsc::unbounded_channel::<(http::HeaderMap, axum::body::Bytes)>();
+    let app = axum::Router::new().route(
+        "/ewii",
+        axum::routing::post(move |headers: http::HeaderMap, body: axum::body::Bytes| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((headers, body));
+                http::StatusCode::NO_CONTENT
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (headers, body) = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the webhook never arrived")
+        .unwrap();
+    let signature = headers
+        .get(ewii_hub::webhook::SIGNATURE_HEADER)
+        .unwrap()
+        .to_str()
+        .unwrap();
+    let unix_now = now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    ewii_hub::webhook::verify(secret.as_bytes(), signature, &body, unix_now, 300)
+        .expect("the signature verifies with the webhook's secret");
+    // One changed byte, or another secret, does not.
+    let mut tampered = body.to_vec();
+    tampered[5] ^= 1;
+    assert!(
+        ewii_hub::webhook::verify(secret.as_bytes(), signature, &tampered, unix_now, 300).is_err()
+    );
+    assert!(
+        ewii_hub::webhook::verify(b"another-secret-entirely", signature, &body, unix_now, 300)
+            .is_err()
+    );
+    let event: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(event["event"], "deployment.revoked");
+    assert_eq!(event["deployment"], "eu");
+    assert_eq!(
+        headers.get(ewii_hub::webhook::EVENT_HEADER).unwrap(),
+        "deployment.revoked"
+    );
+    // Delivery recorded.
+    let deadline = Instant::now() + STEP;
+    loop {
+        let d = &store.list_deliveries("acme", 10).await.unwrap()[0];
+        if let Some(_at) = d.delivered_at {
+            assert!(d.attempts >= 2, "{d:?}");
+            assert_eq!(d.last_status, Some(204));
+            break;
+        }
+        assert!(Instant::now() < deadline, "delivery never recorded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let listed = backend.cli_json(&["--json", "webhook", "deliveries", "--workspace", "acme"]);
+    assert!(listed[0]["delivered_at"].is_i64(), "{listed}");
+    s.client.stop().await;
+    s.hub.shutdown().await;
+}
+
+// -- policy -------------------------------------------------------------------
+
+async fn agent_with(store: &Store, name: &str, policy: Option<&str>) -> String {
+    let (_, credential) = store
+        .create_agent_with_policy("acme", name, policy, now())
+        .await
+        .unwrap();
+    credential.expose().to_owned()
+}
+
+fn is_denied(r: &rmcp::model::CallToolResult, rule: &str) -> bool {
+    r.is_error == Some(true) && text_of(r).contains(&format!("agent policy rule `{rule}`"))
+}
+
+async fn each_policy_rule_allows_and_denies(backend: &Backend) {
+    let store = &backend.store;
+    let s = site(store, "eu", |_| {}).await;
+    let q = count_query();
+
+    // deployments
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "only-us", Some("deployments = [\"us\"]")).await,
+    )
+    .await;
+    assert!(
+        tool_names(&a).await.is_empty(),
+        "a forbidden deployment's tools are not listed"
+    );
+    assert!(is_denied(
+        &call(&a, "eu_shop_query", q.clone()).await,
+        "deployments"
+    ));
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "only-eu", Some("deployments = [\"eu\"]")).await,
+    )
+    .await;
+    assert!(call(&a, "eu_shop_query", q.clone()).await.is_error != Some(true));
+
+    // databases
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "crm", Some("databases = [\"crm\"]")).await,
+    )
+    .await;
+    assert!(is_denied(
+        &call(&a, "eu_shop_query", q.clone()).await,
+        "databases"
+    ));
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "shop", Some("databases = [\"eu.shop\"]")).await,
+    )
+    .await;
+    assert!(call(&a, "eu_shop_query", q.clone()).await.is_error != Some(true));
+
+    // tools
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "lister", Some("tools = [\"list_tables\"]")).await,
+    )
+    .await;
+    assert_eq!(
+        tool_names(&a).await,
+        vec!["eu_shop_list_tables".to_string()]
+    );
+    assert!(is_denied(
+        &call(&a, "eu_shop_query", q.clone()).await,
+        "tools"
+    ));
+    assert!(call(&a, "eu_shop_list_tables", json!({})).await.is_error != Some(true));
+
+    // statements
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "reader", Some("statements = [\"read\"]")).await,
+    )
+    .await;
+    assert!(call(&a, "eu_shop_query", q.clone()).await.is_error != Some(true));
+    let r = call(
+        &a,
+        "eu_shop_query",
+        json!({"sql": "CREATE TABLE t (x int)"}),
+    )
+    .await;
+    assert!(is_denied(&r, "statements"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).to_lowercase().contains("ddl"),
+        "{}",
+        text_of(&r)
+    );
+
+    // row_limit: a cap on what comes back.
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "capped", Some("row_limit = 3")).await,
+    )
+    .await;
+    let r = call(
+        &a,
+        "eu_shop_query",
+        json!({"sql": "SELECT id FROM customers ORDER BY id"}),
+    )
+    .await;
+    assert!(r.is_error != Some(true), "{}", text_of(&r));
+    let rows = r.structured_content.as_ref().unwrap()["rows"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(rows, 3);
+    let r = call(
+        &a,
+        "eu_shop_query",
+        json!({"sql": "SELECT id FROM customers", "max_rows": 2}),
+    )
+    .await;
+    assert_eq!(
+        r.structured_content.as_ref().unwrap()["rows"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // rate_limit
+    let a = agent(
+        &s.hub,
+        &agent_with(
+            store,
+            "slow",
+            Some("rate_limit = { calls = 3, per_seconds = 60 }"),
+        )
+        .await,
+    )
+    .await;
+    for _ in 0..3 {
+        assert!(call(&a, "eu_shop_query", q.clone()).await.is_error != Some(true));
+    }
+    assert!(is_denied(
+        &call(&a, "eu_shop_query", q.clone()).await,
+        "rate_limit"
+    ));
+
+    // `policy set` from the CLI changes it for the next call; a bad file
+    // changes nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "statements = [\"delete\"]\n").unwrap();
+    let err = backend.cli_err(&[
+        "policy",
+        "set",
+        "--workspace",
+        "acme",
+        "slow",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(err.contains("bad.toml"), "{err}");
+    let good = dir.path().join("good.toml");
+    std::fs::write(&good, "tools = [\"list_tables\"]\n").unwrap();
+    backend.cli_json(&[
+        "--json",
+        "policy",
+        "set",
+        "--workspace",
+        "acme",
+        "slow",
+        good.to_str().unwrap(),
+    ]);
+    assert!(is_denied(
+        &call(&a, "eu_shop_query", q.clone()).await,
+        "tools"
+    ));
+
+    // Denials are audited with their rule.
+    let tail = store.audit_tail(100).await.unwrap();
+    for rule in [
+        "deployments",
+        "databases",
+        "tools",
+        "statements",
+        "rate_limit",
+    ] {
+        assert!(
+            tail.iter()
+                .any(|r| r.record["decision"] == "deny" && r.record["rule"] == rule),
+            "no audited denial for {rule}"
+        );
+    }
+    s.client.stop().await;
+    s.hub.shutdown().await;
+}
+
+async fn read_only_is_enforced_by_each_fence_on_its_own(backend: &Backend) {
+    let store = &backend.store;
+    store.create_workspace("acme", None, now()).await.unwrap();
+    let hub = start_hub(store, |_| {}).await;
+    // "rw": an adapter that allows writes. "ro": the default read-only one.
+    store
+        .create_deployment("acme", "rw", Duration::from_secs(600), now())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shop.db");
+    make_shop_db(&path).await;
+    let mut config = sqlite_config("shop", &path);
+    config.read_only = false;
+    let rw_adapter = TestAdapter::start(vec![config]).await;
+    let rw_client = start_client(&hub, issue_svid(store, "acme", "rw").await, &rw_adapter);
+    let (_ro_adapter, _, ro_client) = connect(store, &hub, "ro").await;
+    wait_registered(&hub, "rw").await;
+
+    let delete = json!({"sql": "DELETE FROM customers WHERE id = 1"});
+    let count = |r: &rmcp::model::CallToolResult| {
+        r.structured_content.as_ref().unwrap()["rows"][0][0]
+            .as_i64()
+            .unwrap()
+    };
+
+    // The hub's fence: a read-only agent's write is denied at the hub,
+    // though this adapter would run it.
+    let reader = agent(
+        &hub,
+        &agent_with(store, "reader", Some("statements = [\"read\"]")).await,
+    )
+    .await;
+    let r = call(&reader, "rw_shop_query", delete.clone()).await;
+    assert!(is_denied(&r, "statements"), "{}", text_of(&r));
+    assert_eq!(
+        count(&call(&reader, "rw_shop_query", count_query()).await),
+        10,
+        "the row is still there"
+    );
+
+    // The adapter's fence: the hub policy allows writes, the read-only
+    // adapter refuses.
+    let writer = agent(
+        &hub,
+        &agent_with(store, "writer", Some("statements = [\"read\", \"write\"]")).await,
+    )
+    .await;
+    let r = call(&writer, "ro_shop_query", delete.clone()).await;
+    assert_eq!(r.is_error, Some(true));
+    assert!(
+        !text_of(&r).contains("agent policy rule"),
+        "{}",
+        text_of(&r)
+    );
+    assert!(
+        text_of(&r).to_lowercase().contains("read-only"),
+        "{}",
+        text_of(&r)
+    );
+    assert_eq!(
+        count(&call(&writer, "ro_shop_query", count_query()).await),
+        10
+    );
+
+    // Both allow: the write runs (the fences are not simply always closed).
+    let r = call(&writer, "rw_shop_query", delete).await;
+    assert!(r.is_error != Some(true), "{}", text_of(&r));
+    assert_eq!(
+        count(&call(&writer, "rw_shop_query", count_query()).await),
+        9
+    );
+    rw_client.stop().await;
+    ro_client.stop().await;
+    hub.shutdown().await;
+}
+
+// -- audit --------------------------------------------------------------------
+
+async fn raw_exec(backend: &Backend, sql: String) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&backend.url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+async fn raw_record(backend: &Backend, seq: i64) -> (String, String, String) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&backend.url).await.unwrap();
+    let row = sqlx::query("SELECT record, prev_hash, hash FROM audit_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    use sqlx::Row as _;
+    let out = (row.get(0), row.get(1), row.get(2));
+    pool.close().await;
+    out
+}
+
+fn verify_cli(backend: &Backend) -> (bool, String) {
+    let out = backend.cli(&["audit", "verify"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
+    let store = &backend.store;
+    let s = site(store, "eu", |o| o.audit_redact = true).await;
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "auditor", Some("statements = [\"read\"]")).await,
+    )
+    .await;
+    let r = call(&a, "eu_shop_query", json!({"sql": "SELECT name FROM customers WHERE id = $1 OR name = 'Customer 2'", "params": [1]})).await;
+    assert!(r.is_error != Some(true), "{}", text_of(&r));
+    let _ = call(&a, "eu_shop_query", json!({"sql": "DELETE FROM customers"})).await;
+    let _ = a
+        .call_tool(rmcp::model::CallToolRequestParams::new("nowhere_tool"))
+        .await;
+    let _ = call(&a, "eu_shop_list_tables", json!({})).await;
+
+    let tail = store.audit_tail(10).await.unwrap();
+    assert_eq!(tail.len(), 4, "one record per call: {tail:?}");
+    let first = &tail[0].record;
+    assert_eq!(first["decision"], "allow");
+    assert_eq!(first["outcome"], "ok");
+    assert_eq!(first["workspace"], "acme");
+    assert_eq!(first["deployment"], "eu");
+    assert_eq!(first["database"], "shop");
+    assert_eq!(first["agent"], "auditor");
+    assert_eq!(first["tool"], "eu_shop_query");
+    assert_eq!(first["statement_class"], "read");
+    assert_eq!(first["rows"], 2);
+    assert!(first["bytes_in"].as_u64().unwrap() > 0 && first["bytes_out"].as_u64().unwrap() > 0);
+    assert!(first["duration_ms"].is_u64());
+    assert_eq!(first["spiffe_id"], "spiffe://ewii.local/ws/acme/dep/eu");
+    let serial = ewii_tunnel::svid::serial_hex(&s.keys.chain[0]).unwrap();
+    assert_eq!(first["svid_serial"], serial.as_str());
+    // Redacted: no literal, no params.
+    let statement = first["statement"].as_str().unwrap();
+    assert!(!statement.contains("Customer 2"), "{statement}");
+    assert!(statement.contains("customers"), "{statement}");
+    assert!(first.get("params").is_none());
+    // The receipt: signed by the deployment's SVID key over both digests.
+    let signature = base64_decode(first["response_signature"].as_str().unwrap());
+    let mut signed = b"ewii-receipt/1\0".to_vec();
+    signed.extend(hex_decode(first["request_digest"].as_str().unwrap()));
+    signed.extend(hex_decode(first["response_digest"].as_str().unwrap()));
+    let (_, cert) = x509_parser::parse_x509_certificate(&s.keys.chain[0]).unwrap();
+    let spki = cert.public_key().subject_public_key.data.to_vec();
+    ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &spki)
+        .verify(&signed, &signature)
+        .expect("the receipt verifies against the client's SVID");
+    let mut forged = signed.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert!(
+        ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_ASN1, &spki)
+            .verify(&forged, &signature)
+            .is_err()
+    );
+    assert_eq!(tail[1].record["decision"], "deny");
+    assert_eq!(tail[1].record["rule"], "statements");
+    assert_eq!(tail[1].record["statement_class"], json!(null));
+    assert_eq!(tail[2].record["outcome"], "unknown_tool");
+    assert_eq!(tail[3].record["outcome"], "ok");
+
+    // Intact, from the library and the CLI.
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { records: 4, .. }
+    ));
+    let (ok, text) = verify_cli(backend);
+    assert!(ok && text.contains("intact"), "{text}");
+    let tail_cli = backend.cli(&["audit", "tail", "--json", "-n", "2"]);
+    let lines: Vec<Value> = String::from_utf8_lossy(&tail_cli.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[1]["seq"], 4);
+
+    // One changed byte in record 2.
+    let (rec, _, _) = raw_record(backend, 2).await;
+    let changed = rec.replacen("statements", "statementz", 1);
+    assert_ne!(changed, rec);
+    raw_exec(
+        backend,
+        format!(
+            "UPDATE audit_log SET record = '{}' WHERE seq = 2",
+            changed.replace('\'', "''")
+        ),
+    )
+    .await;
+    match store.verify_audit().await.unwrap() {
+        Verification::Broken {
+            seq,
+            reason,
+            verified,
+        } => {
+            assert_eq!((seq, verified), (2, 1), "{reason}");
+            assert!(reason.contains("changed"), "{reason}");
+        }
+        v => panic!("tampering not detected: {v:?}"),
+    }
+    let (ok, text) = verify_cli(backend);
+    assert!(!ok && text.contains("record 2"), "{text}");
+    raw_exec(
+        backend,
+        format!(
+            "UPDATE audit_log SET record = '{}' WHERE seq = 2",
+            rec.replace('\'', "''")
+        ),
+    )
+    .await;
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { .. }
+    ));
+
+    // A deleted record in the middle, and the last one.
+    let (rec3, prev3, hash3) = raw_record(backend, 3).await;
+    raw_exec(backend, "DELETE FROM audit_log WHERE seq = 3".into()).await;
+    match store.verify_audit().await.unwrap() {
+        Verification::Broken { seq, .. } => assert_eq!(seq, 3),
+        v => panic!("deletion not detected: {v:?}"),
+    }
+    let (ok, text) = verify_cli(backend);
+    assert!(!ok && text.contains("record 3"), "{text}");
+    raw_exec(
+        backend,
+        format!(
+            "INSERT INTO audit_log (seq, record, prev_hash, hash) VALUES (3, '{}', '{prev3}', '{hash3}')",
+            rec3.replace('\'', "''")
+        ),
+    )
+    .await;
+    raw_exec(backend, "DELETE FROM audit_log WHERE seq = 4".into()).await;
+    match store.verify_audit().await.unwrap() {
+        Verification::Broken { seq, .. } => assert_eq!(seq, 4),
+        v => panic!("deletion of the last record not detected: {v:?}"),
+    }
+    s.client.stop().await;
+    s.hub.shutdown().await;
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(s).unwrap()
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+async fn syslog_stream_reaches_a_tcp_listener(backend: &Backend) {
+    use tokio::io::AsyncReadExt;
+    let store = &backend.store;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let spec = format!("syslog+tcp://{}", listener.local_addr().unwrap());
+    let sink = SinkConfig::parse(&spec).unwrap();
+    let s = site(store, "eu", |o| o.audit_export = vec![sink]).await;
+    let a = agent(
+        &s.hub,
+        &agent_with(store, "siem", Some("statements = [\"read\"]")).await,
+    )
+    .await;
+    assert!(call(&a, "eu_shop_query", count_query()).await.is_error != Some(true));
+    let _ = call(&a, "eu_shop_query", json!({"sql": "DROP TABLE customers"})).await;
+
+    let (mut conn, _) = tokio::time::timeout(STEP, listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + STEP;
+    while messages.len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "syslog messages missing: {messages:?}"
+        );
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(STEP, conn.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "syslog connection closed early");
+        buf.extend_from_slice(&chunk[..n]);
+        // RFC 6587 octet counting: "LEN SP MSG".
+        while let Some(sp) = buf.iter().position(|b| *b == b' ') {
+            let len: usize = std::str::from_utf8(&buf[..sp]).unwrap().parse().unwrap();
+            if buf.len() < sp + 1 + len {
+                break;
+            }
+            messages.push(String::from_utf8(buf[sp + 1..sp + 1 + len].to_vec()).unwrap());
+            buf.drain(..sp + 1 + len);
+        }
+    }
+    // <PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID [SD] BOM MSG
+    let allow = &messages[0];
+    assert!(
+        allow.starts_with("<110>1 "),
+        "facility 13, informational: {allow}"
+    );
+    let fields: Vec<&str> = allow.splitn(8, ' ').collect();
+    assert!(
+        fields[1].ends_with('Z') && fields[1].contains('T'),
+        "{allow}"
+    );
+    assert_eq!(fields[5], "tool_call");
+    assert!(
+        allow.contains("[ewii@32473 seq=\"1\" decision=\"allow\""),
+        "{allow}"
+    );
+    let json_at =
+        allow.find('\u{feff}').expect("BOM before the JSON message") + '\u{feff}'.len_utf8();
+    let body: Value = serde_json::from_str(&allow[json_at..]).unwrap();
+    assert_eq!(body["seq"], 1);
+    assert_eq!(body["tool"], "eu_shop_query");
+    let deny = &messages[1];
+    assert!(deny.starts_with("<109>1 "), "notice for a denial: {deny}");
+    assert!(deny.contains("decision=\"deny\""), "{deny}");
+    s.client.stop().await;
+    s.hub.shutdown().await;
+}
+
+/// The hub as its own process (`ewii-hub serve`), killed with SIGKILL in
+/// the middle of a stream of calls: every call whose result an agent
+/// received has its audit record.
+async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
+    let store = &backend.store;
+    store.create_workspace("acme", None, now()).await.unwrap();
+    store
+        .create_deployment("acme", "eu", Duration::from_secs(600), now())
+        .await
+        .unwrap();
+    let keys = issue_svid(store, "acme", "eu").await;
+    let credential = agent_with(store, "load", None).await;
+    let hub_ca_pem = backend.cli_json(&["--json", "hub-ca"])["pem"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut child = tokio::process::Command::from(backend.command())
+        .args([
+            "--json",
+            "serve",
+            "--quic",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+            "--name",
+            "127.0.0.1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    use tokio::io::AsyncBufReadExt;
+    tokio::time::timeout(STEP, stdout.read_line(&mut line))
+        .await
+        .unwrap()
+        .unwrap();
+    let started: Value = serde_json::from_str(&line).unwrap();
+    let quic: std::net::SocketAddr = started["quic"].as_str().unwrap().parse().unwrap();
+    let mcp_url = started["mcp_url"].as_str().unwrap().to_owned();
+
+    let adapter = TestAdapter::sqlite("shop").await;
+    let client = start_client_at(quic, &hub_ca_pem, keys, &adapter);
+    let received = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let next = Arc::new(AtomicUsize::new(1));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (received, next, url, credential) = (
+            received.clone(),
+            next.clone(),
+            mcp_url.clone(),
+            credential.clone(),
+        );
+        workers.push(tokio::spawn(async move {
+            let a = agent_at(&url, &credential).await;
+            // Wait for the deployment's tools.
+            let deadline = Instant::now() + STEP;
+            while !tool_names(&a).await.iter().any(|t| t == "eu_shop_query") {
+                assert!(Instant::now() < deadline);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            loop {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                let mut args = serde_json::Map::new();
+                args.insert("sql".into(), json!(format!("SELECT {n} AS n")));
+                let r = a
+                    .call_tool(
+                        rmcp::model::CallToolRequestParams::new("eu_shop_query")
+                            .with_arguments(args),
+                    )
+                    .await;
+                match r {
+                    Ok(r) if r.is_error != Some(true) => {
+                        received.lock().unwrap().insert(n);
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        }));
+    }
+    // Let calls flow, then SIGKILL the hub mid-stream.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while received.lock().unwrap().len() < 200 {
+        assert!(Instant::now() < deadline, "calls did not flow");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.start_kill().unwrap();
+    let _ = child.wait().await;
+    let got: BTreeSet<usize> = received.lock().unwrap().clone();
+    for w in workers {
+        let _ = tokio::time::timeout(STEP, w).await;
+    }
+    client.stop().await;
+
+    let records = store.audit_after(0, 1_000_000).await.unwrap();
+    let audited: BTreeSet<usize> = records
+        .iter()
+        .filter_map(|r| r.record["statement"].as_str())
+        .filter_map(|s| {
+            s.strip_prefix("SELECT ")?
+                .strip_suffix(" AS n")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    let missing: Vec<_> = got.difference(&audited).collect();
+    println!(
+        "kill -9 under load: {} results received, {} records, none missing",
+        got.len(),
+        records.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "results released without a record: {missing:?}"
+    );
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { .. }
+    ));
+}
+
+fn start_client_at(
+    quic: std::net::SocketAddr,
+    hub_ca_pem: &str,
+    keys: KeyMaterial,
+    adapter: &TestAdapter,
+) -> TestClient {
+    use ewii_tunnel::client::{Client, ClientOptions};
+    use ewii_tunnel::forward::{AllowList, Destination};
+    let allow = AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap();
+    let client = Client::new(ClientOptions {
+        hub: quic.to_string(),
+        hub_name: "127.0.0.1".into(),
+        hub_ca: ewii_tunnel::net::certificates_from_pem(hub_ca_pem, "hub CA").unwrap(),
+        tls_ca: None,
+        keys,
+        allow,
+        log: None,
+    })
+    .unwrap();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn({
+        let cancel = cancel.clone();
+        async move {
+            let _ = client.run(cancel).await;
+        }
+    });
+    TestClient { cancel, task }
+}
+
+async fn agent_at(url: &str, credential: &str) -> Agent {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(credential),
+    );
+    rmcp::model::ClientConfig::new(
+        Default::default(),
+        rmcp::model::Implementation::new("ewii-load-agent", "0"),
+    )
+    .with_protocol_version(rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE)
+    .serve(transport)
+    .await
+    .unwrap()
+}
