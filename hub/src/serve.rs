@@ -94,7 +94,7 @@ impl Default for ServeOptions {
             allowed_hosts: Vec::new(),
             binding: TlsBinding::Strict,
             trust_refresh: Duration::from_secs(10),
-            revocation_poll: Duration::from_millis(50),
+            revocation_poll: Duration::from_millis(25),
             audit_redact: false,
             audit_export: Vec::new(),
             webhook_ca: None,
@@ -936,6 +936,15 @@ impl Shared {
                 };
             }
         };
+        if self.trust.revoked(&live.spiffe_id, &live.serial()) {
+            return Control::Refused {
+                id,
+                refusal: refusal(
+                    "revoked",
+                    "this deployment is revoked; it comes back only by enrolling with a new token",
+                ),
+            };
+        }
         match self.issue(deployment, &csr, "renewal").await {
             Ok(issued) => {
                 self.metrics.issued("renewal");

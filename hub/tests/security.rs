@@ -156,8 +156,9 @@ async fn revoke_closes_the_link_and_refuses_reconnects_fast(backend: &Backend) {
     refused.sort();
     let p99_closed = percentile(&closed, 0.99);
     let p99_refused = percentile(&refused, 0.99);
+    let store_kind = backend.url.split(':').next().unwrap_or("?");
     println!(
-        "revocation over {RUNS} runs: link closed p50 {:?} p99 {:?} max {:?}; reconnect refused \
+        "revocation ({store_kind} store) over {RUNS} runs: link closed p50 {:?} p99 {:?} max {:?}; reconnect refused \
          p50 {:?} p99 {:?} max {:?}",
         percentile(&closed, 0.5),
         p99_closed,
@@ -905,7 +906,8 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
     let mcp_url = started["mcp_url"].as_str().unwrap().to_owned();
 
     let adapter = TestAdapter::sqlite("shop").await;
-    let client = start_client_at(quic, &hub_ca_pem, keys, &adapter);
+    let hub_ca = ewii_tunnel::net::certificates_from_pem(&hub_ca_pem, "hub CA").unwrap();
+    let client = start_client_at(quic, hub_ca, keys, &adapter);
     let received = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let next = Arc::new(AtomicUsize::new(1));
     let mut workers = Vec::new();
@@ -917,7 +919,7 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
             credential.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let a = agent_at(&url, &credential).await;
+            let a = try_agent_at(&url, &credential).await.unwrap();
             // Wait for the deployment's tools.
             let deadline = Instant::now() + STEP;
             while !tool_names(&a).await.iter().any(|t| t == "eu_shop_query") {
@@ -971,7 +973,8 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
         .collect();
     let missing: Vec<_> = got.difference(&audited).collect();
     println!(
-        "kill -9 under load: {} results received, {} records, none missing",
+        "kill -9 under load ({} store): {} results received, {} records, none missing",
+        backend.url.split(':').next().unwrap_or("?"),
         got.len(),
         records.len()
     );
@@ -983,50 +986,4 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
         store.verify_audit().await.unwrap(),
         Verification::Intact { .. }
     ));
-}
-
-fn start_client_at(
-    quic: std::net::SocketAddr,
-    hub_ca_pem: &str,
-    keys: KeyMaterial,
-    adapter: &TestAdapter,
-) -> TestClient {
-    use ewii_tunnel::client::{Client, ClientOptions};
-    use ewii_tunnel::forward::{AllowList, Destination};
-    let allow = AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap();
-    let client = Client::new(ClientOptions {
-        hub: quic.to_string(),
-        hub_name: "127.0.0.1".into(),
-        hub_ca: ewii_tunnel::net::certificates_from_pem(hub_ca_pem, "hub CA").unwrap(),
-        tls_ca: None,
-        keys,
-        allow,
-        log: None,
-    })
-    .unwrap();
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            let _ = client.run(cancel).await;
-        }
-    });
-    TestClient { cancel, task }
-}
-
-async fn agent_at(url: &str, credential: &str) -> Agent {
-    use rmcp::ServiceExt;
-    use rmcp::transport::StreamableHttpClientTransport;
-    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(credential),
-    );
-    rmcp::model::ClientConfig::new(
-        Default::default(),
-        rmcp::model::Implementation::new("ewii-load-agent", "0"),
-    )
-    .with_protocol_version(rmcp::model::ProtocolVersion::LATEST_WITH_INITIALIZE)
-    .serve(transport)
-    .await
-    .unwrap()
 }

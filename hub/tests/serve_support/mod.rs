@@ -161,8 +161,16 @@ pub async fn try_agent(
     hub: &RunningHub,
     credential: &str,
 ) -> Result<Agent, rmcp::service::ClientInitializeError> {
+    try_agent_at(&hub.mcp_url(), credential).await
+}
+
+/// An rmcp agent session with the hub at `url` (a hub in another process).
+pub async fn try_agent_at(
+    url: &str,
+    credential: &str,
+) -> Result<Agent, rmcp::service::ClientInitializeError> {
     let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(hub.mcp_url()).auth_header(credential),
+        StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(credential),
     );
     ClientConfig::new(
         Default::default(),
@@ -421,11 +429,22 @@ impl TestClient {
 }
 
 pub fn start_client(hub: &RunningHub, keys: KeyMaterial, adapter: &TestAdapter) -> TestClient {
+    start_client_at(hub.quic_addr, hub_ca(hub), keys, adapter)
+}
+
+/// A client of the hub at `quic` (a hub in another process) whose CA is
+/// `hub_ca`.
+pub fn start_client_at(
+    quic: std::net::SocketAddr,
+    hub_ca: Vec<CertificateDer<'static>>,
+    keys: KeyMaterial,
+    adapter: &TestAdapter,
+) -> TestClient {
     let allow = AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap();
     let client = Client::new(ClientOptions {
-        hub: hub.quic_addr.to_string(),
+        hub: quic.to_string(),
         hub_name: "127.0.0.1".into(),
-        hub_ca: hub_ca(hub),
+        hub_ca,
         tls_ca: None,
         keys,
         allow,
