@@ -140,18 +140,17 @@ impl AuditLog {
                         Err(_) => break,
                     }
                 }
-                let records: Vec<Map<String, Value>> =
-                    batch.iter().map(|(r, _)| r.clone()).collect();
+                let (records, waiting): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
                 match append_with_retry(&store, &records).await {
                     Ok(seqs) => {
-                        for ((_, done), seq) in batch.into_iter().zip(seqs) {
+                        for (done, seq) in waiting.into_iter().zip(seqs) {
                             let _ = done.send(Ok(seq));
                         }
                         notify.notify_waiters();
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, records = batch.len(), "audit records could not be written; their responses are withheld");
-                        for (_, done) in batch {
+                        tracing::error!(error = %e, records = records.len(), "audit records could not be written; their responses are withheld");
+                        for done in waiting {
                             let _ = done.send(Err(e.to_string()));
                         }
                     }
