@@ -429,40 +429,6 @@ impl Policy {
         }
     }
 
-    /// The policy as a TOML file that [`Policy::from_toml`] reads back
-    /// unchanged.
-    pub fn to_toml(&self) -> String {
-        // Written by hand: every field is a list of strings or a number, and
-        // the toml serializer would add a failure path (and panics in its
-        // `Display` impls) for no gain.
-        let mut out = String::new();
-        let mut list = |name: &str, items: &[String]| {
-            let quoted: Vec<String> = items.iter().map(|s| toml_string(s)).collect();
-            out.push_str(&format!("{name} = [{}]\n", quoted.join(", ")));
-        };
-        if let Some(v) = &self.deployments {
-            list("deployments", v);
-        }
-        if let Some(v) = &self.databases {
-            list("databases", v);
-        }
-        if let Some(v) = &self.tools {
-            list("tools", v);
-        }
-        let kinds: Vec<String> = self.statements.iter().map(|k| k.to_string()).collect();
-        list("statements", &kinds);
-        if let Some(n) = self.row_limit {
-            out.push_str(&format!("row_limit = {n}\n"));
-        }
-        if let Some(r) = &self.rate_limit {
-            out.push_str(&format!(
-                "rate_limit = {{ calls = {}, per_seconds = {} }}\n",
-                r.calls, r.per_seconds
-            ));
-        }
-        out
-    }
-
     /// One line for CLI output, listing only what is restricted, e.g.
     /// `deployments: eu; statements: read; row_limit: 100; rate_limit:
     /// 60/60s`, or `unrestricted`.
@@ -1022,12 +988,6 @@ pub fn row_limit_exceeded(limit: u32, got: usize) -> String {
     )
 }
 
-/// `Some(len)` when the result's `rows` array holds more than `limit` rows.
-pub fn rows_over_limit(structured: &Value, limit: u32) -> Option<usize> {
-    let len = structured.get("rows")?.as_array()?.len();
-    (u64::try_from(len).unwrap_or(u64::MAX) > u64::from(limit)).then_some(len)
-}
-
 /// The length of the result's `rows` array, if it has one.
 pub fn rows_in(structured: &Value) -> Option<u64> {
     let len = structured.get("rows")?.as_array()?.len();
@@ -1069,25 +1029,6 @@ fn allowed_kinds_phrase(allowed: &[StatementKind]) -> String {
         [one] => format!("{one} statements only"),
         [init @ .., last] => format!("{} and {last} statements only", init.join(", ")),
     }
-}
-
-/// A TOML basic string.
-fn toml_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -1411,9 +1352,6 @@ mod tests {
         // The result check, after the call.
         let result = json!({"columns": [], "rows": [[1], [2], [3]]});
         assert_eq!(rows_in(&result), Some(3));
-        assert_eq!(rows_over_limit(&result, 3), None);
-        assert_eq!(rows_over_limit(&result, 2), Some(3));
-        assert_eq!(rows_over_limit(&json!({"tables": []}), 0), None);
         assert_eq!(rows_in(&json!({"rows": "x"})), None);
         let msg = row_limit_exceeded(2, 3);
         assert!(
@@ -1496,8 +1434,6 @@ mod tests {
             p.statements,
             vec![StatementKind::Read, StatementKind::Write]
         );
-        assert_eq!(Policy::from_toml(&p.to_toml()), Ok(p.clone()));
-        assert_eq!(toml::from_str::<Policy>(&p.to_toml()).ok(), Some(p.clone()));
         assert_eq!(
             p.summary(),
             "deployments: eu, us; databases: shop, eu.big_data; tools: query, list_tables; \
@@ -1510,19 +1446,7 @@ mod tests {
             p.summary(),
             "deployments: eu; statements: read; row_limit: 100; rate_limit: 60/60s"
         );
-        for p in [
-            Policy::unrestricted(),
-            policy("tools = []\nstatements = []"),
-        ] {
-            assert_eq!(Policy::from_toml(&p.to_toml()), Ok(p));
-        }
         assert_eq!(policy("tools = []").summary(), "tools: none");
-        // Strings that need escaping survive (in a policy built in code).
-        let odd = Policy {
-            tools: Some(vec!["a\"b\\c\n\u{1}".into()]),
-            ..Policy::unrestricted()
-        };
-        assert_eq!(toml::from_str::<Policy>(&odd.to_toml()).ok(), Some(odd));
     }
 
     #[test]

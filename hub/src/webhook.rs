@@ -34,7 +34,6 @@ use base64::Engine as _;
 use ring::rand::SecureRandom as _;
 use ring::{hmac, rand};
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject as _;
 
 /// The signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256>`.
 pub const SIGNATURE_HEADER: &str = "Ewii-Signature";
@@ -150,7 +149,7 @@ impl WebhookError {
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
     let tag = hmac::sign(&key, &signed_payload(timestamp, body));
-    format!("t={timestamp},v1={}", hex(tag.as_ref()))
+    format!("t={timestamp},v1={}", crate::tokens::hex(tag.as_ref()))
 }
 
 /// Checks a [`SIGNATURE_HEADER`] value against the raw `body`, for
@@ -383,18 +382,10 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 
 /// The certificates of a PEM CA file; at least one.
 pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, WebhookError> {
-    let fail = |reason: String| WebhookError::CaFile {
+    ewii_tunnel::net::read_certificates(path).map_err(|e| WebhookError::CaFile {
         path: path.to_path_buf(),
-        reason,
-    };
-    let certs = CertificateDer::pem_file_iter(path)
-        .map_err(|e| fail(e.to_string()))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| fail(e.to_string()))?;
-    if certs.is_empty() {
-        return Err(fail("it holds no CERTIFICATE block".into()));
-    }
-    Ok(certs)
+        reason: e.to_string(),
+    })
 }
 
 fn check_header(field: &'static str, value: &str) -> Result<(), WebhookError> {
@@ -414,16 +405,6 @@ fn signed_payload(timestamp: i64, body: &[u8]) -> Vec<u8> {
     payload.push(b'.');
     payload.extend_from_slice(body);
     payload
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
-    }
-    s
 }
 
 /// A SHA-256-sized MAC from hex (either case).

@@ -24,9 +24,9 @@ use ewii_tunnel::enrol::{Control, ENROL_ALPN, EnrolRequest, EnrolResponse, Issue
 use ewii_tunnel::forward::{AllowList, Destination};
 use ewii_tunnel::handshake::HubConfig;
 use ewii_tunnel::identity::{IdentitySource, IdentityStore};
-use ewii_tunnel::net::{self, EnrolExchange, HubTunnel, KeyMaterial, NetError, Reply, TlsBinding};
+use ewii_tunnel::net::{self, EnrolExchange, HubTunnel, KeyMaterial, NetError, TlsBinding};
 use ewii_tunnel::svid::{InMemoryTrust, SvidVerifier, TrustBundle};
-use forward_support::{TestAdapter, initialize, initialized, request};
+use forward_support::{TestAdapter, call_through, exchange, initialize, initialized, request};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -433,6 +433,25 @@ fn workdir() -> (tempfile::TempDir, PathBuf, PathBuf, CancellationToken) {
     (dir, state, log, CancellationToken::new())
 }
 
+/// Starts a client whose identity is enrolled in `state` (with `token`,
+/// if any), logging to `log`.
+async fn start_enrolled(
+    hub: &EnrolHub,
+    pki: &Pki,
+    adapter: &TestAdapter,
+    state: &Path,
+    log: &Path,
+    token: Option<&str>,
+    cancel: &CancellationToken,
+) -> Result<Client, ClientError> {
+    Client::start(
+        settings(hub.addr, pki, &adapter.tcp, log),
+        enrolled(state, token),
+        cancel,
+    )
+    .await
+}
+
 fn enrolled(state: &Path, token: Option<&str>) -> IdentitySource {
     IdentitySource::Enrolled {
         state: state.to_owned(),
@@ -440,41 +459,17 @@ fn enrolled(state: &Path, token: Option<&str>) -> IdentitySource {
     }
 }
 
-/// Sends one message through the tunnel and collects the replies.
-async fn exchange(tunnel: &HubTunnel, message: &Value) -> Vec<Reply> {
-    let mut rx = tunnel
-        .request(None, &serde_json::to_vec(message).unwrap())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = tokio::time::timeout(STEP, rx.recv())
-        .await
-        .expect("reply in time")
-    {
-        out.push(r.unwrap());
-    }
-    out
-}
-
-async fn call(tunnel: &HubTunnel, message: &Value) -> Value {
-    let replies = exchange(tunnel, message).await;
-    match replies.as_slice() {
-        [Reply::Message { message: m, .. }] => serde_json::from_slice(m).unwrap(),
-        other => panic!("expected one message, got {other:?}"),
-    }
-}
-
 async fn mcp_opening(tunnel: &HubTunnel) {
-    let init = call(tunnel, &initialize(1)).await;
+    let init = call_through(tunnel, &initialize(1)).await;
     assert_eq!(
         init["result"]["serverInfo"]["name"], "ewii-adapter",
         "{init}"
     );
-    assert!(exchange(tunnel, &initialized()).await.is_empty());
+    assert!(exchange(tunnel, None, &initialized()).await.is_empty());
 }
 
 async fn tools_list(tunnel: &HubTunnel, id: u64) {
-    let tools = call(tunnel, &request(id, "tools/list", json!({}))).await;
+    let tools = call_through(tunnel, &request(id, "tools/list", json!({}))).await;
     assert!(tools["result"]["tools"].is_array(), "{tools}");
 }
 
@@ -572,9 +567,13 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
     hub.add_token("tok-first-9f2c");
     let (dir, state, log, cancel) = workdir();
 
-    let client = Client::start(
-        settings(hub.addr, &pki, &adapter.tcp, &log),
-        enrolled(&state, Some("tok-first-9f2c")),
+    let client = start_enrolled(
+        &hub,
+        &pki,
+        &adapter,
+        &state,
+        &log,
+        Some("tok-first-9f2c"),
         &cancel,
     )
     .await
@@ -619,14 +618,13 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
 
     // A second client with the same token is refused, and says why.
     let other = dir.path().join("other");
-    let err = Client::start(
-        settings(
-            hub.addr,
-            &pki,
-            &adapter.tcp,
-            &dir.path().join("other.jsonl"),
-        ),
-        enrolled(&other, Some("tok-first-9f2c")),
+    let err = start_enrolled(
+        &hub,
+        &pki,
+        &adapter,
+        &other,
+        &dir.path().join("other.jsonl"),
+        Some("tok-first-9f2c"),
         &cancel,
     )
     .await
@@ -644,14 +642,13 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
         "{err}"
     );
     assert!(!other.join("svid.pem").exists());
-    let err = Client::start(
-        settings(
-            hub.addr,
-            &pki,
-            &adapter.tcp,
-            &dir.path().join("other.jsonl"),
-        ),
-        enrolled(&other, Some("tok-never-issued")),
+    let err = start_enrolled(
+        &hub,
+        &pki,
+        &adapter,
+        &other,
+        &dir.path().join("other.jsonl"),
+        Some("tok-never-issued"),
         &cancel,
     )
     .await
@@ -696,9 +693,13 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
     let mut hub = pki.start_hub(Duration::from_secs(4), true);
     hub.add_token("tok-renew");
     let (_dir, state, log, cancel) = workdir();
-    let client = Client::start(
-        settings(hub.addr, &pki, &adapter.tcp, &log),
-        enrolled(&state, Some("tok-renew")),
+    let client = start_enrolled(
+        &hub,
+        &pki,
+        &adapter,
+        &state,
+        &log,
+        Some("tok-renew"),
         &cancel,
     )
     .await
@@ -775,9 +776,13 @@ async fn refused_renewals_are_retried_and_not_renewable_stops_renewing() {
     hub.add_token("tok-refuse");
     *hub.state.renew_refusals.lock().unwrap() = vec!["internal", "not_renewable"];
     let (_dir, state, log, cancel) = workdir();
-    let client = Client::start(
-        settings(hub.addr, &pki, &adapter.tcp, &log),
-        enrolled(&state, Some("tok-refuse")),
+    let client = start_enrolled(
+        &hub,
+        &pki,
+        &adapter,
+        &state,
+        &log,
+        Some("tok-refuse"),
         &cancel,
     )
     .await
@@ -891,9 +896,13 @@ async fn a_restarted_client_reuses_its_saved_svid_without_a_token() {
 
     // The library does the same.
     let cancel = CancellationToken::new();
-    let client = Client::start(
-        settings(hub.addr, &pki, &adapter.tcp, &dir.path().join("lib.jsonl")),
-        enrolled(&state, None),
+    let client = start_enrolled(
+        &hub,
+        &pki,
+        &adapter,
+        &state,
+        &dir.path().join("lib.jsonl"),
+        None,
         &cancel,
     )
     .await
@@ -910,14 +919,10 @@ async fn an_expired_saved_svid_is_replaced_by_enrolling_with_a_new_token() {
     hub.add_token("tok-a");
     hub.add_token("tok-b");
     let (_dir, state, log, cancel) = workdir();
-    let first = Client::start(
-        settings(hub.addr, &pki, &adapter.tcp, &log),
-        enrolled(&state, Some("tok-a")),
-        &cancel,
-    )
-    .await
-    .unwrap()
-    .svid();
+    let first = start_enrolled(&hub, &pki, &adapter, &state, &log, Some("tok-a"), &cancel)
+        .await
+        .unwrap()
+        .svid();
     tokio::time::sleep(
         at(first.not_after)
             .duration_since(SystemTime::now())
@@ -935,23 +940,15 @@ async fn an_expired_saved_svid_is_replaced_by_enrolling_with_a_new_token() {
 
     // Without a token the expired SVID is all there is (the client keeps
     // trying and says why).
-    let stale = Client::start(
-        settings(hub.addr, &pki, &adapter.tcp, &log),
-        enrolled(&state, None),
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let stale = start_enrolled(&hub, &pki, &adapter, &state, &log, None, &cancel)
+        .await
+        .unwrap();
     assert_eq!(stale.svid().serial, first.serial);
 
     // With a new token it enrols again.
-    let fresh = Client::start(
-        settings(hub.addr, &pki, &adapter.tcp, &log),
-        enrolled(&state, Some("tok-b")),
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let fresh = start_enrolled(&hub, &pki, &adapter, &state, &log, Some("tok-b"), &cancel)
+        .await
+        .unwrap();
     assert_ne!(fresh.svid().serial, first.serial);
     assert_eq!(hub.enrolled().len(), 2);
     assert_eq!(saved_serial(&state), fresh.svid().serial);
@@ -1195,9 +1192,13 @@ async fn a_stop_without_a_tunnel_still_forgets_the_identity_and_says_the_hub_was
     let hub = pki.start_hub(Duration::from_secs(3600), true);
     hub.add_token("tok-offline");
     let (_dir, state, log, cancel) = workdir();
-    let client = Client::start(
-        settings(hub.addr, &pki, &adapter.tcp, &log),
-        enrolled(&state, Some("tok-offline")),
+    let client = start_enrolled(
+        &hub,
+        &pki,
+        &adapter,
+        &state,
+        &log,
+        Some("tok-offline"),
         &cancel,
     )
     .await

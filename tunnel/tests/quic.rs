@@ -22,7 +22,7 @@ use ewii_tunnel::forward::{AllowList, Destination};
 use ewii_tunnel::handshake::{ClientConfig, HubCertVerifier, HubConfig};
 use ewii_tunnel::net::{self, ClientTunnel, HubTunnel, KeyMaterial, NetError, Reply, TlsBinding};
 use ewii_tunnel::svid::{InMemoryTrust, SvidVerifier};
-use forward_support::{TestAdapter, initialize, initialized, request};
+use forward_support::{TestAdapter, call_through, exchange, initialize, initialized, request};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -132,39 +132,14 @@ impl TestHub {
     }
 }
 
-/// Sends one message through the tunnel and collects the replies.
-async fn exchange(tunnel: &HubTunnel, route: Option<&str>, message: &Value) -> Vec<Reply> {
-    let mut rx = tunnel
-        .request(route, &serde_json::to_vec(message).unwrap())
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    while let Some(r) = tokio::time::timeout(STEP, rx.recv())
-        .await
-        .expect("reply in time")
-    {
-        out.push(r.unwrap());
-    }
-    out
-}
-
-async fn call(tunnel: &HubTunnel, message: &Value) -> Value {
-    let replies = exchange(tunnel, None, message).await;
-    match replies.as_slice() {
-        [Reply::Message { message: m, .. }] => serde_json::from_slice(m).unwrap(),
-        other => panic!("expected one message, got {other:?}"),
-    }
-}
-
-/// Runs the MCP opening and a parameterised query through the tunnel.
 async fn mcp_session_through(tunnel: &HubTunnel) {
-    let init = call(tunnel, &initialize(1)).await;
+    let init = call_through(tunnel, &initialize(1)).await;
     assert_eq!(
         init["result"]["serverInfo"]["name"], "ewii-adapter",
         "{init}"
     );
     assert!(exchange(tunnel, None, &initialized()).await.is_empty());
-    let tools = call(tunnel, &request(2, "tools/list", json!({}))).await;
+    let tools = call_through(tunnel, &request(2, "tools/list", json!({}))).await;
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
         .unwrap()
@@ -172,7 +147,7 @@ async fn mcp_session_through(tunnel: &HubTunnel) {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert!(names.contains(&"shop_query"), "{names:?}");
-    let rows = call(
+    let rows = call_through(
         tunnel,
         &request(
             3,

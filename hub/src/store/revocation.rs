@@ -143,8 +143,8 @@ pub fn normalize_serial(serial: &str) -> Result<String, Error> {
         .to_ascii_lowercase();
     if hex.is_empty() || hex.len() > 128 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(Error::Invalid(format!(
-            "{serial:?} is not an SVID serial: give it in hex as printed by `ewii-hub deployment \
-             list` or the client's `--check` (e.g. 4f1a…, colons allowed)"
+            "{serial:?} is not an SVID serial: give it in hex as `ewii-client run --check` or \
+             `ewii-hub audit tail` (svid_serial) print it (e.g. 4f1a…, colons allowed)"
         )));
     }
     Ok(hex)

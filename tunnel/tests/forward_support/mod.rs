@@ -302,3 +302,36 @@ pub async fn delete_session_behind_the_links_back(destination: &Destination, ses
 pub fn socket_path(dir: &Path, name: &str) -> PathBuf {
     dir.join(name)
 }
+
+/// How long the hub side of a test waits for a tunnel's replies.
+pub const REPLY_WAIT: Duration = Duration::from_secs(15);
+
+/// Sends one message through `tunnel` (to `route`, if any) and collects
+/// the replies.
+pub async fn exchange(
+    tunnel: &ewii_tunnel::net::HubTunnel,
+    route: Option<&str>,
+    message: &Value,
+) -> Vec<ewii_tunnel::net::Reply> {
+    let mut rx = tunnel
+        .request(route, &serde_json::to_vec(message).unwrap())
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    while let Some(r) = tokio::time::timeout(REPLY_WAIT, rx.recv())
+        .await
+        .expect("reply in time")
+    {
+        out.push(r.unwrap());
+    }
+    out
+}
+
+/// One request through `tunnel`, whose single reply is returned as JSON.
+pub async fn call_through(tunnel: &ewii_tunnel::net::HubTunnel, message: &Value) -> Value {
+    let replies = exchange(tunnel, None, message).await;
+    match replies.as_slice() {
+        [ewii_tunnel::net::Reply::Message { message: m, .. }] => serde_json::from_slice(m).unwrap(),
+        other => panic!("expected one message, got {other:?}"),
+    }
+}
