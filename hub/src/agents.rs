@@ -420,6 +420,56 @@ impl AgentService {
     }
 }
 
+impl AgentService {
+    /// A call whose tool name breaks the naming rule
+    /// (`^[a-zA-Z0-9_-]{1,64}$`): no tool can have it, so it is an unknown
+    /// tool, refused before the name is routed, logged or stored. Its audit
+    /// record (every call gets one) carries a short escaped excerpt of the
+    /// name ([`crate::export::log_excerpt`]), never the name itself: a name
+    /// of a megabyte, or one with line breaks that would forge a syslog
+    /// line, is neither stored nor exported, nor echoed to the agent.
+    async fn refuse_tool_name(
+        &self,
+        agent: &Agent,
+        request: &CallToolRequestParams,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let started = Instant::now();
+        let excerpt = crate::export::log_excerpt(&request.name, 32);
+        let error = ErrorData::invalid_params(
+            format!(
+                "unknown tool '{excerpt}': tool names match ^[a-zA-Z0-9_-]{{1,{MAX_TOOL_NAME}}}$; \
+                 call tools/list for the tools of this workspace's connected deployments"
+            ),
+            None,
+        );
+        let mut record = AuditRecord::started(SystemTime::now());
+        record.workspace = agent.workspace.clone();
+        record.agent = agent.name.clone();
+        record.agent_id = agent.id.clone();
+        record.tool = excerpt;
+        record.bytes_in = json_len(&request.arguments);
+        record.decision = "deny".into();
+        record.rule = Some("tool_name".into());
+        record.outcome = "unknown_tool".into();
+        record.bytes_out = json_len(&error);
+        let elapsed = started.elapsed();
+        record.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        self.hub.metrics.call("unknown_tool", elapsed);
+        tracing::info!(
+            agent = %agent.name, workspace = %agent.workspace, tool = %record.tool,
+            bytes = request.name.len(), "tool name refused: it breaks the naming rule"
+        );
+        if let Err(e) = self.hub.audit.record(record).await {
+            tracing::error!(error = %e, agent = %agent.name, "refused call not audited");
+            return Err(ErrorData::internal_error(
+                "the hub could not write this call to its audit trail; retry later",
+                None,
+            ));
+        }
+        Err(error)
+    }
+}
+
 fn offline(deployment: &str) -> CallToolResult {
     CallToolResult::error(vec![ContentBlock::text(format!(
         "deployment '{deployment}' is offline: its ewii-client is not connected to the hub. \
@@ -491,6 +541,10 @@ impl ServerHandler for AgentService {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let agent = self.agent(&context.extensions)?;
+        // Before the name is used or stored: see `refuse_tool_name`.
+        if ewii_driver_core::schema::validate_tool_name(&request.name).is_err() {
+            return self.refuse_tool_name(&agent, &request).await;
+        }
         let started = Instant::now();
         let mut record = AuditRecord::started(SystemTime::now());
         record.workspace = agent.workspace.clone();

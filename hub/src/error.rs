@@ -170,6 +170,22 @@ pub enum TokenError {
         /// The token's deployment.
         deployment: String,
     },
+    /// The token was issued before its deployment was revoked
+    /// (`ewii-hub revoke --deployment`, or the client's goodbye): a revoke
+    /// invalidates every outstanding token, so that only a token issued
+    /// after it brings the deployment back.
+    #[error(
+        "this enrolment token for deployment {deployment:?} of workspace {workspace:?} was \
+         issued before the deployment was revoked, and the revoke invalidated it; ask the \
+         operator for a new one (`ewii-hub deployment token --workspace {workspace} \
+         {deployment}`)"
+    )]
+    Revoked {
+        /// The token's workspace.
+        workspace: String,
+        /// The token's deployment.
+        deployment: String,
+    },
     /// The store failed while checking the token.
     #[error(transparent)]
     Store(#[from] Error),
@@ -182,6 +198,7 @@ impl TokenError {
             TokenError::Unknown => "unknown_token",
             TokenError::AlreadyUsed { .. } => "token_already_used",
             TokenError::Expired { .. } => "token_expired",
+            TokenError::Revoked { .. } => "token_revoked",
             TokenError::Store(_) => "store_error",
         }
     }

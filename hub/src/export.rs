@@ -83,6 +83,8 @@ const SEVERITY_DENY: u8 = 5;
 /// SD-ID of the structured data. 32473 is the example enterprise number
 /// reserved for documentation (RFC 5612); replace it if Ewii registers one.
 const SD_ID: &str = "ewii@32473";
+/// MSGID of an audit record.
+const MSGID: &str = "tool_call";
 /// Record fields copied into the structured data, after `seq` and
 /// `decision`.
 const SD_FIELDS: [&str; 4] = ["workspace", "deployment", "agent", "tool"];
@@ -447,7 +449,7 @@ impl Sink {
                 let lines: Vec<Vec<u8>> = batch
                     .iter()
                     .map(|r| {
-                        let mut line = export_object(r).to_string().into_bytes();
+                        let mut line = json_text(&export_object(r)).into_bytes();
                         line.push(b'\n');
                         line
                     })
@@ -684,8 +686,20 @@ fn export_object(record: &ExportRecord) -> Value {
 /// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID tool_call [ewii@32473 …] BOM JSON`.
 ///
 /// Facility 13 (log audit); severity 6 (informational) for `allow`, 5
-/// (notice) otherwise. Header fields are reduced to printable US-ASCII
-/// (others become `_`) and cut to their RFC lengths; empty ones are `-`.
+/// (notice) otherwise. Every part is made safe here, whatever the record
+/// holds (tool names and arguments come from agents), so that one record
+/// is always exactly one line and one frame and nothing in it can pose as
+/// another record (a `\n<110>1 …` inside a value):
+///
+/// - header fields: PRINTUSASCII only (others become
+///   `_`), cut to their §6 lengths, `-` when empty;
+/// - PARAM-VALUEs: `"`, `\` and `]` escaped (§6.3.3), line
+///   breaking characters written as `\uXXXX`, cut to
+///   [`SD_VALUE_MAX`] octets; SD-NAMEs are constants checked by a test;
+/// - the MSG ([`json_text`]): JSON, with the characters JSON leaves raw
+///   that break lines (DEL, C1 including NEL, U+2028, U+2029) escaped too.
+///
+/// The frame length (RFC 6587) is counted on this finished string.
 pub fn syslog_message(record: &ExportRecord, app_name: &str, hostname: &str) -> String {
     let severity = if record.decision == "allow" {
         SEVERITY_ALLOW
@@ -697,10 +711,11 @@ pub fn syslog_message(record: &ExportRecord, app_name: &str, hostname: &str) -> 
     let hostname = header_field(hostname, 255);
     let app_name = header_field(app_name, 48);
     let procid = header_field(&std::process::id().to_string(), 128);
+    let msgid = header_field(MSGID, 32);
     let mut sd = format!(
         "[{SD_ID} seq=\"{}\" decision=\"{}\"",
         record.seq,
-        sd_escape(&record.decision)
+        sd_value(&record.decision)
     );
     for field in SD_FIELDS {
         let value = match record.json.get(field) {
@@ -708,13 +723,13 @@ pub fn syslog_message(record: &ExportRecord, app_name: &str, hostname: &str) -> 
             Some(v @ (Value::Number(_) | Value::Bool(_))) => v.to_string(),
             _ => continue,
         };
-        sd.push_str(&format!(" {field}=\"{}\"", sd_escape(&value)));
+        sd.push_str(&format!(" {field}=\"{}\"", sd_value(&value)));
     }
     sd.push(']');
     // §6.4: a MSG that is UTF-8 starts with the BOM.
     format!(
-        "<{pri}>1 {timestamp} {hostname} {app_name} {procid} tool_call {sd} \u{FEFF}{}",
-        export_object(record)
+        "<{pri}>1 {timestamp} {hostname} {app_name} {procid} {msgid} {sd} \u{FEFF}{}",
+        json_text(&export_object(record))
     )
 }
 
@@ -728,9 +743,12 @@ fn syslog_timestamp(time_ms: i64) -> String {
     }
 }
 
-/// An RFC 5424 header field: PRINTUSASCII (33–126), at most `max` octets,
-/// `-` (NILVALUE) when empty.
+/// An RFC 5424 header field (§6): PRINTUSASCII (33–126), so no space,
+/// control character or non-ASCII (each becomes `_`), at most `max`
+/// octets, `-` (NILVALUE) when empty.
 fn header_field(value: &str, max: usize) -> String {
+    // Every kept character is one ASCII octet, so `max` characters are
+    // `max` octets.
     let field: String = value
         .chars()
         .map(|c| if c.is_ascii_graphic() { c } else { '_' })
@@ -743,14 +761,84 @@ fn header_field(value: &str, max: usize) -> String {
     }
 }
 
-/// §6.3.3: `"`, `\` and `]` in a PARAM-VALUE are escaped with `\`.
-fn sd_escape(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
+/// Whether `c` can end a line for some reader: the C0 and C1 controls and
+/// DEL (Unicode `Cc`, NEL U+0085 among them) and the Unicode line and
+/// paragraph separators. None of them may reach a log raw.
+pub fn breaks_lines(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{2028}' | '\u{2029}')
+}
+
+/// Longest PARAM-VALUE, in octets after escaping (the whole value is in
+/// the JSON MSG; the structured data is for indexing).
+pub const SD_VALUE_MAX: usize = 256;
+
+/// An SD PARAM-VALUE (§6.3.3): `"`, `\` and `]` escaped with `\`;
+/// characters that [`breaks_lines`] written as `\uXXXX` (a backslash of
+/// the value itself is always doubled, so this cannot be confused with
+/// the value's own text); at most [`SD_VALUE_MAX`] octets, a cut value
+/// ending in `…`.
+fn sd_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len().min(SD_VALUE_MAX));
+    let mut piece = String::new();
     for c in value.chars() {
+        piece.clear();
         if matches!(c, '"' | '\\' | ']') {
-            out.push('\\');
+            piece.push('\\');
+            piece.push(c);
+        } else if breaks_lines(c) {
+            piece.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            piece.push(c);
         }
-        out.push(c);
+        if out.len() + piece.len() > SD_VALUE_MAX - '…'.len_utf8() {
+            out.push('…');
+            return out;
+        }
+        out.push_str(&piece);
+    }
+    out
+}
+
+/// A short, single-line rendering of an untrusted string for a log, an
+/// audit record or an error message: at most `max_chars` of its
+/// characters, those that [`breaks_lines`] and `\` written as `\uXXXX`,
+/// and when cut, `…` and the full length in bytes. For a value too bad to
+/// keep whole (a tool name of a megabyte, or with line breaks).
+pub fn log_excerpt(value: &str, max_chars: usize) -> String {
+    let mut out = String::new();
+    let mut chars = value.chars();
+    for c in chars.by_ref().take(max_chars) {
+        if breaks_lines(c) || c == '\\' {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
+    }
+    if chars.next().is_some() {
+        out.push_str(&format!("… ({} bytes)", value.len()));
+    }
+    out
+}
+
+/// `value` as one line of JSON for a log: `serde_json` escapes `"`, `\`
+/// and C0 controls, and this escapes the rest of what [`breaks_lines`]
+/// (DEL, C1, U+2028, U+2029) as `\uXXXX`. Those characters can only occur
+/// inside JSON strings, where the escape means the same character, so the
+/// value reads back unchanged. Used by every sink: a JSON lines reader
+/// that splits on Unicode line breaks (Python's `str.splitlines`, some
+/// SIEM agents) would otherwise see one record as two.
+pub fn json_text(value: &Value) -> String {
+    let raw = value.to_string();
+    if !raw.chars().any(breaks_lines) {
+        return raw;
+    }
+    let mut out = String::with_capacity(raw.len() + 16);
+    for c in raw.chars() {
+        if breaks_lines(c) {
+            out.push_str(&format!("\\u{:04x}", u32::from(c)));
+        } else {
+            out.push(c);
+        }
     }
     out
 }
@@ -1092,8 +1180,12 @@ struct HttpsPoster {
 
 impl HttpsPoster {
     async fn send(&self, batch: &[ExportRecord]) -> Result<(), ExportError> {
-        let objects: Vec<Value> = batch.iter().map(export_object).collect();
-        let mut request = self.client.post(&self.url).json(&objects);
+        let objects = Value::Array(batch.iter().map(export_object).collect());
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(json_text(&objects));
         if let Some(token) = &self.bearer {
             // bearer_auth marks the header sensitive.
             request = request.bearer_auth(token.expose());
@@ -1543,6 +1635,214 @@ mod tests {
         assert_eq!(m.pri, 110);
         assert_eq!(m.header[2].len(), 255);
         assert_eq!(syslog_timestamp(i64::MAX), "-");
+    }
+
+    // ---- escaping: nothing an agent sends can break a record's line
+
+    /// Every character that [`breaks_lines`] must catch: C0, DEL, C1
+    /// (NEL among them), U+2028, U+2029.
+    fn line_breakers() -> Vec<char> {
+        (0u32..0x20)
+            .chain(0x7f..=0x9f)
+            .chain([0x2028, 0x2029])
+            .map(|c| char::from_u32(c).unwrap())
+            .collect()
+    }
+
+    /// What a line-oriented reader may split on: `str::lines` and, wider,
+    /// Python's `str.splitlines` (which adds VT, FF, FS, GS, RS, NEL,
+    /// U+2028, U+2029).
+    fn splits_lines(text: &str) -> bool {
+        text.chars().any(|c| {
+            matches!(
+                c,
+                '\n' | '\r' | '\u{0b}' | '\u{0c}' | '\u{1c}'
+                    ..='\u{1e}' | '\u{85}' | '\u{2028}' | '\u{2029}'
+            )
+        })
+    }
+
+    /// A PARAM-VALUE as an RFC 5424 receiver reads it: up to the first
+    /// unescaped `"`, with `\"`, `\\` and `\]` unescaped. Returns the value
+    /// and what follows the closing quote.
+    fn read_param_value(sd: &str) -> (String, &str) {
+        let mut value = String::new();
+        let mut chars = sd.char_indices();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '"' => return (value, &sd[i + 1..]),
+                '\\' => match chars.clone().next() {
+                    Some((_, n @ ('"' | '\\' | ']'))) => {
+                        value.push(n);
+                        chars.next();
+                    }
+                    _ => value.push('\\'),
+                },
+                c => value.push(c),
+            }
+        }
+        panic!("unterminated PARAM-VALUE: {sd}")
+    }
+
+    #[test]
+    fn breaks_lines_is_every_control_and_unicode_separator() {
+        for c in line_breakers() {
+            assert!(breaks_lines(c), "U+{:04X}", u32::from(c));
+        }
+        for c in (' '..='~').chain(['é', '\u{a0}', '\u{feff}', '€', '😀']) {
+            assert!(!breaks_lines(c), "U+{:04X}", u32::from(c));
+        }
+    }
+
+    #[test]
+    fn sd_value_escapes_specials_and_every_line_breaker() {
+        assert_eq!(sd_value(r#"a"b\c]d"#), r#"a\"b\\c\]d"#);
+        assert_eq!(sd_value("é ok"), "é ok", "UTF-8 stays as is (§6.3.3)");
+        for c in line_breakers() {
+            let escaped = sd_value(&format!("x{c}y"));
+            assert_eq!(escaped, format!("x\\u{:04x}y", u32::from(c)));
+            assert!(!escaped.chars().any(breaks_lines));
+        }
+        // A value's own `\u000a` text stays distinguishable from an
+        // escaped line feed: its backslash is doubled.
+        assert_eq!(sd_value("\\u000a"), "\\\\u000a");
+        assert_ne!(sd_value("\\u000a"), sd_value("\n"));
+
+        // Cut to SD_VALUE_MAX octets, never inside an escape: the receiver
+        // still finds the closing quote right after the value.
+        for big in [
+            "a".repeat(1 << 20),
+            "\\".repeat(1000),
+            "]".repeat(1000),
+            "\n".repeat(1000),
+            "é".repeat(1000),
+            format!("{}\"", "a".repeat(SD_VALUE_MAX - 4)),
+        ] {
+            let v = sd_value(&big);
+            assert!(v.len() <= SD_VALUE_MAX, "{} octets", v.len());
+            assert!(v.ends_with('…'), "{v}");
+            let framed = format!("{v}\" rest");
+            let (read, after) = read_param_value(&framed);
+            assert_eq!(after, " rest", "{v}");
+            assert!(read.ends_with('…'));
+        }
+        let fits = "a".repeat(200);
+        assert_eq!(sd_value(&fits), fits, "short values are kept whole");
+    }
+
+    #[test]
+    fn header_fields_are_printusascii_within_their_lengths() {
+        assert_eq!(header_field("a b\tc\u{85}é\u{2028}d", 255), "a_b_c___d");
+        assert_eq!(header_field("", 48), "-");
+        for c in line_breakers() {
+            let f = header_field(&format!("h{c}x"), 255);
+            assert_eq!(f, "h_x", "U+{:04X}", u32::from(c));
+        }
+        let f = header_field(&"é".repeat(300), 48);
+        assert_eq!(f.len(), 48);
+        assert!(f.bytes().all(|b| (33..=126).contains(&b)));
+        let f = header_field(&"h".repeat(300), 255);
+        assert_eq!(f.len(), 255);
+    }
+
+    /// An SD-NAME (§6.3.2, §6.3.3): 1 to 32 PRINTUSASCII octets except `=`,
+    /// space, `]` and `"`.
+    fn is_sd_name(name: &str) -> bool {
+        (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b'=' | b']' | b'"'))
+    }
+
+    #[test]
+    fn sd_names_and_msgid_follow_rfc5424() {
+        for name in [SD_ID, "seq", "decision"].into_iter().chain(SD_FIELDS) {
+            assert!(is_sd_name(name), "{name}");
+        }
+        for bad in ["", "a=b", "a b", "a]", "a\"", "é", &"n".repeat(33)] {
+            assert!(!is_sd_name(bad), "{bad:?}");
+        }
+        assert_eq!(header_field(MSGID, 32), MSGID);
+    }
+
+    #[test]
+    fn json_text_is_one_line_and_reads_back_unchanged() {
+        let nasty: String = line_breakers().into_iter().collect::<String>() + "\"\\]é";
+        let value = json!({ "tool": nasty, "arguments": { nasty.clone(): [nasty.clone()] } });
+        let text = json_text(&value);
+        assert!(!text.chars().any(breaks_lines), "{text}");
+        assert!(!splits_lines(&text), "{text}");
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+        assert_eq!(json_text(&json!({"a": "b"})), r#"{"a":"b"}"#);
+    }
+
+    #[test]
+    fn log_excerpt_is_short_escaped_and_says_how_long() {
+        let huge = "x".repeat(1 << 20);
+        let e = log_excerpt(&huge, 32);
+        assert_eq!(e, format!("{}… (1048576 bytes)", "x".repeat(32)));
+        let e = log_excerpt("eu_x\r\n<110>1 \\", 32);
+        assert_eq!(e, "eu_x\\u000d\\u000a<110>1 \\u005c");
+        assert!(!splits_lines(&e));
+        assert_eq!(log_excerpt("eu_shop_query", 32), "eu_shop_query");
+    }
+
+    #[test]
+    fn a_forged_record_is_still_one_rfc5424_line() {
+        let forged = "eu_x\r\n<110>1 2026-01-01T00:00:00Z forged ewii - - - decision=allow";
+        let mut r = record(7, "deny");
+        r.json["tool"] = json!(forged);
+        r.json["agent"] = json!("bot\u{2028}\u{85}\"]\\");
+        r.json["statement"] = json!("SELECT 1\n<110>1 - - - - - decision=allow\u{2029}");
+        let msg = syslog_message(&r, "ewii\nhub", "host\r\n<110>1");
+        assert!(!msg.chars().any(breaks_lines), "{msg:?}");
+        assert!(!splits_lines(&msg));
+        assert!(msg.starts_with("<109>1 "));
+        let m = parse_syslog(&msg);
+        assert_eq!(m.header[2], "host__<110>1");
+        assert_eq!(m.header[3], "ewii_hub");
+        assert_eq!(m.header[5], "tool_call");
+        // The JSON MSG reads back exactly what was recorded.
+        assert_eq!(m.json["tool"], forged);
+        assert_eq!(m.json["statement"], r.json["statement"]);
+        // The structured data reads back field by field.
+        let (_, rest) = m.sd.split_once(" agent=\"").unwrap();
+        let (agent, rest) = read_param_value(rest);
+        assert_eq!(agent, "bot\\u2028\\u0085\"]\\");
+        let (_, rest) = rest.split_once(" tool=\"").unwrap();
+        let (tool, rest) = read_param_value(rest);
+        assert_eq!(
+            tool,
+            "eu_x\\u000d\\u000a<110>1 2026-01-01T00:00:00Z forged ewii - - - decision=allow"
+        );
+        assert_eq!(rest, "]");
+    }
+
+    #[tokio::test]
+    async fn jsonl_keeps_a_record_with_line_separators_on_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let config = SinkConfig::Jsonl {
+            path: path.clone(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            keep: 1,
+        };
+        let mut r = record(1, "allow");
+        r.json["tool"] = json!("a\u{2028}b\u{2029}c\u{85}d\u{7f}e\n");
+        let mut sink = Sink::open(&config).await.unwrap();
+        sink.send(&[r.clone(), record(2, "deny")]).await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            !text.chars().any(|c| c != '\n' && breaks_lines(c)),
+            "{text:?}"
+        );
+        assert_eq!(text.matches('\n').count(), 2, "{text:?}");
+        for c in ['\u{2028}', '\u{2029}', '\u{85}', '\u{7f}'] {
+            assert!(!text.contains(c), "U+{:04X} raw in {text:?}", u32::from(c));
+        }
+        let objects = read_jsonl(&path);
+        assert_eq!(objects.len(), 2);
+        assert_eq!(objects[0], export_object(&r));
     }
 
     #[test]

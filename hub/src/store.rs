@@ -11,6 +11,13 @@
 //! race between replicas are single statements whose outcome the database
 //! decides: unique constraints for names, and one conditional
 //! `UPDATE … RETURNING` for enrolment tokens.
+//!
+//! An enrolment token is single use, expires, and dies with a revoke of
+//! its deployment: [`Store::revoke_deployment`] marks every outstanding
+//! token of the deployment revoked in the revoke's own transaction, so a
+//! token issued before a revoke can never undo it
+//! ([`TokenError::Revoked`], `token_revoked`); only a token issued after
+//! the revoke (`ewii-hub deployment token`) brings the deployment back.
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -455,7 +462,9 @@ impl Store {
     }
 
     /// Issues a new enrolment token for an existing deployment (earlier
-    /// unused tokens stay valid until they expire).
+    /// unused tokens stay valid until they expire, or until the deployment
+    /// is revoked). After `ewii-hub revoke --deployment`, this is how the
+    /// deployment comes back: only a token issued after the revoke enrols.
     pub async fn issue_enrolment_token(
         &self,
         workspace: &str,
@@ -578,10 +587,18 @@ impl Store {
     /// Spends an enrolment token at time `now` and returns its deployment.
     ///
     /// Atomic across connections and replicas: one conditional
-    /// `UPDATE … WHERE used_at IS NULL AND expires_at > now RETURNING`, so
-    /// of two concurrent uses exactly one wins. A refused token is
-    /// [`TokenError::Unknown`], [`TokenError::AlreadyUsed`] or
-    /// [`TokenError::Expired`].
+    /// `UPDATE … WHERE used_at IS NULL AND revoked_at IS NULL AND
+    /// expires_at > now RETURNING`, so of two concurrent uses exactly one
+    /// wins. Spending the token and lifting the deployment's revocation
+    /// are one transaction, which touches the token row first as
+    /// [`Store::revoke_deployment`] does: a revoke and an enrolment racing
+    /// are serialised by that row, and whichever commits last decides (a
+    /// revoke committed after the enrolment leaves the deployment revoked;
+    /// one committed before has invalidated the token).
+    ///
+    /// A refused token is [`TokenError::Unknown`],
+    /// [`TokenError::AlreadyUsed`], [`TokenError::Revoked`] (issued before
+    /// a revoke of its deployment) or [`TokenError::Expired`].
     pub async fn consume_enrolment_token(
         &self,
         token: &str,
@@ -589,28 +606,33 @@ impl Store {
     ) -> Result<Deployment, TokenError> {
         let hash = tokens::secret_hash(token);
         let now = unix(now);
+        let mut tx = self.pool.begin().await.map_err(Error::from)?;
         let won = sqlx::query(
             "UPDATE enrolment_tokens SET used_at = $1 \
-             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING deployment_id",
+             WHERE token_hash = $2 AND used_at IS NULL AND revoked_at IS NULL \
+             AND expires_at > $1 RETURNING deployment_id",
         )
         .bind(now)
         .bind(&hash)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(Error::from)?;
         if let Some(row) = won {
             let deployment_id: String = row.try_get("deployment_id").map_err(Error::from)?;
-            // A new token is how a revoked deployment comes back.
-            if self.clear_deployment_revocation(&deployment_id).await? {
+            // A token issued after the revoke is how a revoked deployment
+            // comes back.
+            let lifted = revocation::lift_deployment_revocation(&mut tx, &deployment_id).await?;
+            tx.commit().await.map_err(Error::from)?;
+            if lifted {
                 tracing::info!(deployment = %deployment_id, "revocation lifted by a new enrolment");
             }
             return Ok(self.deployment_by_id(&deployment_id).await?);
         }
+        tx.rollback().await.map_err(Error::from)?;
         // Refused: say why. This read cannot change the outcome; the
         // UPDATE above already decided it.
         let row = sqlx::query(
-            "SELECT t.used_at, w.name AS workspace, d.name AS deployment \
+            "SELECT t.used_at, t.revoked_at, w.name AS workspace, d.name AS deployment \
              FROM enrolment_tokens t \
              JOIN deployments d ON d.id = t.deployment_id \
              JOIN workspaces w ON w.id = d.workspace_id \
@@ -624,10 +646,18 @@ impl Store {
             return Err(TokenError::Unknown);
         };
         let used_at: Option<i64> = row.try_get("used_at").map_err(Error::from)?;
+        let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(Error::from)?;
         let workspace: String = row.try_get("workspace").map_err(Error::from)?;
         let deployment: String = row.try_get("deployment").map_err(Error::from)?;
         Err(if used_at.is_some() {
             TokenError::AlreadyUsed {
+                workspace,
+                deployment,
+            }
+        } else if revoked_at.is_some() {
+            // Checked before expiry: "revoked" names the real reason and
+            // the same next step.
+            TokenError::Revoked {
                 workspace,
                 deployment,
             }

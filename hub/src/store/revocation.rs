@@ -1,11 +1,20 @@
 //! Revocation state, issued SVIDs and the revocation webhooks' outbox.
 //!
 //! Revoking writes, in one transaction: the revoked serials, the
-//! deployment's `revoked_at` (for a deployment revoke), a bump of the
+//! deployment's `revoked_at` and the invalidation of its outstanding
+//! enrolment tokens (for a deployment revoke), a bump of the
 //! `revocation` revision that serving hubs poll, and one outbox row per
 //! webhook that wants the event. A serving hub therefore learns of a
 //! revocation made by the CLI or another replica within one poll, and a
 //! webhook is delivered even if no hub was running when it was revoked.
+//!
+//! A revoked deployment comes back only by enrolling with a token issued
+//! *after* the revoke: tokens issued before it are invalidated with it
+//! (refused as `token_revoked`), so a token lying around from before (a
+//! spare one, one copied into a compose file) cannot undo the revoke. A
+//! revoke by serial (`revoke --svid`) revokes that SVID only: the
+//! deployment is not revoked, so its tokens stay as they were (enrolling
+//! again gets a new serial; the revoked one stays revoked).
 
 use std::collections::HashSet;
 use std::time::SystemTime;
@@ -50,6 +59,9 @@ pub struct Revoked {
     pub serials: Vec<String>,
     /// Webhook deliveries queued.
     pub webhooks: usize,
+    /// Outstanding enrolment tokens of the deployment this revoke
+    /// invalidated (always 0 for a revoke by serial).
+    pub tokens_revoked: u64,
     /// When, Unix seconds.
     pub revoked_at: i64,
 }
@@ -181,7 +193,9 @@ impl Store {
     }
 
     /// Revokes a deployment: every SVID the hub issued it, and any other
-    /// SVID of its SPIFFE ID, until it enrols again with a new token.
+    /// SVID of its SPIFFE ID, until it enrols again with a token issued
+    /// after this revoke. Its outstanding enrolment tokens are invalidated
+    /// in the same transaction.
     pub async fn revoke_deployment(
         &self,
         workspace: &str,
@@ -199,6 +213,19 @@ impl Store {
             })?;
         let at = unix(now);
         let mut tx = self.pool.begin().await?;
+        // First, so that this transaction takes the token rows before the
+        // deployment row, in the order an enrolment does: the two are
+        // serialised, never deadlocked (see `consume_enrolment_token`).
+        let tokens_revoked = sqlx::query(
+            "UPDATE enrolment_tokens SET revoked_at = $1 \
+             WHERE deployment_id = $2 AND used_at IS NULL AND revoked_at IS NULL \
+             AND expires_at > $1",
+        )
+        .bind(at)
+        .bind(&dep.id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
         let fresh: Vec<String> = sqlx::query(
             "SELECT serial FROM svids WHERE deployment_id = $1 \
              AND serial NOT IN (SELECT serial FROM revoked_serials) ORDER BY issued_at",
@@ -234,6 +261,7 @@ impl Store {
             spiffe_id: Some(dep.spiffe_id.to_string()),
             serials: fresh,
             webhooks: 0,
+            tokens_revoked,
             revoked_at: at,
         };
         let body = serde_json::json!({
@@ -289,6 +317,7 @@ impl Store {
             spiffe_id: None,
             serials: Vec::new(),
             webhooks: 0,
+            tokens_revoked: 0,
             revoked_at: at,
         };
         let (dep_id, ws_id) = match &owner {
@@ -332,28 +361,6 @@ impl Store {
         }
         tx.commit().await?;
         Ok(revoked)
-    }
-
-    /// Lifts a deployment's revocation (its revoked serials stay revoked):
-    /// done when it enrols again with a new token.
-    pub(super) async fn clear_deployment_revocation(
-        &self,
-        deployment_id: &str,
-    ) -> Result<bool, Error> {
-        let mut tx = self.pool.begin().await?;
-        let changed = sqlx::query(
-            "UPDATE deployments SET revoked_at = NULL, revoked_reason = NULL \
-             WHERE id = $1 AND revoked_at IS NOT NULL",
-        )
-        .bind(deployment_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if changed > 0 {
-            bump(&mut tx, REVOCATION).await?;
-        }
-        tx.commit().await?;
-        Ok(changed > 0)
     }
 
     /// The revocation revision: changes whenever the revocation state does.
@@ -609,6 +616,27 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Lifts a deployment's revocation (its revoked serials stay revoked),
+/// inside the transaction that spends a token issued after the revoke.
+/// Whether it was revoked.
+pub(super) async fn lift_deployment_revocation(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    deployment_id: &str,
+) -> Result<bool, Error> {
+    let changed = sqlx::query(
+        "UPDATE deployments SET revoked_at = NULL, revoked_reason = NULL \
+         WHERE id = $1 AND revoked_at IS NOT NULL",
+    )
+    .bind(deployment_id)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if changed > 0 {
+        bump(tx, REVOCATION).await?;
+    }
+    Ok(changed > 0)
 }
 
 async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> Result<(), Error> {
