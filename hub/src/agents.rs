@@ -18,8 +18,11 @@
 //!   naming the rule. `tools/list` leaves out what the policy forbids by
 //!   name (deployments, databases, tools).
 //! - Every call, allowed or denied, is written to the audit trail
-//!   ([`crate::audit`]) before its result is released; a result that could
-//!   not be audited is withheld.
+//!   ([`crate::audit`]): a call that crosses a tunnel has its intent
+//!   written before it is sent (no intent, not sent) and its outcome
+//!   before its result is released; any other call has its decision
+//!   written before the answer. A result that could not be audited is
+//!   withheld.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
@@ -341,13 +344,21 @@ impl AgentService {
         }
         let mut params = CallToolRequestParams::new(tool.to_owned());
         params.arguments = arguments;
-        let ticket = crate::upstream::new_ticket();
+        // The call's id is its ticket: the request the client signs a
+        // receipt for carries the id its audit records share.
+        let ticket = record.call_id.clone();
         let mut meta = rmcp::model::RequestMetaObject::new();
         meta.insert(
             TICKET_META.into(),
             serde_json::Value::String(ticket.clone()),
         );
         params.meta = Some(meta);
+        // The intent is durable before the call crosses the tunnel: a call
+        // the hub cannot audit is not sent, so nothing runs unaudited.
+        if let Err(e) = self.hub.audit.record_intent(record).await {
+            tracing::error!(error = %e, agent = %agent.name, tool = %request.name, "call not audited; not sent");
+            return (Err(not_audited(deployment)), NOT_AUDITED);
+        }
         let upstream = live.upstream();
         let call = upstream.call_tool_once(params);
         let outcome = tokio::select! {
@@ -442,7 +453,7 @@ impl AgentService {
             ),
             None,
         );
-        let mut record = AuditRecord::started(SystemTime::now());
+        let mut record = AuditRecord::started(SystemTime::now(), crate::upstream::new_ticket());
         record.workspace = agent.workspace.clone();
         record.agent = agent.name.clone();
         record.agent_id = agent.id.clone();
@@ -468,6 +479,21 @@ impl AgentService {
         }
         Err(error)
     }
+}
+
+/// The outcome label of a call that was not sent because its intent could
+/// not be written.
+const NOT_AUDITED: &str = "not_audited";
+
+fn not_audited(deployment: &str) -> ErrorData {
+    ErrorData::internal_error(
+        format!(
+            "the hub could not write this call to its audit trail, so it was not sent to \
+             deployment '{deployment}': nothing ran there. Retry later; if this persists, the \
+             operator should check the hub's store"
+        ),
+        None,
+    )
 }
 
 fn offline(deployment: &str) -> CallToolResult {
@@ -546,7 +572,7 @@ impl ServerHandler for AgentService {
             return self.refuse_tool_name(&agent, &request).await;
         }
         let started = Instant::now();
-        let mut record = AuditRecord::started(SystemTime::now());
+        let mut record = AuditRecord::started(SystemTime::now(), crate::upstream::new_ticket());
         record.workspace = agent.workspace.clone();
         record.agent = agent.name.clone();
         record.agent_id = agent.id.clone();
@@ -564,7 +590,13 @@ impl ServerHandler for AgentService {
             Err(e) => json_len(e),
         };
         self.hub.metrics.call(outcome, elapsed);
-        // Durable before the result is released.
+        if outcome == NOT_AUDITED {
+            // The store refused the intent and nothing was sent: there is
+            // no result to withhold, only the error saying so.
+            return result;
+        }
+        // The outcome (or the decision) is durable before the result is
+        // released.
         if let Err(e) = self.hub.audit.record(record).await {
             tracing::error!(error = %e, agent = %agent.name, tool = %request.name, "call not audited; result withheld");
             return Err(ErrorData::internal_error(

@@ -1,18 +1,40 @@
-//! The audit trail: one record per agent `tools/call`, allowed or denied,
-//! hash-chained in the store ([`crate::store::audit`]) and durable before
-//! the agent sees the response.
+//! The audit trail: hash-chained records of every agent `tools/call`,
+//! allowed or denied, in the store ([`crate::store::audit`]).
 //!
-//! Calls hand their record to [`AuditLog::record`] and wait for it. One
-//! writer task takes every record waiting at that moment and appends them
-//! in one transaction (group commit), so concurrent calls share a commit
-//! instead of queueing for one each. If the store cannot take the record,
-//! the call's response is withheld: nothing is released unaudited.
+//! A call that will run a statement on a deployment gets two records:
+//!
+//! 1. its **intent** (`kind: "intent"`): who, what, where and the hub's
+//!    decision, committed *before* the call crosses the tunnel. If it
+//!    cannot be committed, the call is not sent: nothing runs unaudited.
+//! 2. its **outcome** (`kind: "outcome"`): the complete record of the call
+//!    (every field of the intent again, plus how it ended, rows, bytes,
+//!    duration and the client's receipt), with `intent_seq` naming the
+//!    intent. It is committed before the result is released; if it cannot
+//!    be, the result is withheld.
+//!
+//! A call that never crosses a tunnel (denied, unknown tool, deployment
+//! offline) gets one record, its **decision** (`kind: "decision"`), before
+//! the answer is released. Records written before intents existed have no
+//! `kind` and read as decisions.
+//!
+//! An intent without an outcome is honest, not broken: the call is still
+//! running, or the hub stopped (crashed, was killed) between the two
+//! commits, so the statement may or may not have run. `audit verify`
+//! accepts it and lists it; `audit tail` shows it as "no outcome recorded".
+//!
+//! Calls hand their records to [`AuditLog`] and wait for them. One writer
+//! task takes every record waiting at that moment and appends them in one
+//! transaction (group commit), so concurrent calls share a commit instead
+//! of queueing for one each.
 //!
 //! A record's fields:
 //!
 //! | field | meaning |
 //! |---|---|
 //! | `seq` | position in the chain, from 1 |
+//! | `kind` | `intent`, `outcome` or `decision` |
+//! | `call_id` | the call's id, the same in its intent and its outcome (also the ticket sent with the routed request) |
+//! | `intent_seq` | in an outcome: the `seq` of its intent |
 //! | `time`, `time_ms` | when the call arrived (RFC 3339 UTC, Unix ms) |
 //! | `workspace`, `agent`, `agent_id` | who called |
 //! | `tool` | the tool name the agent called (`eu_shop_query`) |
@@ -20,9 +42,9 @@
 //! | `spiffe_id`, `svid_serial` | the deployment's identity on that tunnel |
 //! | `statement`, `params`, `statement_class` | the SQL (literals replaced by `?` with `--audit-redact`, which also drops `params`) and its class |
 //! | `decision`, `rule` | `allow` or `deny`, and the policy rule that denied |
-//! | `outcome` | `ok`, `tool_error`, `denied`, `unknown_tool`, `offline`, `failed`, `cancelled` |
-//! | `rows`, `bytes_in`, `bytes_out`, `duration_ms` | size and time of the call |
-//! | `request_digest`, `response_digest`, `response_signature`, `signature_scheme` | the client's receipt: SHA-256 of the request and of the response as the adapter sent them, signed by the deployment's SVID key and verified by the hub before the response was released |
+//! | `outcome` | `ok`, `tool_error`, `denied`, `withheld`, `unknown_tool`, `offline`, `failed`, `cancelled` (not in intents) |
+//! | `rows`, `bytes_in`, `bytes_out`, `duration_ms` | size and time of the call (`rows`, `bytes_out`, `duration_ms` not in intents) |
+//! | `request_digest`, `response_digest`, `response_signature`, `signature_scheme` | the client's receipt: SHA-256 of the request and of the response as the adapter sent them, signed by the deployment's SVID key and verified by the hub before the response was released (not in intents) |
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -37,9 +59,62 @@ use crate::store::Store;
 /// Most records one group commit takes.
 pub const MAX_BATCH: usize = 256;
 
-/// One tool call, as recorded.
+/// What a record is (the `kind` field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordKind {
+    /// A call about to cross the tunnel, written before it does.
+    Intent,
+    /// How a call whose intent was written ended.
+    Outcome,
+    /// A call that never crossed a tunnel: its only record.
+    Decision,
+}
+
+impl RecordKind {
+    /// The kind of a stored record; records without `kind` predate intents
+    /// and are decisions.
+    pub fn of(record: &Value) -> Option<RecordKind> {
+        match record.get("kind").and_then(Value::as_str) {
+            None | Some("decision") => Some(RecordKind::Decision),
+            Some("intent") => Some(RecordKind::Intent),
+            Some("outcome") => Some(RecordKind::Outcome),
+            Some(_) => None,
+        }
+    }
+}
+
+/// The fields an intent carries: everything known before the call crosses
+/// the tunnel. The rest (outcome, sizes, duration, receipt) is not known
+/// yet and would only be zeros.
+const INTENT_FIELDS: [&str; 17] = [
+    "call_id",
+    "time",
+    "time_ms",
+    "workspace",
+    "agent",
+    "agent_id",
+    "tool",
+    "deployment",
+    "database",
+    "spiffe_id",
+    "svid_serial",
+    "statement",
+    "params",
+    "statement_class",
+    "decision",
+    "rule",
+    "bytes_in",
+];
+
+/// One tool call, as recorded. The same value is filled in as the call
+/// goes and written as its intent, and then as its outcome or decision.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AuditRecord {
+    /// The call's id, shared by its intent and its outcome.
+    pub call_id: String,
+    /// The `seq` of the call's intent, once it is durable.
+    pub intent_seq: Option<i64>,
     /// When the call arrived, RFC 3339 UTC with milliseconds.
     pub time: String,
     /// The same, Unix milliseconds.
@@ -91,26 +166,43 @@ pub struct AuditRecord {
 }
 
 impl AuditRecord {
-    /// A record of a call that arrived at `at`.
-    pub fn started(at: SystemTime) -> AuditRecord {
+    /// A record of a call `call_id` that arrived at `at`.
+    pub fn started(at: SystemTime, call_id: String) -> AuditRecord {
         let dt: chrono::DateTime<chrono::Utc> = at.into();
         AuditRecord {
+            call_id,
             time: dt.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
             time_ms: dt.timestamp_millis(),
             ..AuditRecord::default()
         }
     }
 
-    fn into_map(self) -> Map<String, Value> {
-        match serde_json::to_value(self) {
-            Ok(Value::Object(mut m)) => {
-                // Absent fields are left out rather than stored as null.
-                m.retain(|_, v| !v.is_null());
-                m
-            }
+    /// What the record is when written now: an outcome once its intent is
+    /// durable, a decision otherwise.
+    pub fn final_kind(&self) -> RecordKind {
+        if self.intent_seq.is_some() {
+            RecordKind::Outcome
+        } else {
+            RecordKind::Decision
+        }
+    }
+
+    /// The record as stored for `kind`.
+    fn to_map(&self, kind: RecordKind) -> Map<String, Value> {
+        let mut m = match serde_json::to_value(self) {
+            Ok(Value::Object(m)) => m,
             // A struct of strings and numbers always serialises to an object.
             _ => Map::new(),
+        };
+        // Absent fields are left out rather than stored as null.
+        m.retain(|_, v| !v.is_null());
+        if kind == RecordKind::Intent {
+            m.retain(|k, _| INTENT_FIELDS.contains(&k.as_str()));
         }
+        if let Ok(k) = serde_json::to_value(kind) {
+            m.insert("kind".into(), k);
+        }
+        m
     }
 }
 
@@ -149,7 +241,7 @@ impl AuditLog {
                         notify.notify_waiters();
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, records = records.len(), "audit records could not be written; their responses are withheld");
+                        tracing::error!(error = %e, records = records.len(), "audit records could not be written; their calls are not sent or their results withheld");
                         for done in waiting {
                             let _ = done.send(Err(e.to_string()));
                         }
@@ -160,11 +252,26 @@ impl AuditLog {
         Arc::new(AuditLog { queue, appended })
     }
 
-    /// Appends a record and waits until it is durable; its sequence number.
+    /// Appends the call's intent and waits until it is durable; on success
+    /// the record's `intent_seq` names it. Call this right before the call
+    /// crosses the tunnel, and send nothing if it fails.
+    pub async fn record_intent(&self, record: &mut AuditRecord) -> Result<i64, Error> {
+        let seq = self.append(record.to_map(RecordKind::Intent)).await?;
+        record.intent_seq = Some(seq);
+        Ok(seq)
+    }
+
+    /// Appends the call's last record (its outcome if its intent was
+    /// written, its decision otherwise) and waits until it is durable; its
+    /// sequence number.
     pub async fn record(&self, record: AuditRecord) -> Result<i64, Error> {
+        self.append(record.to_map(record.final_kind())).await
+    }
+
+    async fn append(&self, record: Map<String, Value>) -> Result<i64, Error> {
         let (done, wait) = oneshot::channel();
         self.queue
-            .send((record.into_map(), done))
+            .send((record, done))
             .await
             .map_err(|_| Error::Serve("the audit writer has stopped".into()))?;
         match wait.await {

@@ -83,11 +83,23 @@ const SEVERITY_DENY: u8 = 5;
 /// SD-ID of the structured data. 32473 is the example enterprise number
 /// reserved for documentation (RFC 5612); replace it if Ewii registers one.
 const SD_ID: &str = "ewii@32473";
-/// MSGID of an audit record.
+/// MSGID of a call's final audit record (its outcome, or the decision of a
+/// call that never crossed a tunnel): one per call.
 const MSGID: &str = "tool_call";
+/// MSGID of a call's intent record, committed before the call crossed the
+/// tunnel; its outcome follows with the same `call_id`. A SIEM rule that
+/// counts calls filters on `tool_call`.
+const MSGID_INTENT: &str = "tool_call_intent";
 /// Record fields copied into the structured data, after `seq` and
 /// `decision`.
-const SD_FIELDS: [&str; 4] = ["workspace", "deployment", "agent", "tool"];
+const SD_FIELDS: [&str; 6] = [
+    "kind",
+    "call_id",
+    "workspace",
+    "deployment",
+    "agent",
+    "tool",
+];
 
 /// One audit record, as an exporter reads it.
 #[derive(Clone, Debug, PartialEq)]
@@ -683,7 +695,8 @@ fn export_object(record: &ExportRecord) -> Value {
 }
 
 /// An RFC 5424 message for `record`:
-/// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID tool_call [ewii@32473 …] BOM JSON`.
+/// `<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID tool_call [ewii@32473 …] BOM JSON`
+/// (`tool_call_intent` for an intent record).
 ///
 /// Facility 13 (log audit); severity 6 (informational) for `allow`, 5
 /// (notice) otherwise. Every part is made safe here, whatever the record
@@ -711,7 +724,8 @@ pub fn syslog_message(record: &ExportRecord, app_name: &str, hostname: &str) -> 
     let hostname = header_field(hostname, 255);
     let app_name = header_field(app_name, 48);
     let procid = header_field(&std::process::id().to_string(), 128);
-    let msgid = header_field(MSGID, 32);
+    let intent = record.json.get("kind").and_then(Value::as_str) == Some("intent");
+    let msgid = header_field(if intent { MSGID_INTENT } else { MSGID }, 32);
     let mut sd = format!(
         "[{SD_ID} seq=\"{}\" decision=\"{}\"",
         record.seq,
@@ -1763,6 +1777,7 @@ mod tests {
             assert!(!is_sd_name(bad), "{bad:?}");
         }
         assert_eq!(header_field(MSGID, 32), MSGID);
+        assert_eq!(header_field(MSGID_INTENT, 32), MSGID_INTENT);
     }
 
     #[test]

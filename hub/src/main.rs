@@ -83,7 +83,8 @@ enum Command {
     /// statement classes an agent may use, row and rate limits.
     #[command(subcommand, after_help = POLICY_HELP)]
     Policy(PolicyCmd),
-    /// The audit trail: one hash-chained record per tool call.
+    /// The audit trail: hash-chained records of every tool call (intent and
+    /// outcome for calls sent to a deployment, one decision otherwise).
     #[command(subcommand)]
     Audit(AuditCmd),
 }
@@ -212,8 +213,10 @@ enum PolicyCmd {
 #[derive(Subcommand)]
 enum AuditCmd {
     /// Check the hash chain; names the first broken record. Exit code 3 if broken.
+    /// Intents without an outcome are listed, not broken: calls still running, or
+    /// calls the hub stopped in.
     Verify,
-    /// Print the last records.
+    /// Print the last records (`kind`: intent, outcome or decision).
     Tail {
         /// How many.
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -954,8 +957,22 @@ async fn audit(store: &Store, cmd: AuditCmd, json: bool) -> Result<()> {
             v @ Verification::Intact { .. } => {
                 if json {
                     print_json(&serde_json::to_value(&v)?)?;
-                } else if let Verification::Intact { records, head_hash } = v {
+                } else if let Verification::Intact {
+                    records,
+                    head_hash,
+                    open_intents,
+                } = v
+                {
                     println!("Audit trail intact: {records} record(s), head hash {head_hash}");
+                    if !open_intents.is_empty() {
+                        println!(
+                            "{} call(s) with an intent but no outcome recorded (records {}): \
+                             still running, or the hub stopped before they finished, so their \
+                             statement may or may not have run",
+                            open_intents.len(),
+                            seq_list(&open_intents)
+                        );
+                    }
                 }
             }
             v @ Verification::Broken { .. } => {
@@ -976,15 +993,24 @@ async fn audit(store: &Store, cmd: AuditCmd, json: bool) -> Result<()> {
         },
         AuditCmd::Tail { lines, follow } => {
             let mut last = 0;
-            for r in store.audit_tail(lines).await? {
-                print_record(&r.record, json);
+            let tail = store.audit_tail(lines).await?;
+            // The tail is the end of the chain: an intent whose outcome is
+            // not in it has none (yet).
+            let finished: std::collections::BTreeSet<i64> = tail
+                .iter()
+                .filter_map(|r| r.record.get("intent_seq").and_then(|v| v.as_i64()))
+                .collect();
+            for r in &tail {
+                print_record(&r.record, json, !finished.contains(&r.seq));
                 last = r.seq;
             }
             if follow {
                 loop {
                     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
                     for r in store.audit_after(last, 500).await? {
-                        print_record(&r.record, json);
+                        // Followed intents are in flight: their outcome
+                        // comes as its own line.
+                        print_record(&r.record, json, false);
                         last = r.seq;
                     }
                 }
@@ -994,7 +1020,18 @@ async fn audit(store: &Store, cmd: AuditCmd, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn print_record(r: &serde_json::Value, json: bool) {
+/// `1, 2, 3` (the first 20, then `…`).
+fn seq_list(seqs: &[i64]) -> String {
+    let mut out: Vec<String> = seqs.iter().take(20).map(i64::to_string).collect();
+    if seqs.len() > 20 {
+        out.push("…".into());
+    }
+    out.join(", ")
+}
+
+/// One record, as stored (`--json`) or as a line; `unfinished`: an intent
+/// whose outcome is not in the trail.
+fn print_record(r: &serde_json::Value, json: bool, unfinished: bool) {
     if json {
         println!("{r}");
         return;
@@ -1005,22 +1042,43 @@ fn print_record(r: &serde_json::Value, json: bool) {
         Some(rule) => format!("{} ({rule})", s("decision")),
         None => s("decision").to_owned(),
     };
-    println!(
-        "#{} {} {}/{} {} {} -> {} rows={} {}ms{}",
+    let statement = r
+        .get("statement")
+        .and_then(|v| v.as_str())
+        .map(|st| format!("  {st}"))
+        .unwrap_or_default();
+    let head = format!(
+        "#{} {} {}/{} {}",
         n("seq"),
         s("time"),
         s("workspace"),
         s("agent"),
         s("tool"),
-        decision,
-        s("outcome"),
-        n("rows"),
-        n("duration_ms"),
-        r.get("statement")
-            .and_then(|v| v.as_str())
-            .map(|st| format!("  {st}"))
-            .unwrap_or_default()
     );
+    match r.get("kind").and_then(|v| v.as_str()) {
+        Some("intent") => {
+            let status = if unfinished {
+                " -> no outcome recorded (still running, or the hub stopped before it finished)"
+            } else {
+                ""
+            };
+            println!("{head} intent {decision}{status}{statement}");
+        }
+        Some("outcome") => println!(
+            "{head} outcome {decision} -> {} rows={} {}ms (intent #{})",
+            s("outcome"),
+            n("rows"),
+            n("duration_ms"),
+            n("intent_seq"),
+        ),
+        // Decisions, and records from before intents existed.
+        _ => println!(
+            "{head} {decision} -> {} rows={} {}ms{statement}",
+            s("outcome"),
+            n("rows"),
+            n("duration_ms"),
+        ),
+    }
 }
 
 fn print_token(

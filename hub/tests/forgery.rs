@@ -270,9 +270,18 @@ async fn forged_tool_names_and_arguments_give_one_syslog_record_per_call(backend
         .await
         .unwrap()
         .unwrap();
-    let frames = syslog_frames(&mut conn, CALLS).await;
-    assert_eq!(frames.len(), CALLS, "one record per call: {frames:#?}");
+    // Two calls crossed the tunnel: each has an intent record before its
+    // outcome. Every call has exactly one final record (MSGID `tool_call`).
+    const RECORDS: usize = CALLS + 2;
+    let frames = syslog_frames(&mut conn, RECORDS).await;
+    assert_eq!(
+        frames.len(),
+        RECORDS,
+        "one record per audit record: {frames:#?}"
+    );
     let mut tools = Vec::new();
+    let mut finals = Vec::new();
+    let mut open_intent: Option<String> = None;
     for (i, frame) in frames.iter().enumerate() {
         // One line, one record: `<PRI>1 ` at the start and nowhere a line
         // could begin.
@@ -287,13 +296,34 @@ async fn forged_tool_names_and_arguments_give_one_syslog_record_per_call(backend
         );
         assert!(rest.starts_with("1 "), "{frame}");
         assert!(frame.len() < 8192, "frame {i} has {} bytes", frame.len());
+        let msgid = rest.split(' ').nth(5).unwrap_or_default();
         let json_at = frame.find('\u{feff}').expect("BOM before the JSON message") + 3;
         let body: Value = serde_json::from_str(&frame[json_at..]).unwrap();
         assert_eq!(body["seq"], i as i64 + 1, "{frame}");
-        tools.push(body["tool"].as_str().unwrap().to_owned());
         let decision = body["decision"].as_str().unwrap();
         assert_eq!(pri == "110", decision == "allow", "{frame}");
+        let call_id = body["call_id"].as_str().unwrap().to_owned();
+        assert!(
+            frame.contains(&format!("call_id=\"{call_id}\"")),
+            "the call id is in the structured data: {frame}"
+        );
+        if body["kind"] == "intent" {
+            assert_eq!(msgid, "tool_call_intent", "{frame}");
+            assert!(open_intent.replace(call_id).is_none(), "two open intents");
+            continue;
+        }
+        assert_eq!(msgid, "tool_call", "{frame}");
+        if body["kind"] == "outcome" {
+            assert_eq!(
+                open_intent.take(),
+                Some(call_id),
+                "outcome follows its intent"
+            );
+        }
+        tools.push(body["tool"].as_str().unwrap().to_owned());
+        finals.push(body);
     }
+    assert_eq!(finals.len(), CALLS, "exactly one final record per call");
     // The refused names are recorded as short escaped excerpts, denied by
     // the naming rule; the legitimate call's arguments read back intact.
     for (i, tool) in tools.iter().enumerate().take(4) {
@@ -312,18 +342,17 @@ async fn forged_tool_names_and_arguments_give_one_syslog_record_per_call(backend
     assert!(tools[1].ends_with(&format!("({} bytes)", huge.len())));
     assert_eq!(tools[4], "eu_shop_query");
     let stored = store.audit_after(0, 100).await.unwrap();
-    assert_eq!(stored.len(), CALLS);
+    assert_eq!(stored.len(), RECORDS);
     for r in &stored[..4] {
         let rec = &r.record;
         assert_eq!(rec["decision"], "deny", "{rec}");
         assert_eq!(rec["rule"], "tool_name", "{rec}");
         assert!(rec.to_string().len() < 4096, "a refused call stored {rec}");
     }
-    let legit = &stored[4].record;
+    let legit = &stored[5].record;
+    assert_eq!(legit["kind"], "outcome", "{legit}");
     assert_eq!(legit["params"], json!([nasty]), "{legit}");
-    let frame_json: Value =
-        serde_json::from_str(&frames[4][frames[4].find('\u{feff}').unwrap() + 3..]).unwrap();
-    assert_eq!(frame_json["params"], json!([nasty]));
+    assert_eq!(finals[4]["params"], json!([nasty]));
     assert!(matches!(
         store.verify_audit().await.unwrap(),
         ewii_hub::store::Verification::Intact { .. }

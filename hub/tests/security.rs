@@ -20,7 +20,7 @@ use ewii_hub::store::{RevocationReason, Verification};
 use ewii_tunnel::net::KeyMaterial;
 use serde_json::{Value, json};
 use serve_support::*;
-use support::Backend;
+use support::{Backend, raw_exec, raw_record};
 
 suite!(
     revoke_closes_the_link_and_refuses_reconnects_fast,
@@ -603,30 +603,6 @@ async fn read_only_is_enforced_by_each_fence_on_its_own(backend: &Backend) {
 
 // -- audit --------------------------------------------------------------------
 
-async fn raw_exec(backend: &Backend, sql: String) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&backend.url).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .execute(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
-}
-
-async fn raw_record(backend: &Backend, seq: i64) -> (String, String, String) {
-    sqlx::any::install_default_drivers();
-    let pool = sqlx::AnyPool::connect(&backend.url).await.unwrap();
-    let row = sqlx::query("SELECT record, prev_hash, hash FROM audit_log WHERE seq = $1")
-        .bind(seq)
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-    use sqlx::Row as _;
-    let out = (row.get(0), row.get(1), row.get(2));
-    pool.close().await;
-    out
-}
-
 fn verify_cli(backend: &Backend) -> (bool, String) {
     let out = backend.cli(&["audit", "verify"]);
     let text = format!(
@@ -654,8 +630,26 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
     let _ = call(&a, "eu_shop_list_tables", json!({})).await;
 
     let tail = store.audit_tail(10).await.unwrap();
-    assert_eq!(tail.len(), 4, "one record per call: {tail:?}");
-    let first = &tail[0].record;
+    // A call sent to a deployment: its intent, then its outcome (the whole
+    // record); any other call: one decision.
+    let kinds: Vec<_> = tail.iter().map(|r| r.record["kind"].clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "intent", "outcome", "decision", "decision", "intent", "outcome"
+        ],
+        "{tail:?}"
+    );
+    let intent = &tail[0].record;
+    assert_eq!(intent["decision"], "allow");
+    assert_eq!(intent["statement_class"], "read");
+    assert!(intent.get("outcome").is_none() && intent.get("rows").is_none());
+    let first = &tail[1].record;
+    assert_eq!(
+        (&first["call_id"], &first["intent_seq"]),
+        (&intent["call_id"], &json!(1))
+    );
+    assert_eq!(first["statement"], intent["statement"]);
     assert_eq!(first["decision"], "allow");
     assert_eq!(first["outcome"], "ok");
     assert_eq!(first["workspace"], "acme");
@@ -693,16 +687,16 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
             .verify(&forged, &signature)
             .is_err()
     );
-    assert_eq!(tail[1].record["decision"], "deny");
-    assert_eq!(tail[1].record["rule"], "statements");
-    assert_eq!(tail[1].record["statement_class"], json!(null));
-    assert_eq!(tail[2].record["outcome"], "unknown_tool");
-    assert_eq!(tail[3].record["outcome"], "ok");
+    assert_eq!(tail[2].record["decision"], "deny");
+    assert_eq!(tail[2].record["rule"], "statements");
+    assert_eq!(tail[2].record["statement_class"], json!(null));
+    assert_eq!(tail[3].record["outcome"], "unknown_tool");
+    assert_eq!(tail[5].record["outcome"], "ok");
 
     // Intact, from the library and the CLI.
     assert!(matches!(
         store.verify_audit().await.unwrap(),
-        Verification::Intact { records: 4, .. }
+        Verification::Intact { records: 6, .. }
     ));
     let (ok, text) = verify_cli(backend);
     assert!(ok && text.contains("intact"), "{text}");
@@ -712,16 +706,16 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     assert_eq!(lines.len(), 2);
-    assert_eq!(lines[1]["seq"], 4);
+    assert_eq!(lines[1]["seq"], 6);
 
-    // One changed byte in record 2.
-    let (rec, _, _) = raw_record(backend, 2).await;
+    // One changed byte in record 3.
+    let (rec, _, _) = raw_record(backend, 3).await;
     let changed = rec.replacen("statements", "statementz", 1);
     assert_ne!(changed, rec);
     raw_exec(
         backend,
         format!(
-            "UPDATE audit_log SET record = '{}' WHERE seq = 2",
+            "UPDATE audit_log SET record = '{}' WHERE seq = 3",
             changed.replace('\'', "''")
         ),
     )
@@ -732,17 +726,17 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
             reason,
             verified,
         } => {
-            assert_eq!((seq, verified), (2, 1), "{reason}");
+            assert_eq!((seq, verified), (3, 2), "{reason}");
             assert!(reason.contains("changed"), "{reason}");
         }
         v => panic!("tampering not detected: {v:?}"),
     }
     let (ok, text) = verify_cli(backend);
-    assert!(!ok && text.contains("record 2"), "{text}");
+    assert!(!ok && text.contains("record 3"), "{text}");
     raw_exec(
         backend,
         format!(
-            "UPDATE audit_log SET record = '{}' WHERE seq = 2",
+            "UPDATE audit_log SET record = '{}' WHERE seq = 3",
             rec.replace('\'', "''")
         ),
     )
@@ -753,25 +747,25 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
     ));
 
     // A deleted record in the middle, and the last one.
-    let (rec3, prev3, hash3) = raw_record(backend, 3).await;
-    raw_exec(backend, "DELETE FROM audit_log WHERE seq = 3".into()).await;
-    match store.verify_audit().await.unwrap() {
-        Verification::Broken { seq, .. } => assert_eq!(seq, 3),
-        v => panic!("deletion not detected: {v:?}"),
-    }
-    let (ok, text) = verify_cli(backend);
-    assert!(!ok && text.contains("record 3"), "{text}");
-    raw_exec(
-        backend,
-        format!(
-            "INSERT INTO audit_log (seq, record, prev_hash, hash) VALUES (3, '{}', '{prev3}', '{hash3}')",
-            rec3.replace('\'', "''")
-        ),
-    )
-    .await;
+    let (rec4, prev4, hash4) = raw_record(backend, 4).await;
     raw_exec(backend, "DELETE FROM audit_log WHERE seq = 4".into()).await;
     match store.verify_audit().await.unwrap() {
         Verification::Broken { seq, .. } => assert_eq!(seq, 4),
+        v => panic!("deletion not detected: {v:?}"),
+    }
+    let (ok, text) = verify_cli(backend);
+    assert!(!ok && text.contains("record 4"), "{text}");
+    raw_exec(
+        backend,
+        format!(
+            "INSERT INTO audit_log (seq, record, prev_hash, hash) VALUES (4, '{}', '{prev4}', '{hash4}')",
+            rec4.replace('\'', "''")
+        ),
+    )
+    .await;
+    raw_exec(backend, "DELETE FROM audit_log WHERE seq = 6".into()).await;
+    match store.verify_audit().await.unwrap() {
+        Verification::Broken { seq, .. } => assert_eq!(seq, 6),
         v => panic!("deletion of the last record not detected: {v:?}"),
     }
     s.client.stop().await;
@@ -812,7 +806,8 @@ async fn syslog_stream_reaches_a_tcp_listener(backend: &Backend) {
     let mut buf = Vec::new();
     let mut messages = Vec::new();
     let deadline = Instant::now() + STEP;
-    while messages.len() < 2 {
+    // The allowed call's intent and outcome, then the denial.
+    while messages.len() < 3 {
         assert!(
             Instant::now() < deadline,
             "syslog messages missing: {messages:?}"
@@ -855,7 +850,8 @@ async fn syslog_stream_reaches_a_tcp_listener(backend: &Backend) {
     let body: Value = serde_json::from_str(&allow[json_at..]).unwrap();
     assert_eq!(body["seq"], 1);
     assert_eq!(body["tool"], "eu_shop_query");
-    let deny = &messages[1];
+    assert_eq!(body["kind"], "intent");
+    let deny = &messages[2];
     assert!(deny.starts_with("<109>1 "), "notice for a denial: {deny}");
     assert!(deny.contains("decision=\"deny\""), "{deny}");
     s.client.stop().await;
@@ -961,8 +957,10 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
     client.stop().await;
 
     let records = store.audit_after(0, 1_000_000).await.unwrap();
+    // A released result needs its outcome, not only its intent.
     let audited: BTreeSet<usize> = records
         .iter()
+        .filter(|r| r.record["kind"] == "outcome")
         .filter_map(|r| r.record["statement"].as_str())
         .filter_map(|s| {
             s.strip_prefix("SELECT ")?
@@ -982,8 +980,12 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
         missing.is_empty(),
         "results released without a record: {missing:?}"
     );
-    assert!(matches!(
-        store.verify_audit().await.unwrap(),
-        Verification::Intact { .. }
-    ));
+    // Calls the kill cut between their two commits are intents without an
+    // outcome: honest, and the chain verifies.
+    match store.verify_audit().await.unwrap() {
+        Verification::Intact { open_intents, .. } => {
+            println!("intents left without an outcome: {}", open_intents.len())
+        }
+        v => panic!("{v:?}"),
+    }
 }

@@ -6,10 +6,18 @@
 //! last sequence number, written in the same transaction, so deleting the
 //! last record is noticed as well as changing or deleting any other.
 //!
+//! Beyond the hashes, `verify_audit` checks that every outcome names an
+//! earlier intent of the same call that has no other outcome
+//! ([`crate::audit`]), and lists the intents left without an outcome (calls
+//! still running, or a hub that stopped between the two commits): those are
+//! honest, not broken.
+//!
 //! Appends are optimistic: a batch reads the head, inserts the next
 //! sequence numbers and moves the head only if it is still where it was;
 //! another writer in between (a replica sharing PostgreSQL) makes it start
 //! over. The primary key on `seq` settles any race the same way.
+
+use std::collections::BTreeMap;
 
 use ring::digest::{SHA256, digest};
 use serde::Serialize;
@@ -17,6 +25,7 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::Store;
+use crate::audit::RecordKind;
 use crate::{Error, tokens};
 
 /// `prev_hash` of the first record.
@@ -55,6 +64,10 @@ pub enum Verification {
         /// The last record's hash (keep it elsewhere to detect a rewrite of
         /// the whole chain).
         head_hash: String,
+        /// Intents without an outcome, oldest first: calls still running,
+        /// or calls the hub stopped in (their statement may or may not
+        /// have run).
+        open_intents: Vec<i64>,
     },
     /// The first record that does not check out.
     Broken {
@@ -155,6 +168,8 @@ impl Store {
             .try_get("value")?;
         let mut prev = GENESIS.to_owned();
         let mut expected = 1i64;
+        // Intents waiting for their outcome: seq → call_id.
+        let mut open: BTreeMap<i64, String> = BTreeMap::new();
         loop {
             let rows = sqlx::query(
                 "SELECT seq, record, prev_hash, hash FROM audit_log WHERE seq >= $1 \
@@ -201,14 +216,20 @@ impl Store {
                         "its content does not match its hash: the record was changed".into(),
                     ));
                 }
-                let claimed = serde_json::from_str::<Value>(&record)
-                    .ok()
+                let body = serde_json::from_str::<Value>(&record).ok();
+                let claimed = body
+                    .as_ref()
                     .and_then(|v| v.get("seq").and_then(Value::as_i64));
                 if claimed != Some(seq) {
                     return Ok(broken(
                         seq,
                         "its body names another sequence number: the record was moved".into(),
                     ));
+                }
+                if let Some(body) = &body
+                    && let Err(reason) = link(&mut open, seq, body)
+                {
+                    return Ok(broken(seq, reason));
                 }
                 prev = hash;
                 expected += 1;
@@ -240,6 +261,7 @@ impl Store {
         Ok(Verification::Intact {
             records,
             head_hash: prev,
+            open_intents: open.into_keys().collect(),
         })
     }
 
@@ -298,6 +320,40 @@ impl Store {
                 .await?;
         }
         Ok(())
+    }
+}
+
+/// Pairs an intent and its outcome as `verify_audit` walks the chain.
+fn link(open: &mut BTreeMap<i64, String>, seq: i64, body: &Value) -> Result<(), String> {
+    let call_id = body.get("call_id").and_then(Value::as_str);
+    match RecordKind::of(body) {
+        Some(RecordKind::Decision) => Ok(()),
+        Some(RecordKind::Intent) => {
+            let call_id = call_id.ok_or("it is an intent without a call_id")?;
+            open.insert(seq, call_id.to_owned());
+            Ok(())
+        }
+        Some(RecordKind::Outcome) => {
+            let intent = body
+                .get("intent_seq")
+                .and_then(Value::as_i64)
+                .ok_or("it is an outcome without an intent_seq")?;
+            match open.get(&intent) {
+                Some(id) if Some(id.as_str()) == call_id => {
+                    open.remove(&intent);
+                    Ok(())
+                }
+                Some(_) => Err(format!(
+                    "it is the outcome of another call than intent {intent}: the chain was \
+                     rewritten"
+                )),
+                None => Err(format!(
+                    "it is an outcome of intent {intent}, which is not an earlier intent \
+                     without an outcome: the chain was rewritten"
+                )),
+            }
+        }
+        None => Err("its kind is unknown".into()),
     }
 }
 

@@ -176,6 +176,33 @@ impl Backend {
     }
 }
 
+/// Runs one statement on the backend's database directly, past the store
+/// (to tamper with it, or to make it fail).
+pub async fn raw_exec(backend: &Backend, sql: String) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&backend.url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+}
+
+/// Audit row `seq` as stored: record, prev_hash, hash.
+pub async fn raw_record(backend: &Backend, seq: i64) -> (String, String, String) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&backend.url).await.unwrap();
+    let row = sqlx::query("SELECT record, prev_hash, hash FROM audit_log WHERE seq = $1")
+        .bind(seq)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    use sqlx::Row as _;
+    let out = (row.get(0), row.get(1), row.get(2));
+    pool.close().await;
+    out
+}
+
 /// Drops the throwaway database, even when the test panicked.
 struct PgDatabase {
     admin: String,
