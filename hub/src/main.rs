@@ -66,7 +66,7 @@ enum Command {
     /// Serve: tunnels and enrolment on one QUIC port, the agents' MCP
     /// endpoint (`/mcp`), `/healthz` and `/metrics` on HTTP.
     #[command(after_help = SERVE_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the hub CA certificate (PEM): what customers pass to
     /// `ewii-client --hub-ca`.
     #[command(name = "hub-ca")]
@@ -551,7 +551,7 @@ async fn shutdown_signal() {
 async fn dispatch(store: &Store, command: Command, json: bool) -> Result<()> {
     let now = SystemTime::now();
     match command {
-        Command::Serve(args) => serve(store, args, json).await?,
+        Command::Serve(args) => serve(store, *args, json).await?,
         Command::HubCa => {
             let ca = store.hub_ca(now).await?;
             if json {

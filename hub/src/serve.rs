@@ -13,6 +13,20 @@
 //!   out.
 //! - **HTTP** `/mcp`: MCP streamable HTTP for agents, bearer credential on
 //!   every request ([`crate::agents`]). `/healthz`, `/metrics`.
+//!
+//! Bounded before authentication, so no client can hold the hub:
+//! - QUIC: at most [`ServeOptions::max_handshakes`] connections in their
+//!   handshake at once (more are refused), each closed unless TLS and the
+//!   app-layer handshake (or its enrolment) finish within
+//!   [`ServeOptions::handshake_timeout`]; until then a peer may open one
+//!   stream and have two handshake frames in flight
+//!   ([`ewii_tunnel::net::hub_transport`]).
+//! - HTTP: request headers within [`ServeOptions::header_read_timeout`],
+//!   bodies up to [`ServeOptions::max_body_bytes`], and per agent at most
+//!   [`ServeOptions::max_agent_requests`] requests in flight (429 beyond).
+//! - An MCP session belongs to the agent whose `initialize` opened it: on
+//!   every method, another agent's request naming it gets exactly rmcp's
+//!   answer for an unknown session.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -339,15 +339,22 @@ async fn agent_over_its_in_flight_limit_gets_429_then_service(backend: &Backend)
     let hub = start_hub(store, |o| o.max_agent_requests = 4).await;
     let addr = hub.http_addr;
 
-    // Four requests held open: headers sent, body still coming.
+    // Four requests held open: headers sent, body still coming. One the
+    // hub answered at once (e.g. a busy store) is not held: try again.
     let mut held = Vec::new();
-    for _ in 0..4 {
+    let mut answered = Vec::new();
+    while held.len() < 4 {
+        assert!(answered.len() < 20, "requests are not held: {answered:?}");
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
         let head = format!(
             "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {busy}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: 1000\r\n\r\n{{"
         );
         s.write_all(head.as_bytes()).await.unwrap();
-        held.push(s);
+        let mut buf = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+            Err(_) => held.push(s),
+            Ok(r) => answered.push(r.map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())),
+        }
     }
     let deadline = Instant::now() + STEP;
     let refused = loop {
