@@ -203,6 +203,9 @@ async fn site(store: &Store, tweak: impl FnOnce(&mut ewii_hub::serve::ServeOptio
 
 // -- sessions -----------------------------------------------------------------
 
+/// A request an intruder tries on a session: method, extra headers, body.
+type Probe<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<Value>);
+
 async fn sessions_belong_to_their_agent_on_every_method(backend: &Backend) {
     let store = &backend.store;
     let s = site(store, |_| {}).await;
@@ -237,7 +240,7 @@ async fn sessions_belong_to_their_agent_on_every_method(backend: &Backend) {
 
     for intruder in [&colleague, &stranger] {
         let last = [("Last-Event-ID", event_id.as_str())];
-        let probes: [(&str, &[(&str, &str)], Option<Value>); 4] = [
+        let probes: [Probe<'_>; 4] = [
             ("POST", &[], Some(tools_list(3))),
             ("GET", &[], None),
             ("GET", &last, None),
