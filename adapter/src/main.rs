@@ -499,6 +499,7 @@ async fn serve_cmd(home: &AdapterHome, global: &Global, s: ServeArgs) -> Result<
             .chain(&s.allowed_origin)
             .cloned()
             .collect(),
+        ..HttpOptions::default()
     };
     let result = if s.stdio {
         tracing::info!(tools, "serving MCP on stdio");

@@ -44,6 +44,27 @@ pub struct HttpOptions {
     pub allowed_hosts: Vec<String>,
     /// Extra accepted `Origin` values beyond loopback origins.
     pub allowed_origins: Vec<String>,
+    /// Bounds on what one HTTP client may hold.
+    pub limits: HttpLimits,
+}
+
+/// Bounds on the HTTP endpoint, holding before any MCP message is read.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// The longest a client may take to send a request's headers (also
+    /// how long an idle keep-alive connection stays open).
+    pub header_read_timeout: Duration,
+    /// The largest request body accepted (413 beyond it).
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 4 << 20,
+        }
+    }
 }
 
 /// Refuses a non-loopback address unless the admin explicitly allows it.
@@ -101,10 +122,86 @@ pub async fn serve_tcp(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let app = router(adapter, opts, cancel.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled_owned().await })
-        .await
-        .map_err(|e| ServeError::Runtime(e.to_string()))
+    serve_http(listener, app, &opts.limits, cancel).await;
+    Ok(())
+}
+
+/// Serves `app` over HTTP/1.1 until `cancel`, then lets open connections
+/// finish. A client must send a request's headers within
+/// `header_read_timeout` and a body of at most `max_body_bytes`, so
+/// half-sent or oversized requests cannot hold the adapter.
+async fn serve_http<L>(
+    mut listener: L,
+    app: axum::Router,
+    limits: &HttpLimits,
+    cancel: CancellationToken,
+) where
+    L: axum::serve::Listener,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    let app = app.layer(axum::middleware::from_fn_with_state(
+        limits.max_body_bytes,
+        body_limit,
+    ));
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    // Every connection task holds a receiver; closed() means all ended.
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (io, _remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = cancel.cancelled() => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (builder, cancel, open) = (builder.clone(), cancel.clone(), open_rx.clone());
+        tokio::spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "HTTP connection ended");
+                    }
+                }
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(open_rx);
+    open_tx.closed().await;
+}
+
+/// Refuses a declared body over the limit with 413 before it is read (a
+/// chunked one is cut by rmcp's own limit).
+async fn body_limit(
+    axum::extract::State(max): axum::extract::State<usize>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let declared = req
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return (
+            http::StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(serde_json::json!({
+                "error": format!("the request body exceeds the adapter's limit of {max} bytes")
+            })),
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// Binds a unix socket with mode 0600. A stale socket file is replaced; any
@@ -139,12 +236,9 @@ pub async fn serve_unix(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let app = router(adapter, opts, cancel.clone());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { cancel.cancelled_owned().await })
-        .await
-        .map_err(|e| ServeError::Runtime(e.to_string()));
+    serve_http(listener, app, &opts.limits, cancel).await;
     let _ = std::fs::remove_file(path);
-    result
+    Ok(())
 }
 
 /// Serves MCP over stdin/stdout (local use, e.g. a desktop MCP client

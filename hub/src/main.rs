@@ -66,7 +66,7 @@ enum Command {
     /// Serve: tunnels and enrolment on one QUIC port, the agents' MCP
     /// endpoint (`/mcp`), `/healthz` and `/metrics` on HTTP.
     #[command(after_help = SERVE_HELP)]
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the hub CA certificate (PEM): what customers pass to
     /// `ewii-client --hub-ca`.
     #[command(name = "hub-ca")]
@@ -281,6 +281,13 @@ struct ServeArgs {
     /// The longest a routed tool call may take before the agent gets an error.
     #[arg(long, default_value = "120s", value_name = "DURATION")]
     call_timeout: String,
+    /// The longest a QUIC connection may take to authenticate (TLS and the
+    /// app-layer handshake, or its enrolment) before it is closed.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    handshake_timeout: String,
+    /// The longest an HTTP client may take to send a request's headers.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    header_read_timeout: String,
     /// A Host header value accepted on /mcp beyond loopback names (`*` for any);
     /// repeat for several.
     #[arg(
@@ -483,6 +490,10 @@ async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<()> {
         tls: args.tls_cert.zip(args.tls_key),
         svid_ttl: names::parse_duration(&args.svid_ttl).context("--svid-ttl")?,
         call_timeout: names::parse_duration(&args.call_timeout).context("--call-timeout")?,
+        handshake_timeout: names::parse_duration(&args.handshake_timeout)
+            .context("--handshake-timeout")?,
+        header_read_timeout: names::parse_duration(&args.header_read_timeout)
+            .context("--header-read-timeout")?,
         allowed_hosts: args.allowed_hosts,
         binding: if args.relayed {
             TlsBinding::Relayed
@@ -543,7 +554,7 @@ async fn shutdown_signal() {
 async fn dispatch(store: &Store, command: Command, json: bool) -> Result<()> {
     let now = SystemTime::now();
     match command {
-        Command::Serve(args) => serve(store, args, json).await?,
+        Command::Serve(args) => serve(store, *args, json).await?,
         Command::HubCa => {
             let ca = store.hub_ca(now).await?;
             if json {

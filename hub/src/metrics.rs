@@ -10,6 +10,11 @@
 //!   `identity_mismatch`) and reason code.
 //! - `ewii_hub_svids_issued_total{kind}` (`enrolment`, `renewal`) and
 //!   `ewii_hub_enrolments_refused_total{reason}`.
+//! - `ewii_hub_limits_hit_total{limit}`: work refused by a bound that
+//!   holds before or around authentication (`quic_handshakes`: too many
+//!   QUIC handshakes at once; `handshake_deadline`: a connection closed for
+//!   not completing its handshake in time; `agent_requests`: an agent over
+//!   its concurrent-request limit).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -41,6 +46,7 @@ pub struct Metrics {
     handshake_failures: Family<Labels, Counter>,
     issued: Family<Labels, Counter>,
     enrolments_refused: Family<Labels, Counter>,
+    limits_hit: Family<Labels, Counter>,
     verifier: Arc<SvidVerifier>,
     /// The TLS-layer refusal counts already folded into the counter.
     tls_seen: Mutex<BTreeMap<String, u64>>,
@@ -88,6 +94,12 @@ impl Metrics {
             "Refused enrolments by reason",
             enrolments_refused.clone(),
         );
+        let limits_hit = Family::<Labels, Counter>::default();
+        registry.register(
+            "limits_hit",
+            "Work refused by a resource bound, by limit",
+            limits_hit.clone(),
+        );
         Metrics {
             registry,
             connected,
@@ -96,6 +108,7 @@ impl Metrics {
             handshake_failures,
             issued,
             enrolments_refused,
+            limits_hit,
             verifier,
             tls_seen: Mutex::new(BTreeMap::new()),
         }
@@ -130,6 +143,13 @@ impl Metrics {
     pub fn enrolment_refused(&self, reason: &str) {
         self.enrolments_refused
             .get_or_create(&labels(&[("reason", reason)]))
+            .inc();
+    }
+
+    /// Counts work refused by the resource bound `limit`.
+    pub fn limit_hit(&self, limit: &str) {
+        self.limits_hit
+            .get_or_create(&labels(&[("limit", limit)]))
             .inc();
     }
 

@@ -13,6 +13,20 @@
 //!   out.
 //! - **HTTP** `/mcp`: MCP streamable HTTP for agents, bearer credential on
 //!   every request ([`crate::agents`]). `/healthz`, `/metrics`.
+//!
+//! Bounded before authentication, so no client can hold the hub:
+//! - QUIC: at most [`ServeOptions::max_handshakes`] connections in their
+//!   handshake at once (more are refused), each closed unless TLS and the
+//!   app-layer handshake (or its enrolment) finish within
+//!   [`ServeOptions::handshake_timeout`]; until then a peer may open one
+//!   stream and have two handshake frames in flight
+//!   ([`ewii_tunnel::net::hub_transport`]).
+//! - HTTP: request headers within [`ServeOptions::header_read_timeout`],
+//!   bodies up to [`ServeOptions::max_body_bytes`], and per agent at most
+//!   [`ServeOptions::max_agent_requests`] requests in flight (429 beyond).
+//! - An MCP session belongs to the agent whose `initialize` opened it: on
+//!   every method, another agent's request naming it gets exactly rmcp's
+//!   answer for an unknown session.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,6 +94,26 @@ pub struct ServeOptions {
     pub audit_export: Vec<crate::export::SinkConfig>,
     /// An extra CA (PEM file) trusted for webhook receivers.
     pub webhook_ca: Option<PathBuf>,
+    /// Most QUIC connections in their handshake at once (TLS, then the
+    /// app-layer handshake or the enrolment exchange); attempts beyond it
+    /// are refused with `CONNECTION_REFUSED` until some finish.
+    pub max_handshakes: usize,
+    /// The longest a QUIC connection may take from its first packet to a
+    /// completed app-layer handshake (or a completed enrolment) before it
+    /// is closed.
+    pub handshake_timeout: Duration,
+    /// The longest an HTTP client may take to send a request's headers
+    /// (also how long an idle keep-alive connection stays open).
+    pub header_read_timeout: Duration,
+    /// The largest HTTP request body accepted (413 beyond it).
+    pub max_body_bytes: usize,
+    /// Most HTTP requests one agent may have in flight at once, streams
+    /// included (429 beyond it).
+    pub max_agent_requests: usize,
+    /// Most MCP sessions whose owner the hub remembers; when full, the
+    /// bindings of closed sessions are dropped, then the oldest session is
+    /// closed.
+    pub max_sessions: usize,
 }
 
 impl Default for ServeOptions {
@@ -98,6 +132,12 @@ impl Default for ServeOptions {
             audit_redact: false,
             audit_export: Vec::new(),
             webhook_ca: None,
+            max_handshakes: 256,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 4 << 20,
+            max_agent_requests: 32,
+            max_sessions: 10_000,
         }
     }
 }
@@ -245,14 +285,24 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     });
 
     let mut tasks = Vec::new();
-    // Tunnels and enrolment.
+    // Tunnels and enrolment. Each connection holds a permit until it is
+    // authenticated (or its enrolment is done): what unauthenticated peers
+    // can make the hub hold is bounded by the permits times the per-
+    // connection windows of `net::hub_transport`.
     tasks.push(tokio::spawn({
         let endpoint = endpoint.clone();
         let shared = shared.clone();
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(options.max_handshakes));
         async move {
             while let Some(incoming) = endpoint.accept().await {
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    shared.metrics.limit_hit("quic_handshakes");
+                    tracing::debug!(remote = %incoming.remote_address(), "too many handshakes in progress; connection refused");
+                    incoming.refuse();
+                    continue;
+                };
                 let shared = shared.clone();
-                tokio::spawn(async move { shared.incoming(incoming).await });
+                tokio::spawn(async move { shared.incoming(incoming, permit).await });
             }
         }
     }));
@@ -332,17 +382,12 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     }
     // Agents, health, metrics.
     let app = router(state.clone(), &options, cancel.clone());
-    tasks.push(tokio::spawn({
-        let cancel = cancel.clone();
-        async move {
-            if let Err(e) = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { cancel.cancelled_owned().await })
-                .await
-            {
-                tracing::error!(error = %e, "the HTTP endpoint stopped");
-            }
-        }
-    }));
+    tasks.push(tokio::spawn(serve_http(
+        listener,
+        app,
+        options.header_read_timeout,
+        cancel.clone(),
+    )));
     tracing::info!(%quic_addr, %http_addr, names = ?options.names, "hub serving");
     Ok(RunningHub {
         quic_addr,
@@ -436,7 +481,9 @@ pub fn router(
     options: &ServeOptions,
     cancel: CancellationToken,
 ) -> axum::Router {
-    let mut config = StreamableHttpServerConfig::default().with_cancellation_token(cancel);
+    let mut config = StreamableHttpServerConfig::default()
+        .with_cancellation_token(cancel)
+        .with_max_request_body_bytes(options.max_body_bytes);
     if options.allowed_hosts.iter().any(|h| h == "*") {
         config = config.disable_allowed_hosts();
     } else {
@@ -444,18 +491,25 @@ pub fn router(
         hosts.extend(options.allowed_hosts.iter().cloned());
         config = config.with_allowed_hosts(hosts);
     }
+    let sessions = Arc::new(LocalSessionManager::default());
     let service: StreamableHttpService<AgentService, LocalSessionManager> =
         StreamableHttpService::new(
             {
                 let state = state.clone();
                 move || Ok(AgentService::new(state.clone()))
             },
-            Default::default(),
+            sessions.clone(),
             config,
         );
+    let gate = Arc::new(AgentGate {
+        hub: state.clone(),
+        owners: SessionOwners::new(sessions, options.max_sessions),
+        in_flight: InFlight::new(options.max_agent_requests),
+        max_body_bytes: options.max_body_bytes,
+    });
     let mcp = axum::Router::new()
         .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), bearer));
+        .layer(axum::middleware::from_fn_with_state(gate, bearer));
     axum::Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics))
@@ -463,16 +517,257 @@ pub fn router(
         .merge(mcp)
 }
 
-/// Resolves `Authorization: Bearer …` to an agent, or answers 401.
-async fn bearer(State(state): State<Arc<HubState>>, mut req: Request, next: Next) -> Response {
-    let unauthorized = |why: &str| {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer realm=\"ewii-hub\"")],
-            axum::Json(serde_json::json!({ "error": why })),
-        )
-            .into_response()
+/// Serves `app` over HTTP/1.1 on `listener` until `cancel`, then lets open
+/// connections finish. Every connection must send a request's headers
+/// within `header_read_timeout` (and an idle keep-alive connection closes
+/// after it), so half-sent requests cannot pile up. HTTP/2 is not offered:
+/// agents use HTTP/1.1, and it has no header-read deadline.
+pub(crate) async fn serve_http<L>(
+    mut listener: L,
+    app: axum::Router,
+    header_read_timeout: Duration,
+    cancel: CancellationToken,
+) where
+    L: axum::serve::Listener,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto;
+    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    // Every connection task holds a receiver; closed() means all ended.
+    let (open_tx, open_rx) = tokio::sync::watch::channel(());
+    loop {
+        let (io, _remote) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = cancel.cancelled() => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (builder, cancel, open) = (builder.clone(), cancel.clone(), open_rx.clone());
+        tokio::spawn(async move {
+            let conn = builder.serve_connection(TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            tokio::select! {
+                result = conn.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "HTTP connection ended");
+                    }
+                }
+                _ = cancel.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        });
+    }
+    drop(open_rx);
+    open_tx.closed().await;
+}
+
+/// What the bearer middleware needs: the store, the session owners and
+/// the per-agent request counts.
+struct AgentGate {
+    hub: Arc<HubState>,
+    owners: SessionOwners,
+    in_flight: InFlight,
+    max_body_bytes: usize,
+}
+
+/// The MCP session header (rmcp's `HEADER_SESSION_ID`).
+const SESSION_HEADER: &str = "mcp-session-id";
+
+/// Which agent opened each MCP session. rmcp knows a session only by its
+/// id, so anyone holding a leaked id could otherwise read its stream
+/// (`GET`, with `Last-Event-ID` the victim's in-flight results) or end it
+/// (`DELETE`). Bounded: when full, bindings of sessions rmcp has closed
+/// (ended, idle-expired) are dropped, then the oldest session is closed.
+struct SessionOwners {
+    inner: std::sync::Mutex<Owners>,
+    cap: usize,
+    sessions: Arc<LocalSessionManager>,
+}
+
+#[derive(Default)]
+struct Owners {
+    /// Session id → (agent id, insertion number).
+    by_session: std::collections::HashMap<String, (String, u64)>,
+    /// Insertion number → session id, oldest first.
+    order: std::collections::BTreeMap<u64, String>,
+    next: u64,
+}
+
+impl Owners {
+    fn remove(&mut self, session: &str) {
+        if let Some((_, n)) = self.by_session.remove(session) {
+            self.order.remove(&n);
+        }
+    }
+}
+
+impl SessionOwners {
+    fn new(sessions: Arc<LocalSessionManager>, cap: usize) -> SessionOwners {
+        SessionOwners {
+            inner: std::sync::Mutex::new(Owners::default()),
+            cap: cap.max(1),
+            sessions,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Owners> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether `session` was opened by `agent`.
+    fn owned_by(&self, session: &str, agent: &str) -> bool {
+        self.lock()
+            .by_session
+            .get(session)
+            .is_some_and(|(owner, _)| owner == agent)
+    }
+
+    /// Records that `agent` opened `session`.
+    async fn bind(&self, session: String, agent: String) {
+        if self.lock().by_session.len() >= self.cap {
+            let live: std::collections::HashSet<String> = self
+                .sessions
+                .sessions
+                .read()
+                .await
+                .keys()
+                .map(|id| id.to_string())
+                .collect();
+            let oldest = {
+                let mut owners = self.lock();
+                owners.by_session.retain(|id, _| live.contains(id));
+                let kept: std::collections::HashSet<u64> =
+                    owners.by_session.values().map(|(_, n)| *n).collect();
+                owners.order.retain(|n, _| kept.contains(n));
+                if owners.by_session.len() >= self.cap {
+                    owners.order.first_key_value().map(|(_, id)| id.clone())
+                } else {
+                    None
+                }
+            };
+            if let Some(oldest) = oldest {
+                use rmcp::transport::streamable_http_server::session::SessionManager as _;
+                tracing::info!("too many MCP sessions; closing the oldest");
+                self.lock().remove(&oldest);
+                if let Err(e) = self.sessions.close_session(&oldest.as_str().into()).await {
+                    tracing::warn!(error = %e, "cannot close the oldest MCP session");
+                }
+            }
+        }
+        let mut owners = self.lock();
+        let n = owners.next;
+        owners.next += 1;
+        owners.remove(&session);
+        owners.order.insert(n, session.clone());
+        owners.by_session.insert(session, (agent, n));
+    }
+
+    fn unbind(&self, session: &str) {
+        self.lock().remove(session);
+    }
+}
+
+/// Requests in flight per agent, bounded so one client cannot hold the
+/// hub's request handling (a response's permit is released when its body
+/// ends, so streams count too).
+struct InFlight {
+    max: usize,
+    per_agent: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl InFlight {
+    fn new(max: usize) -> InFlight {
+        InFlight {
+            max: max.max(1),
+            per_agent: Default::default(),
+        }
+    }
+
+    /// A permit for one more request of `agent`, or `None` at the limit.
+    fn start(&self, agent: &str) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let semaphore = self
+            .per_agent
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(agent.to_owned())
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.max)))
+            .clone();
+        semaphore.try_acquire_owned().ok()
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] permit until it
+/// ends or is dropped.
+struct Permitted {
+    body: axum::body::Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Permitted {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// What rmcp answers for a session id it does not know, byte for byte:
+/// a session of another agent gets exactly this, so nothing tells it the
+/// session exists.
+fn session_not_found() -> Response {
+    (StatusCode::NOT_FOUND, "Not Found: Session not found").into_response()
+}
+
+/// Resolves `Authorization: Bearer …` to an agent, or answers 401; then
+/// holds the agent to its request limit and to its own MCP sessions.
+async fn bearer(State(gate): State<Arc<AgentGate>>, mut req: Request, next: Next) -> Response {
+    let error = |status: StatusCode, why: &str| {
+        (status, axum::Json(serde_json::json!({ "error": why }))).into_response()
     };
+    let unauthorized = |why: &str| {
+        let mut r = error(StatusCode::UNAUTHORIZED, why);
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer realm=\"ewii-hub\""),
+        );
+        r
+    };
+    // A declared body over the limit is refused before anything else (a
+    // chunked one is cut by rmcp at the same limit).
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > gate.max_body_bytes as u64) {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!(
+                "the request body exceeds the hub's limit of {} bytes: send smaller messages",
+                gate.max_body_bytes
+            ),
+        );
+    }
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -485,24 +780,69 @@ async fn bearer(State(state): State<Arc<HubState>>, mut req: Request, next: Next
              creates one with `ewii-hub agent create --workspace W NAME`)",
         );
     };
-    match state.store.authenticate_agent(token).await {
-        Ok(Some(agent)) => {
-            req.extensions_mut().insert(agent);
-            next.run(req).await
+    let agent = match gate.hub.store.authenticate_agent(token).await {
+        Ok(Some(agent)) => agent,
+        Ok(None) => {
+            return unauthorized(
+                "unknown agent credential: check it was copied whole, or ask the operator for a \
+                 new one (`ewii-hub agent create`)",
+            );
         }
-        Ok(None) => unauthorized(
-            "unknown agent credential: check it was copied whole, or ask the operator for a new \
-             one (`ewii-hub agent create`)",
-        ),
         Err(e) => {
             tracing::error!(error = %e, "cannot check an agent credential");
-            (
+            return error(
                 StatusCode::SERVICE_UNAVAILABLE,
-                axum::Json(serde_json::json!({ "error": "the hub's store is unavailable" })),
-            )
-                .into_response()
+                "the hub's store is unavailable",
+            );
         }
+    };
+    let Some(permit) = gate.in_flight.start(&agent.id) else {
+        gate.hub.metrics.limit_hit("agent_requests");
+        let mut r = error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "this agent already has {} requests in flight at the hub (the most allowed): \
+                 wait for some to finish or close idle streams, then retry",
+                gate.in_flight.max
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        return r;
+    };
+    // A session belongs to the agent that opened it, on every method; an
+    // unreadable id is no session of this agent either.
+    let session = match req.headers().get(SESSION_HEADER) {
+        None => None,
+        Some(v) => match v.to_str() {
+            Ok(id) if gate.owners.owned_by(id, &agent.id) => Some(id.to_owned()),
+            _ => return session_not_found(),
+        },
+    };
+    let deleting = req.method() == http::Method::DELETE;
+    let agent_id = agent.id.clone();
+    req.extensions_mut().insert(agent);
+    let response = next.run(req).await;
+    match session {
+        None => {
+            // An initialize that opened a session: it is this agent's.
+            if let Some(id) = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+            {
+                gate.owners.bind(id.to_owned(), agent_id).await;
+            }
+        }
+        Some(id) if deleting && response.status().is_success() => gate.owners.unbind(&id),
+        Some(_) => {}
     }
+    response.map(|body| {
+        axum::body::Body::new(Permitted {
+            body,
+            _permit: permit,
+        })
+    })
 }
 
 async fn healthz(State(state): State<Arc<HubState>>) -> Response {
@@ -584,20 +924,50 @@ fn refusal(reason: &str, message: impl Into<String>) -> Refusal {
 }
 
 impl Shared {
-    async fn incoming(self: Arc<Self>, incoming: quinn::Incoming) {
+    /// One QUIC connection: TLS, then enrolment or the app-layer
+    /// handshake, all within `handshake_timeout`, holding `permit` until
+    /// the peer is authenticated (or its enrolment is answered).
+    async fn incoming(
+        self: Arc<Self>,
+        incoming: quinn::Incoming,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
         let remote = incoming.remote_address();
-        let conn = match incoming.await {
-            Ok(c) => c,
-            Err(e) => {
+        let deadline = tokio::time::Instant::now() + self.options.handshake_timeout;
+        let conn = match tokio::time::timeout_at(deadline, incoming).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 // The SVID verifier counted and logged its refusals.
                 tracing::debug!(%remote, error = %e, "TLS handshake failed");
                 return;
             }
+            Err(_) => {
+                // Dropping the handshake closes the connection.
+                self.metrics.limit_hit("handshake_deadline");
+                tracing::debug!(%remote, "TLS handshake not completed in time");
+                return;
+            }
+        };
+        let timed_out = |what: &str| {
+            self.metrics.limit_hit("handshake_deadline");
+            tracing::warn!(%remote, "{what} not completed within {:?}; connection closed", self.options.handshake_timeout);
+            conn.close(close_code::HANDSHAKE.into(), b"handshake deadline");
         };
         if net::alpn_of(&conn).as_deref() == Some(ENROL_ALPN) {
-            self.enrol(conn).await;
-        } else {
-            self.tunnel(conn).await;
+            if tokio::time::timeout_at(deadline, self.enrol(conn.clone()))
+                .await
+                .is_err()
+            {
+                timed_out("enrolment");
+            }
+            return;
+        }
+        let established = tokio::time::timeout_at(deadline, self.establish(conn.clone())).await;
+        drop(permit);
+        match established {
+            Ok(Some(tunnel)) => self.tunnel(tunnel).await,
+            Ok(None) => {}
+            Err(_) => timed_out("the app-layer handshake"),
         }
     }
 
@@ -725,21 +1095,27 @@ impl Shared {
         }
     }
 
-    async fn tunnel(&self, conn: quinn::Connection) {
+    /// The app-layer handshake on a tunnel connection; `None` when refused
+    /// (counted and logged).
+    async fn establish(&self, conn: quinn::Connection) -> Option<Arc<HubTunnel>> {
         let remote = conn.remote_address();
         let config = HubConfig {
             credentials: self.credentials.clone(),
             name: self.name_for(&conn),
             client_verifier: self.verifier.clone(),
         };
-        let tunnel = match HubTunnel::establish(conn, &config, self.options.binding).await {
-            Ok(t) => Arc::new(t),
+        match HubTunnel::establish(conn, &config, self.options.binding).await {
+            Ok(t) => Some(Arc::new(t)),
             Err(e) => {
                 self.metrics.app_handshake_failure(e.reason());
                 tracing::warn!(%remote, reason = e.reason(), error = %e, "tunnel refused");
-                return;
+                None
             }
-        };
+        }
+    }
+
+    async fn tunnel(&self, tunnel: Arc<HubTunnel>) {
+        let remote = tunnel.connection().remote_address();
         let spiffe_id = tunnel.peer().identity.clone();
         let deployment = match self.store.deployment_by_spiffe_id(&spiffe_id).await {
             Ok(Some(d)) => d,

@@ -128,7 +128,8 @@ async fn workspaces_are_isolated(backend: &Backend) {
     let session = session.expect("a session id");
     let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list", "params": {}});
     let (_, body, _) = mcp_post(&hub, Some(&globex), Some(&session), &list).await;
-    assert!(body.contains("belongs to another agent"), "{body}");
+    // Refused at the edge exactly as an unknown session (hub/tests/edges.rs).
+    assert!(body.contains("Not Found: Session not found"), "{body}");
     assert!(!body.contains("eu_shop_query"), "{body}");
     let (_, body, _) = mcp_post(&hub, Some(&acme), Some(&session), &list).await;
     assert!(body.contains("eu_shop_query"), "{body}");

@@ -4,6 +4,10 @@
 //!   `ewii/1`, no 0-RTT, the ring provider, client certificates mandatory
 //!   and judged by a [`rustls::server::danger::ClientCertVerifier`] (the
 //!   SVID verifier), keep-alive so a lost link is noticed in under 3 s.
+//! - The hub's side is bounded before anyone is authenticated
+//!   ([`hub_transport`]): one peer-opened stream, a connection-wide receive
+//!   window of two handshake frames until the app-layer handshake proves
+//!   the peer ([`authenticated`] widens it), no datagrams.
 //! - [`ClientTunnel::connect`] and [`HubTunnel::accept`] run the app-layer
 //!   handshake on the first bidirectional stream (the control stream), then
 //!   every request gets its own QUIC stream with its own keys (`session`).
@@ -51,6 +55,26 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_millis(2000);
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most concurrent request streams the client accepts from a hub.
 pub const MAX_STREAMS: u32 = 256;
+/// Most streams a peer may open to the hub at once. A client opens exactly
+/// one, for the tunnel's life (the control stream) or for its enrolment;
+/// every request stream is opened by the hub. So an unauthenticated peer
+/// can never make the hub hold more than one stream's data.
+pub const HUB_PEER_STREAMS: u32 = 1;
+/// What one stream may have in flight towards the hub before the hub reads
+/// it (1 MiB): a reply of up to [`crate::frame::MAX_MESSAGE`] streams
+/// through it at 1 MiB per round trip.
+pub const STREAM_RECEIVE_WINDOW: u32 = 1 << 20;
+/// What a connection may have in flight towards the hub, all streams
+/// together, until its app-layer handshake completes: two handshake frames
+/// (the largest unauthenticated message is one [`MAX_HANDSHAKE`] frame).
+/// This is the bound on what an unauthenticated peer makes the hub buffer.
+pub const PRE_AUTH_RECEIVE_WINDOW: u32 =
+    2 * (MAX_HANDSHAKE + crate::frame::FRAME_HEADER_LEN) as u32;
+/// The connection-wide window once the peer is authenticated (32 MiB):
+/// many concurrent replies at full stream speed.
+pub const RECEIVE_WINDOW: u32 = 32 << 20;
+/// Most connection attempts queued before the hub's accept loop takes them.
+pub const MAX_INCOMING: usize = 4096;
 
 /// QUIC application error codes used when closing.
 pub mod close_code {
@@ -248,6 +272,32 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
+/// The hub's QUIC transport settings: [`transport`], plus the bounds that
+/// hold before a peer is authenticated. A peer may open
+/// [`HUB_PEER_STREAMS`] stream and, across the connection, send
+/// [`PRE_AUTH_RECEIVE_WINDOW`] bytes ahead of what the hub has read; no
+/// datagrams, no unidirectional streams. [`authenticated`] widens the
+/// connection window once the app-layer handshake has proven the peer.
+pub fn hub_transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    t.max_idle_timeout(quinn::IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    t.max_concurrent_bidi_streams(quinn::VarInt::from_u32(HUB_PEER_STREAMS));
+    t.max_concurrent_uni_streams(quinn::VarInt::from_u32(0));
+    t.stream_receive_window(quinn::VarInt::from_u32(STREAM_RECEIVE_WINDOW));
+    t.receive_window(quinn::VarInt::from_u32(PRE_AUTH_RECEIVE_WINDOW));
+    // The protocol sends no datagrams; quinn would otherwise buffer
+    // 1.25 MB of them per connection for a reader that never comes.
+    t.datagram_receive_buffer_size(None);
+    Arc::new(t)
+}
+
+/// Widens an authenticated connection's receive window to
+/// [`RECEIVE_WINDOW`] (called once the app-layer handshake succeeded).
+pub fn authenticated(conn: &quinn::Connection) {
+    conn.set_receive_window(quinn::VarInt::from_u32(RECEIVE_WINDOW));
+}
+
 /// The client's QUIC config: TLS 1.3 only, ALPN `ewii/1`, no early data,
 /// the SVID as client certificate, `tls_verifier` judging the hub.
 pub fn client_config(
@@ -312,7 +362,12 @@ fn server_config(
     tls.max_early_data_size = 0;
     let quic = QuicServerConfig::try_from(tls).map_err(|e| NetError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(transport());
+    config.transport_config(hub_transport());
+    // Connection attempts waiting for the accept loop, and what they may
+    // buffer meanwhile (quinn's defaults: 65 536 of them, 10 MiB each).
+    config.max_incoming(MAX_INCOMING);
+    config.incoming_buffer_size(u64::from(PRE_AUTH_RECEIVE_WINDOW));
+    config.incoming_buffer_size_total(16 << 20);
     Ok(config)
 }
 
@@ -971,6 +1026,8 @@ impl HubTunnel {
         let (tx, rx) = mpsc::channel(256);
         let (controls_tx, controls_rx) = mpsc::channel(4);
         spawn_control_reader(recv, control.clone(), conn.clone(), Some(tx), controls_tx);
+        // Proven: replies may now flow at full speed.
+        authenticated(conn);
         Ok(HubTunnel {
             conn: conn.clone(),
             session,
