@@ -39,7 +39,14 @@ from mcp import ClientSession
 
 try:  # mcp >= 1.24 (and 2.x): headers travel on the httpx client given to the transport.
     from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    try:  # the SDK's client, with its recommended timeouts
+        from mcp.shared._httpx_utils import create_mcp_http_client
+    except ImportError:  # pragma: no cover - a private module, may move
+        import httpx
+
+        def create_mcp_http_client(headers: dict[str, str]) -> Any:
+            return httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300))
 
     def _http_client(url: str, headers: dict[str, str]) -> Any:
         return streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
