@@ -2,6 +2,12 @@
 # Runs the official MCP conformance suite (@modelcontextprotocol/conformance)
 # against `ewii-adapter serve` on a throw-away home, SQLite database and port.
 #
+# The adapter serves only callers presenting its local credential, and the suite
+# cannot send a header: it talks to scripts/conformance_credential_proxy.py on
+# loopback, which adds `Authorization: Bearer <local credential>` and forwards
+# everything else unchanged. The adapter allows exactly the proxy's origin (the
+# suite's dns-rebinding scenario sends Origin: http://<the URL's host>).
+#
 #   EWII_ADAPTER_BIN   adapter binary (default: $CARGO_TARGET_DIR or ~/.cache/ewii/target, /debug/ewii-adapter)
 #   EWII_CACHE         where node + the suite are installed (default: ~/.cache/ewii)
 #
@@ -42,11 +48,14 @@ node_version="$(node --version)"
 # --- start the adapter -------------------------------------------------------
 work="$(mktemp -d "${TMPDIR:-/tmp}/ewii-conformance.XXXXXX")"
 adapter_pid=""
+proxy_pid=""
 cleanup() {
-    if [[ -n "$adapter_pid" ]] && kill -0 "$adapter_pid" 2>/dev/null; then
-        kill "$adapter_pid" 2>/dev/null || true
-        wait "$adapter_pid" 2>/dev/null || true
-    fi
+    for pid in "$proxy_pid" "$adapter_pid"; do
+        if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+            kill "$pid" 2>/dev/null || true
+            wait "$pid" 2>/dev/null || true
+        fi
+    done
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -66,9 +75,11 @@ PY
 "$bin" init --workspace-id ws-conformance >/dev/null
 "$bin" add-database shop --driver sqlite --url "sqlite://$work/shop.db" >/dev/null
 
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-url="http://127.0.0.1:$port/mcp"
-"$bin" serve --listen "127.0.0.1:$port" >"$work/serve.log" 2>&1 &
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="$(free_port)"
+proxy_port="$(free_port)"
+url="http://127.0.0.1:$proxy_port/mcp"
+"$bin" serve --listen "127.0.0.1:$port" --allowed-origin "http://127.0.0.1:$proxy_port" >"$work/serve.log" 2>&1 &
 adapter_pid=$!
 
 for _ in $(seq 1 300); do # 60 s
@@ -86,8 +97,28 @@ done
     exit 1
 }
 
+# --- the credential-adding proxy the suite talks to ---------------------------
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+python3 -u "$repo/scripts/conformance_credential_proxy.py" "$proxy_port" "$port" \
+    "$EWII_ADAPTER_HOME/local-credential" >"$work/proxy.log" 2>&1 &
+proxy_pid=$!
+for _ in $(seq 1 100); do # 20 s
+    grep -q listening "$work/proxy.log" 2>/dev/null && break
+    kill -0 "$proxy_pid" 2>/dev/null || break
+    sleep 0.2
+done
+grep -q listening "$work/proxy.log" 2>/dev/null || {
+    echo "the credential-adding proxy did not start:" >&2
+    cat "$work/proxy.log" >&2
+    exit 1
+}
+# Without the proxy the adapter refuses the suite's requests: the credential is needed.
+direct="$(curl -s -o /dev/null -w '%{http_code}' -X POST -H 'Content-Type: application/json' \
+    -H 'Accept: application/json, text/event-stream' --data '{}' "http://127.0.0.1:$port/mcp" || true)"
+[[ "$direct" == 401 ]] || { echo "ewii-adapter answered $direct without its local credential (expected 401)" >&2; exit 1; }
+
 # --- run the scenarios -------------------------------------------------------
-echo "conformance $CONFORMANCE_VERSION (node $node_version) against $url"
+echo "conformance $CONFORMANCE_VERSION (node $node_version) against $url (credential-adding proxy to 127.0.0.1:$port)"
 passed=0
 failed=0
 for scenario in "${SCENARIOS[@]}"; do

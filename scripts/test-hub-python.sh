@@ -4,8 +4,10 @@
 #
 #   operator  ewii-hub workspace create / deployment create / agent create / hub-ca,
 #             then ewii-hub serve (QUIC for tunnels and enrolment, HTTP /mcp for agents)
-#   customer  ewii-adapter init / add-database (SQLite shop, PostgreSQL crm) / serve,
-#             ewii-client run --enrollment-token-file (enrols, gets its SVID, connects)
+#   customer  ewii-adapter init / add-database (SQLite shop, PostgreSQL crm) / serve
+#             (401 for a caller without its local credential, 403 for a foreign Origin),
+#             ewii-client run --enrollment-token-file --adapter-credential-file (enrols,
+#             gets its SVID, connects, presents the adapter's local credential)
 #   agent     tools/list and tools/call through the hub and the tunnel; 401 without
 #             a valid credential
 #   customer  a second client with the used token is refused ("already been used");
@@ -172,6 +174,12 @@ EOF
 "${adapter[@]}" add-database shop --driver sqlite --url "sqlite://$work/shop.db" >>"$work/adapter-cli.log" 2>&1 \
     || fail "ewii-adapter add-database shop"
 pass "ewii-adapter init --workspace-id acme; add-database shop (SQLite, customers: 10 rows)"
+adapter_credential="$("${adapter[@]}" local-credential 2>>"$work/adapter-cli.log")" \
+    || fail "ewii-adapter local-credential"
+[[ "$adapter_credential" == "$work/adapter/local-credential" ]] \
+    || fail "ewii-adapter local-credential printed '$adapter_credential'"
+[[ "$(stat -c %a "$adapter_credential")" == 600 ]] || fail "local-credential is mode $(stat -c %a "$adapter_credential")"
+pass "ewii-adapter local-credential: $adapter_credential (0600, made by init)"
 
 postgres=0
 if [[ -n "${EWII_TEST_POSTGRES_URL:-}" ]]; then
@@ -204,12 +212,36 @@ pids+=("$adapter_pid")
 wait_for "ewii-adapter serve" "$adapter_pid" grep -Eq 'http://127\.0\.0\.1:[0-9]+/mcp' "$work/adapter-serve.out"
 adapter_addr="$(grep -Eo '127\.0\.0\.1:[0-9]+' "$work/adapter-serve.out" | head -n 1)"
 pass "ewii-adapter serve on $adapter_addr"
+# The adapter serves only its client: a local process without the credential, or a
+# page on another localhost port, is refused before any MCP message is read.
+"$py" - "$adapter_addr" "$adapter_credential" <<'EOF' || fail "ewii-adapter served a caller it should refuse"
+import http.client, json, sys
+addr, credential = sys.argv[1], open(sys.argv[2]).read().strip()
+body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "flow", "version": "0"}}})
+def post(headers):
+    host, port = addr.split(":")
+    c = http.client.HTTPConnection(host, int(port), timeout=10)
+    c.request("POST", "/mcp", body=body, headers={"Content-Type": "application/json",
+              "Accept": "application/json, text/event-stream", **headers})
+    r = c.getresponse()
+    return r.status, r.getheader("Mcp-Session-Id"), r.read()
+status, session, reply = post({})
+assert status == 401 and session is None, (status, session, reply)
+assert "--adapter-credential-file" in json.loads(reply)["error"]["message"], reply
+status, session, _ = post({"Authorization": "Bearer " + credential, "Origin": "http://localhost:" + addr.split(":")[1]})
+assert status == 403 and session is None, (status, session)
+status, session, _ = post({"Authorization": "Bearer " + credential})
+assert status == 200 and session, (status, session)
+EOF
+pass "ewii-adapter: 401 without its local credential, 403 for a foreign localhost Origin, 200 with it"
 
 # --- customer: client --------------------------------------------------------
 say "== customer: ewii-client enrols with the token and connects"
 client_args=(--hub "$quic" --hub-ca "$work/hub-ca.pem" --allow "tcp:$adapter_addr"
-    --enrollment-token-file "$work/enrolment-token")
-unset EWII_ENROLLMENT_TOKEN EWII_SVID EWII_SVID_KEY EWII_STATE EWII_HUB EWII_HUB_CA EWII_ALLOW
+    --adapter-credential-file "$adapter_credential" --enrollment-token-file "$work/enrolment-token")
+unset EWII_ENROLLMENT_TOKEN EWII_SVID EWII_SVID_KEY EWII_STATE EWII_HUB EWII_HUB_CA EWII_ALLOW \
+    EWII_ADAPTER_CREDENTIAL EWII_ADAPTER_CREDENTIAL_FILE
 # events N KIND: at least N events of KIND in the first client's connection log.
 events() {
     local n
@@ -284,7 +316,7 @@ timeout "$WAIT_S" "$client_bin" run "${client_args[@]}" --state "$work/client" \
 ((rc == 2)) || fail "restart after SIGTERM: expected exit 2 (token used), got $rc: $(cat "$work/client-after-stop.log")"
 rc=0
 timeout "$WAIT_S" "$client_bin" run --hub "$quic" --hub-ca "$work/hub-ca.pem" --allow "tcp:$adapter_addr" \
-    --state "$work/client-old" --svid "$work/old-svid.pem" --key "$work/old-svid.key" \
+    --adapter-credential-file "$adapter_credential" --state "$work/client-old" --svid "$work/old-svid.pem" --key "$work/old-svid.key" \
     >"$work/client-old.out" 2>"$work/client-old.log" || rc=$?
 ((rc == 3)) || fail "the revoked SVID: expected exit 3 (revoked), got $rc: $(cat "$work/client-old.log")"
 pass "after SIGTERM the restart is refused (exit 2, token used) and the old SVID is refused as revoked (exit 3)"
@@ -293,7 +325,7 @@ say "== operator: a new token brings the deployment back"
 "${hub[@]}" --json deployment token --workspace acme eu >"$work/token-2.json"
 json_field enrolment_token <"$work/token-2.json" >"$work/enrolment-token-2"
 "$client_bin" run --hub "$quic" --hub-ca "$work/hub-ca.pem" --allow "tcp:$adapter_addr" \
-    --enrollment-token-file "$work/enrolment-token-2" --state "$work/client" >"$work/client-back.log" 2>&1 &
+    --adapter-credential-file "$adapter_credential" --enrollment-token-file "$work/enrolment-token-2" --state "$work/client" >"$work/client-back.log" 2>&1 &
 client_pid=$!
 pids+=("$client_pid")
 wait_for "the re-enrolled ewii-client bringing the tunnel up" "$client_pid" events 3 tunnel_up

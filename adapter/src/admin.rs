@@ -7,6 +7,7 @@ use ewii_driver_core::{
 };
 
 use crate::home::{AdapterConfig, AdapterHome};
+use crate::local_credential::{self, LocalCredentialError};
 use crate::store::{self, DatabaseEntry, StoreContents, StoreError, StoreKey};
 
 /// A failed administrative operation. Messages say what to do next.
@@ -29,6 +30,9 @@ pub enum AdminError {
         /// Why.
         cause: DriverError,
     },
+    /// The local credential cannot be created or read.
+    #[error(transparent)]
+    LocalCredential(#[from] LocalCredentialError),
     /// Bad input from the admin.
     #[error("{0}")]
     Invalid(String),
@@ -51,7 +55,8 @@ pub fn validate_workspace_id(id: &str) -> Result<(), AdminError> {
     }
 }
 
-/// `init`: creates the home, the empty encrypted store and `adapter.toml`.
+/// `init`: creates the home, the empty encrypted store, `adapter.toml` and
+/// the local credential the client will present.
 pub fn init(
     home: &AdapterHome,
     workspace_id: &str,
@@ -62,13 +67,18 @@ pub fn init(
         return Err(StoreError::AlreadyExists(home.store_path()).into());
     }
     store::ensure_private_dir(home.dir())?;
-    let _lock = store::lock(home.dir())?;
+    let lock = store::lock(home.dir())?;
     store::create(&home.store_path(), workspace_id, token)?;
     home.save_config(&AdapterConfig {
         workspace_id: workspace_id.to_owned(),
         serve: Default::default(),
         defaults: Limits::default(),
     })?;
+    // `rotate` takes the lock itself (flock is not re-entrant).
+    drop(lock);
+    // A credential left from an earlier home in this directory is replaced:
+    // a new home starts with a credential no earlier client holds.
+    local_credential::rotate(home)?;
     Ok(())
 }
 

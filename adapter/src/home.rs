@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::{self, StoreError};
 
-/// The adapter home: `adapter.toml`, `credentials.enc`, `credentials.lock`.
+/// The adapter home: `adapter.toml`, `credentials.enc`, `credentials.lock`,
+/// `local-credential`.
 #[derive(Debug, Clone)]
 pub struct AdapterHome {
     dir: PathBuf,
@@ -34,7 +35,8 @@ pub struct ServeConfig {
     pub listen: Option<String>,
     /// Extra accepted `Host` names (e.g. a compose service name).
     pub allowed_hosts: Vec<String>,
-    /// Extra accepted browser origins, e.g. `http://localhost:6274`.
+    /// Browser origins accepted, each exactly (scheme, host and port), e.g.
+    /// `http://localhost:6274`. None by default.
     pub allowed_origins: Vec<String>,
 }
 
@@ -52,6 +54,12 @@ impl AdapterHome {
     /// The encrypted credential store.
     pub fn store_path(&self) -> PathBuf {
         self.dir.join("credentials.enc")
+    }
+
+    /// The local credential the adapter's client presents (see
+    /// [`crate::local_credential`]).
+    pub fn local_credential_path(&self) -> PathBuf {
+        self.dir.join(crate::local_credential::FILE_NAME)
     }
 
     /// The configuration file.

@@ -6,9 +6,11 @@
 //! serves the union of their tools over MCP ([`server`], [`serve`]).
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod admin;
 pub mod drivers;
 pub mod home;
+pub mod local_credential;
 pub mod serve;
 pub mod server;
 pub mod store;

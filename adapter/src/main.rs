@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use ewii_adapter::access::ExactOrigin;
 use ewii_adapter::admin::{self, AdminError};
+use ewii_adapter::local_credential;
 use ewii_adapter::serve::{self, HttpOptions};
 use ewii_adapter::store::DatabaseEntry;
 use ewii_adapter::{Adapter, AdapterHome};
@@ -24,10 +26,16 @@ Typical first run (the operator gives you a workspace id and an enrolment token)
   ewii-adapter init --workspace-id acme
   ewii-adapter add-database shop --driver postgres --url postgres://reader@db:5432/shop --password-stdin
   ewii-adapter serve --listen 127.0.0.1:7878   # MCP at http://127.0.0.1:7878/mcp
+  ewii-adapter local-credential                # the file to give ewii-client (--adapter-credential-file)
 
 Every command that reads the credential store needs the enrolment token: the store is
 encrypted with a key derived from it (PBKDF2-HMAC-SHA256, 600 000 rounds, AES-256-GCM).
-Databases are read-only unless added with --read-write.";
+Databases are read-only unless added with --read-write.
+
+The HTTP endpoint serves only callers that send `Authorization: Bearer <local credential>`:
+the credential is the file local-credential in the adapter home (mode 0600, made by init,
+or by the first serve of an older home). Anything else gets 401 and nothing runs; a browser
+Origin not listed exactly with --allowed-origin gets 403.";
 
 /// Ewii MCP adapter: turns the databases you attach into MCP tools, served on
 /// localhost only, with credentials encrypted at rest.
@@ -91,6 +99,23 @@ enum Command {
     },
     /// Serve MCP: streamable HTTP on loopback or a unix socket, or stdio.
     Serve(ServeArgs),
+    /// Print where the local credential is (the file ewii-client is given
+    /// with --adapter-credential-file); create it if missing, or replace it.
+    #[command(name = "local-credential")]
+    LocalCredential {
+        /// Replace it with a new random one. Restart `serve` and give the
+        /// client the new file; the old credential stops working.
+        #[arg(long)]
+        rotate: bool,
+        /// Print the credential itself instead of its path (to hand to a
+        /// secret manager; it then is on your terminal).
+        #[arg(long)]
+        show: bool,
+        /// Machine-readable output: path, created, rotated (and the
+        /// credential with --show).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -171,8 +196,10 @@ struct ServeArgs {
     /// Extra accepted Host header value (repeatable), e.g. a compose service name.
     #[arg(long, value_name = "HOST")]
     allowed_host: Vec<String>,
-    /// Extra accepted browser Origin (repeatable), e.g. http://localhost:6274.
-    #[arg(long, value_name = "ORIGIN")]
+    /// A browser Origin to accept, matched exactly on scheme, host and port
+    /// (repeatable), e.g. http://localhost:6274. None by default: requests
+    /// with any other Origin get 403. Wildcards are refused.
+    #[arg(long, visible_alias = "allow-origin", value_name = "ORIGIN")]
     allowed_origin: Vec<String>,
 }
 
@@ -375,6 +402,43 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Serve(s) => serve_cmd(&home, &cli.global, s).await?,
+        Command::LocalCredential { rotate, show, json } => {
+            // The home must exist: a credential without a store serves nothing.
+            home.load_config().map_err(AdminError::from)?;
+            let (credential, created) = if rotate {
+                (local_credential::rotate(&home)?, false)
+            } else {
+                local_credential::load_or_create(&home)?
+            };
+            let path = home.local_credential_path();
+            if json {
+                let mut out = json!({
+                    "path": path,
+                    "created": created,
+                    "rotated": rotate,
+                });
+                if show {
+                    out["credential"] = json!(credential.expose());
+                }
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if show {
+                println!("{}", credential.expose());
+            } else {
+                println!("{}", path.display());
+                if rotate || created {
+                    eprintln!(
+                        "{} the local credential. Give this file to ewii-client \
+                         (--adapter-credential-file or EWII_ADAPTER_CREDENTIAL_FILE){}",
+                        if rotate { "Replaced" } else { "Created" },
+                        if rotate {
+                            " and restart `ewii-adapter serve`: the old credential stops working"
+                        } else {
+                            ""
+                        }
+                    );
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -475,6 +539,31 @@ async fn add_database(home: &AdapterHome, global: &Global, a: AddDatabase) -> Re
 
 async fn serve_cmd(home: &AdapterHome, global: &Global, s: ServeArgs) -> Result<()> {
     let config = home.load_config().map_err(AdminError::from)?;
+    let allowed_origins = config
+        .serve
+        .allowed_origins
+        .iter()
+        .chain(&s.allowed_origin)
+        .map(|o| ExactOrigin::parse(o))
+        .collect::<Result<Vec<_>, _>>()
+        .context("--allowed-origin or adapter.toml [serve] allowed_origins")?;
+    // stdio needs none: only the process that launched us holds the pipes.
+    let credential = if s.stdio {
+        None
+    } else {
+        let (credential, created) = local_credential::load_or_create(home)?;
+        let path = home.local_credential_path();
+        if created {
+            tracing::info!(
+                path = %path.display(),
+                "created the local credential (this home predates it): give this file to \
+                 ewii-client with --adapter-credential-file"
+            );
+        } else {
+            tracing::info!(path = %path.display(), "callers must present the local credential");
+        }
+        Some(credential)
+    };
     let (key, contents) = unlock(home, global)?;
     let (adapter, change) = Adapter::new(contents.configs()).await;
     for (name, e) in &change.failed {
@@ -485,6 +574,7 @@ async fn serve_cmd(home: &AdapterHome, global: &Global, s: ServeArgs) -> Result<
     let watcher = serve::watch_store(adapter.clone(), home.store_path(), key, cancel.clone());
     spawn_signal_handler(cancel.clone());
     let opts = HttpOptions {
+        credential,
         allowed_hosts: config
             .serve
             .allowed_hosts
@@ -492,13 +582,7 @@ async fn serve_cmd(home: &AdapterHome, global: &Global, s: ServeArgs) -> Result<
             .chain(&s.allowed_host)
             .cloned()
             .collect(),
-        allowed_origins: config
-            .serve
-            .allowed_origins
-            .iter()
-            .chain(&s.allowed_origin)
-            .cloned()
-            .collect(),
+        allowed_origins,
         ..HttpOptions::default()
     };
     let result = if s.stdio {

@@ -12,6 +12,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{self, AccessGate, ExactOrigin};
+use crate::local_credential::LocalCredential;
 use crate::server::{Adapter, McpService};
 use crate::store::{self, StoreKey};
 
@@ -37,13 +39,19 @@ pub enum ServeError {
     Runtime(String),
 }
 
-/// Host/Origin settings of the HTTP endpoint (DNS-rebinding protection).
+/// Who the HTTP endpoint serves (see [`crate::access`]).
+///
+/// The default serves no one: without a `credential`, every request is
+/// refused with 401.
 #[derive(Debug, Clone, Default)]
 pub struct HttpOptions {
+    /// The local credential callers must present as a bearer.
+    pub credential: Option<LocalCredential>,
     /// Extra accepted `Host` values beyond localhost, 127.0.0.1 and ::1.
     pub allowed_hosts: Vec<String>,
-    /// Extra accepted `Origin` values beyond loopback origins.
-    pub allowed_origins: Vec<String>,
+    /// Browser origins accepted, each exactly (scheme, host and port).
+    /// None by default; requests without `Origin` are not affected.
+    pub allowed_origins: Vec<ExactOrigin>,
     /// Bounds on what one HTTP client may hold.
     pub limits: HttpLimits,
 }
@@ -83,9 +91,11 @@ pub fn check_listen_addr(addr: SocketAddr, allow_network: bool) -> Result<(), Se
     Err(ServeError::NotLoopback(addr))
 }
 
-/// The MCP endpoint as an axum router (`/mcp`), with Host and Origin
-/// validation: a browser page on another origin, or a DNS name rebound to
-/// 127.0.0.1, is refused with 403 before any MCP message is read.
+/// The MCP endpoint as an axum router (`/mcp`) behind the access gate
+/// ([`crate::access::gate`]): a browser page on an origin not listed
+/// exactly is refused with 403, a caller without the local credential with
+/// 401, before any MCP message is read; rmcp's Host validation then refuses
+/// a DNS name rebound to 127.0.0.1 with 403.
 pub fn router(
     adapter: Arc<Adapter>,
     opts: &HttpOptions,
@@ -93,16 +103,19 @@ pub fn router(
 ) -> axum::Router {
     let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
     hosts.extend(opts.allowed_hosts.iter().cloned());
-    let mut origins: Vec<String> = vec![
-        "http://localhost:*".into(),
-        "http://127.0.0.1:*".into(),
-        "http://[::1]:*".into(),
-    ];
-    origins.extend(opts.allowed_origins.iter().cloned());
+    // The same exact origins for rmcp's own check (each with its port, which
+    // rmcp then matches exactly); an empty list refuses every Origin.
+    let origins: Vec<String> = opts
+        .allowed_origins
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     let config = StreamableHttpServerConfig::default()
         .with_allowed_hosts(hosts)
         .with_allowed_origins(origins)
         .enforce_origin_validation()
+        // A chunked body is cut at the same limit a declared one is refused at.
+        .with_max_request_body_bytes(opts.limits.max_body_bytes)
         .with_cancellation_token(cancel.child_token());
     let service: StreamableHttpService<McpService, LocalSessionManager> =
         StreamableHttpService::new(
@@ -110,7 +123,13 @@ pub fn router(
             Default::default(),
             config,
         );
-    axum::Router::new().nest_service("/mcp", service)
+    let gate = Arc::new(AccessGate::new(
+        opts.credential.as_ref(),
+        opts.allowed_origins.clone(),
+    ));
+    axum::Router::new()
+        .nest_service("/mcp", service)
+        .layer(axum::middleware::from_fn_with_state(gate, access::gate))
 }
 
 /// Serves MCP streamable HTTP on an already bound TCP listener until

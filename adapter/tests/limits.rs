@@ -7,18 +7,25 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use ewii_adapter::local_credential::LocalCredential;
 use ewii_adapter::serve::{HttpLimits, HttpOptions, serve_tcp};
 use ewii_adapter::server::Adapter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-/// An adapter with no databases on loopback, with `limits`.
+/// The adapter's local credential in these tests.
+const CREDENTIAL: &str = "ewii_local_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+
+/// An adapter with no databases on loopback, with `limits`; callers present
+/// [`CREDENTIAL`].
 async fn adapter(limits: HttpLimits) -> (SocketAddr, CancellationToken) {
     let (adapter, _) = Adapter::new(Vec::new()).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cancel = CancellationToken::new();
+    let credential = LocalCredential::parse(CREDENTIAL, std::path::Path::new("test")).unwrap();
     let opts = HttpOptions {
+        credential: Some(credential),
         limits,
         ..HttpOptions::default()
     };
@@ -33,7 +40,7 @@ async fn adapter(limits: HttpLimits) -> (SocketAddr, CancellationToken) {
 async fn post(addr: SocketAddr, body: &str) -> (u16, String) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\nContent-Length: {}\r\n\r\n{body}",
+        "POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2025-11-25\r\nAuthorization: Bearer {CREDENTIAL}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();

@@ -12,6 +12,7 @@ use common::{TestHome, install_crypto_provider};
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, ProtocolVersion};
 use rmcp::service::{NotificationContext, RunningService};
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{ClientHandler, RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use tokio::sync::Notify;
@@ -31,12 +32,14 @@ impl ClientHandler for Agent {
     }
 }
 
-async fn connect(url: &str) -> (RunningService<RoleClient, Agent>, Agent) {
+async fn connect(url: &str, credential: &str) -> (RunningService<RoleClient, Agent>, Agent) {
     install_crypto_provider();
     let agent = Agent::default();
     let client = agent
         .clone()
-        .serve(StreamableHttpClientTransport::from_uri(url.to_owned()))
+        .serve(StreamableHttpClientTransport::from_config(
+            StreamableHttpClientTransportConfig::with_uri(url.to_owned()).auth_header(credential),
+        ))
         .await
         .expect("MCP initialize");
     (client, agent)
@@ -69,7 +72,7 @@ async fn lists_tools_and_runs_a_parameterised_query() {
     t.init();
     t.attach_shop("shop").await;
     let (_server, url) = t.serve(&[]);
-    let (client, _) = connect(&url).await;
+    let (client, _) = connect(&url, &t.credential()).await;
 
     let info = client.peer_info().expect("server info");
     assert_eq!(
@@ -141,7 +144,7 @@ async fn failures_are_is_error_results_and_the_adapter_keeps_serving() {
     t.init();
     t.attach_shop("shop").await;
     let (_server, url) = t.serve(&[]);
-    let (client, _) = connect(&url).await;
+    let (client, _) = connect(&url, &t.credential()).await;
 
     let cases = [
         (
@@ -211,7 +214,7 @@ async fn catalog_changes_live_and_clients_hear_list_changed() {
     t.init();
     t.attach_shop("shop").await;
     let (_server, url) = t.serve(&[]);
-    let (client, agent) = connect(&url).await;
+    let (client, agent) = connect(&url, &t.credential()).await;
     assert_eq!(client.list_all_tools().await.unwrap().len(), 5);
 
     // The admin attaches a second database while the adapter serves.
@@ -258,7 +261,7 @@ async fn catalog_changes_live_and_clients_hear_list_changed() {
 async fn foreign_host_and_origin_are_refused() {
     let t = TestHome::new();
     t.init();
-    let (_server, url) = t.serve(&[]);
+    let (_server, url) = t.serve(&["--allowed-origin", "http://localhost:6274"]);
     install_crypto_provider();
     let http = reqwest::Client::new();
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
@@ -266,6 +269,7 @@ async fn foreign_host_and_origin_are_refused() {
     let post = |host: Option<&str>, origin: Option<&str>| {
         let mut req = http
             .post(&url)
+            .bearer_auth(t.credential())
             .header("Accept", "application/json, text/event-stream")
             .header("Content-Type", "application/json")
             .json(&init);
@@ -290,13 +294,20 @@ async fn foreign_host_and_origin_are_refused() {
         403,
         "foreign Origin accepted"
     );
+    // Loopback is no exception: only the listed origin, exactly.
     let port = url.split(':').nth(2).unwrap().split('/').next().unwrap();
-    let ok = post(None, Some(&format!("http://localhost:{port}")))
-        .await
-        .unwrap();
+    assert_eq!(
+        post(None, Some(&format!("http://localhost:{port}")))
+            .await
+            .unwrap()
+            .status(),
+        403,
+        "an unlisted loopback origin accepted"
+    );
+    let ok = post(None, Some("http://localhost:6274")).await.unwrap();
     assert!(
         ok.status().is_success(),
-        "loopback origin refused: {}",
+        "the listed origin refused: {}",
         ok.status()
     );
 }
@@ -319,7 +330,8 @@ async fn serves_over_a_unix_socket() {
     .to_string();
     let mut s = tokio::net::UnixStream::connect(&socket).await.unwrap();
     let req = format!(
-        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "POST /mcp HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        t.credential(),
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();

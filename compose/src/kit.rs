@@ -5,11 +5,12 @@
 //! still stops everything that runs.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, Result, bail};
+use ewii_adapter::local_credential;
 use ewii_adapter::serve::{self, HttpOptions};
 use ewii_adapter::store::DatabaseEntry;
 use ewii_adapter::{Adapter, AdapterHome, admin};
@@ -18,7 +19,7 @@ use ewii_hub::serve::{RunningHub, ServeOptions};
 use ewii_hub::{Location, Store};
 use ewii_tunnel::client::{Client, ClientError, ClientSettings, Stopped};
 use ewii_tunnel::connlog::ConnectionLog;
-use ewii_tunnel::forward::{AllowList, Destination};
+use ewii_tunnel::forward::{AdapterCredential, AllowList, Destination};
 use ewii_tunnel::identity::{IdentitySource, SvidInfo};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -68,6 +69,9 @@ pub struct Kit {
     hub: Option<RunningHub>,
     adapter: Option<AdapterTask>,
     adapter_addr: Option<SocketAddr>,
+    /// The adapter's local credential file, which the client reads (in the
+    /// compose bundle: the volume the two share).
+    adapter_credential: Option<PathBuf>,
     client: Option<ClientTask>,
     connection_log: Option<Arc<ConnectionLog>>,
 }
@@ -125,7 +129,8 @@ impl Kit {
 
     /// The customer's adapter: a home whose credential store is keyed
     /// with the enrolment token, the sample database attached read-only,
-    /// MCP on an ephemeral loopback port. Returns its MCP URL.
+    /// MCP on an ephemeral loopback port for callers holding the home's
+    /// local credential. Returns its MCP URL.
     pub async fn start_adapter(
         &mut self,
         home: &AdapterHome,
@@ -133,6 +138,8 @@ impl Kit {
         db_path: &Path,
     ) -> Result<String> {
         admin::init(home, WORKSPACE, token)?;
+        let credential_file = home.local_credential_path();
+        let credential = local_credential::load(&credential_file)?;
         let shop = DatabaseEntry {
             driver: "sqlite".into(),
             url: SecretString::new(format!("sqlite://{}", db_path.display())),
@@ -159,9 +166,13 @@ impl Kit {
         };
         let addr = listener.local_addr()?;
         let cancel = CancellationToken::new();
+        let options = HttpOptions {
+            credential: Some(credential),
+            ..HttpOptions::default()
+        };
         let task = tokio::spawn({
             let (adapter, cancel) = (adapter.clone(), cancel.clone());
-            async move { serve::serve_tcp(adapter, listener, &HttpOptions::default(), cancel).await }
+            async move { serve::serve_tcp(adapter, listener, &options, cancel).await }
         });
         self.adapter = Some(AdapterTask {
             adapter,
@@ -169,6 +180,7 @@ impl Kit {
             task,
         });
         self.adapter_addr = Some(addr);
+        self.adapter_credential = Some(credential_file);
         Ok(format!("http://{addr}/mcp"))
     }
 
@@ -178,6 +190,12 @@ impl Kit {
     pub async fn start_client(&mut self, state: &Path, token: &SecretString) -> Result<SvidInfo> {
         let hub = self.hub.as_ref().context("the hub is not running")?;
         let adapter = self.adapter_addr.context("the adapter is not running")?;
+        // As the bundle's client does: read the adapter's credential file.
+        let credential_file = self
+            .adapter_credential
+            .as_deref()
+            .context("the adapter is not running")?;
+        let adapter_credential = AdapterCredential::from_file(credential_file)?;
         let hub_ca = hub.hub_ca.clone();
         let log = Arc::new(
             ConnectionLog::open(&state.join(CONNECTION_LOG))
@@ -190,6 +208,7 @@ impl Kit {
             hub_ca,
             tls_ca: None,
             allow: AllowList::new(vec![Destination::Tcp(adapter)])?,
+            adapter_credential: Some(adapter_credential),
             log: Some(log),
         };
         let source = IdentitySource::Enrolled {

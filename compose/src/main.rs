@@ -175,6 +175,11 @@ async fn run(kit: &mut Kit, work: &Path, once: bool, listen: SocketAddr) -> Resu
         "  adapter: {adapter_url}, database {DATABASE} read-only, credentials encrypted in {}",
         home.dir().display()
     );
+    println!(
+        "  adapter: serves only callers presenting its local credential ({}); the client reads \
+         that file",
+        home.local_credential_path().display()
+    );
     let state = work.join("client-state");
     let svid = kit.start_client(&state, &operator.enrolment_token).await?;
     println!(

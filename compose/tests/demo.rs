@@ -22,6 +22,11 @@ fn demo_once_prints_tools_and_a_query_result_and_exits_zero() {
         "{stdout}"
     );
     assert!(stdout.contains("client: tunnel up"), "{stdout}");
+    // The adapter is closed to everyone but its client.
+    assert!(
+        stdout.contains("adapter: serves only callers presenting its local credential"),
+        "{stdout}"
+    );
     // The agent talks to the hub, which names tools by deployment.
     assert!(stdout.contains("agent ← ewii-hub"), "{stdout}");
     assert!(stdout.contains("agent ← 5 tools"), "{stdout}");
@@ -48,6 +53,7 @@ fn demo_once_prints_tools_and_a_query_result_and_exits_zero() {
     assert!(stdout.contains("client: forwarded"), "{stdout}");
     // No credential in --once mode, and a quiet, clean shutdown.
     assert!(!stdout.contains("ewii_agent_"), "{stdout}");
+    assert!(!stdout.contains("ewii_local_"), "{stdout}");
     assert!(!stdout.contains("Bearer"), "{stdout}");
     assert!(!stderr.contains("ERROR"), "{stderr}");
     assert!(!stderr.contains("tunnel down"), "{stderr}");

@@ -759,6 +759,7 @@ async fn unauthenticated_quic_flood_leaves_hub_rss_bounded_and_clients_served() 
                 .unwrap(),
         ])
         .unwrap(),
+        adapter_credential: Some(adapter.client_credential()),
         log: None,
     };
     let source = ewii_tunnel::identity::IdentitySource::Enrolled {

@@ -12,6 +12,10 @@ Each is attached next to the built-in SQLite database `shop` and every test runs
 against it too. Such a database must already hold the `customers` table of
 SEED_SQL below (the adapter attaches databases read-only, so the tests cannot
 seed it). placeholder is "?" (SQLite, MySQL) or "$n" (PostgreSQL: $1, $2, ...).
+
+Every session presents the adapter's local credential (the home's
+`local-credential` file, made by `init`) as `Authorization: Bearer ...`, as the
+Ewii client does; the tests also check that a caller without it gets 401.
 """
 
 from __future__ import annotations
@@ -33,10 +37,25 @@ import anyio
 import pytest
 from mcp import ClientSession
 
-try:  # mcp >= 1.24 (and 2.x); the older name is deprecated, then removed in 2.x.
-    from mcp.client.streamable_http import streamable_http_client as _http_client
-except ImportError:  # pragma: no cover - older SDKs
-    from mcp.client.streamable_http import streamablehttp_client as _http_client
+try:  # mcp >= 1.24 (and 2.x): headers travel on the httpx client given to the transport.
+    from mcp.client.streamable_http import streamable_http_client
+
+    try:  # the SDK's client, with its recommended timeouts
+        from mcp.shared._httpx_utils import create_mcp_http_client
+    except ImportError:  # pragma: no cover - a private module, may move
+        import httpx
+
+        def create_mcp_http_client(headers: dict[str, str]) -> Any:
+            return httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300))
+
+    def _http_client(url: str, headers: dict[str, str]) -> Any:
+        return streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
+
+except ImportError:  # pragma: no cover - older SDKs take the headers themselves
+    from mcp.client.streamable_http import streamablehttp_client
+
+    def _http_client(url: str, headers: dict[str, str]) -> Any:
+        return streamablehttp_client(url, headers=headers)
 
 CUSTOMERS = [
     (1, "Anna", "DE"),
@@ -98,6 +117,10 @@ class Adapter:
     url: str
     host: str  # host:port, for raw HTTP requests
     log: Path
+    credential: str  # the home's local credential, sent as a bearer
+
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.credential}"}
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
@@ -136,7 +159,8 @@ def adapter(tmp_path_factory: pytest.TempPathFactory):
             stdout=log_fh,
             stderr=subprocess.STDOUT,
         )
-    info = Adapter(url=f"http://127.0.0.1:{port}/mcp", host=f"127.0.0.1:{port}", log=log)
+    credential = (tmp / "home" / "local-credential").read_text().strip()
+    info = Adapter(url=f"http://127.0.0.1:{port}/mcp", host=f"127.0.0.1:{port}", log=log, credential=credential)
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
@@ -176,7 +200,10 @@ def with_session(adapter: Adapter, fn: Callable[[ClientSession], Awaitable[Any]]
     """Run fn(session) inside a fresh, initialised MCP session."""
 
     async def main() -> Any:
-        async with _http_client(adapter.url) as streams, ClientSession(streams[0], streams[1]) as session:
+        async with (
+            _http_client(adapter.url, adapter.auth()) as streams,
+            ClientSession(streams[0], streams[1]) as session,
+        ):
             await session.initialize()
             return await fn(session)
 
@@ -272,6 +299,29 @@ def test_unknown_tool_is_a_tool_error(adapter: Adapter) -> None:
     ids=["foreign-host", "foreign-origin"],
 )
 def test_dns_rebinding_is_refused(adapter: Adapter, headers: dict[str, str]) -> None:
+    # With the right credential: the 403 is about Host/Origin alone.
+    status, _ = _raw_initialize(adapter, {**adapter.auth(), **headers})
+    assert status == 403, f"request with {headers} got HTTP {status}, expected 403"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer ewii_local_wrong"}, {"Authorization": "Basic x"}],
+    ids=["no-credential", "wrong-credential", "not-a-bearer"],
+)
+def test_a_caller_without_the_local_credential_gets_401(adapter: Adapter, headers: dict[str, str]) -> None:
+    status, body = _raw_initialize(adapter, headers)
+    assert status == 401, f"request with {headers} got HTTP {status}, expected 401"
+    message = json.loads(body)["error"]["message"]
+    assert "local-credential" in message and "--adapter-credential-file" in message, message
+
+
+def test_the_local_credential_opens_the_endpoint(adapter: Adapter) -> None:
+    status, _ = _raw_initialize(adapter, adapter.auth())
+    assert status == 200
+
+
+def _raw_initialize(adapter: Adapter, headers: dict[str, str]) -> tuple[int, str]:
     body = json.dumps(
         {
             "jsonrpc": "2.0",
@@ -293,7 +343,7 @@ def test_dns_rebinding_is_refused(adapter: Adapter, headers: dict[str, str]) -> 
             body=body,
             headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers},
         )
-        status = conn.getresponse().status
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
     finally:
         conn.close()
-    assert status == 403, f"request with {headers} got HTTP {status}, expected 403"

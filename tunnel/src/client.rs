@@ -35,7 +35,7 @@ use zeroize::Zeroizing;
 
 use crate::connlog::{ConnectionLog, ConnectionRecord};
 use crate::enrol::EnrolResponse;
-use crate::forward::{AdapterLink, AllowList, Destination};
+use crate::forward::{AdapterCredential, AdapterLink, AllowList, Destination};
 use crate::handshake::{ClientConfig, HubCertVerifier, HubTrustError};
 use crate::identity::{
     CurrentIdentity, IdentityError, IdentitySource, IdentityStore, KeyRequest, SvidInfo,
@@ -69,6 +69,8 @@ pub struct ClientOptions {
     pub keys: KeyMaterial,
     /// Where requests may be forwarded.
     pub allow: AllowList,
+    /// The adapter's local credential, presented on every request to it.
+    pub adapter_credential: Option<AdapterCredential>,
     /// Where the connection log goes.
     pub log: Option<Arc<ConnectionLog>>,
 }
@@ -83,6 +85,7 @@ impl ClientOptions {
                 hub_ca: self.hub_ca,
                 tls_ca: self.tls_ca,
                 allow: self.allow,
+                adapter_credential: self.adapter_credential,
                 log: self.log,
             },
             IdentitySource::Static(self.keys),
@@ -106,6 +109,10 @@ pub struct ClientSettings {
     pub tls_ca: Option<Vec<CertificateDer<'static>>>,
     /// Where requests may be forwarded.
     pub allow: AllowList,
+    /// The adapter's local credential (its `local-credential` file),
+    /// presented as a bearer on every request to an adapter and never sent
+    /// to the hub. `None` only suits an adapter that requires none.
+    pub adapter_credential: Option<AdapterCredential>,
     /// Where the connection log goes.
     pub log: Option<Arc<ConnectionLog>>,
 }
@@ -722,7 +729,10 @@ impl Client {
             self.settings
                 .allow
                 .iter()
-                .map(|d| (d.clone(), Arc::new(AdapterLink::new(d.clone()))))
+                .map(|d| {
+                    let credential = self.settings.adapter_credential.clone();
+                    (d.clone(), Arc::new(AdapterLink::new(d.clone(), credential)))
+                })
                 .collect(),
         );
         let session_cancel = cancel.child_token();

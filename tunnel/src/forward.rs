@@ -11,6 +11,13 @@
 //!   transport rules (session id, protocol-version and SEP-2243 headers, SSE
 //!   or JSON replies); it never rewrites a message.
 //! - [`SseDecoder`]: a sans-IO `text/event-stream` parser.
+//! - [`AdapterCredential`]: the adapter's local credential, sent as
+//!   `Authorization: Bearer …` on every request the link makes (POST, GET
+//!   and DELETE), so the adapter knows the caller is its client. Requests
+//!   are built here from scratch: the tunnel carries JSON-RPC messages, not
+//!   HTTP headers, so nothing the hub sends can become a header, and the
+//!   credential never travels towards the hub. A 401 from the adapter is
+//!   [`ForwardError::Unauthorized`], saying which file the client needs.
 //!
 //! Every request uses a fresh HTTP/1 connection: the adapter is local, a
 //! connect costs microseconds, and there is no pool whose state could leak
@@ -18,14 +25,14 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HOST};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -34,6 +41,7 @@ use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
+use zeroize::Zeroizing;
 
 /// The largest single message relayed in either direction (one SSE event's
 /// data, one JSON body, one request body). Larger ones fail with
@@ -79,9 +87,38 @@ const DESTINATION_FORMS: &str = "accepted forms: unix:/absolute/path/to/socket, 
 /// and the hub should start a new session with `initialize`.
 pub const SESSION_LOST: &str = "adapter_session_lost";
 
+/// How a `Refused` reason starts when the adapter refused the client's
+/// local credential (HTTP 401): nothing ran, and only the customer's admin
+/// can fix it (the client's `--adapter-credential-file`).
+pub const ADAPTER_UNAUTHORIZED: &str = "adapter_unauthorized";
+
 /// Errors of the forwarding path.
 #[derive(Debug, thiserror::Error)]
 pub enum ForwardError {
+    /// The adapter answered 401: this client holds no credential, or not
+    /// the adapter's current one. The request was not run.
+    #[error(
+        "{ADAPTER_UNAUTHORIZED}: the MCP adapter at {destination} {}; the request was not run",
+        if *.credential_sent {
+            "refused this client's local credential (HTTP 401): the file given with \
+             --adapter-credential-file (EWII_ADAPTER_CREDENTIAL_FILE) does not hold the adapter's \
+             current credential (rotated? `ewii-adapter local-credential` prints the file to use; \
+             restart the client with it)"
+        } else {
+            "requires its local credential (HTTP 401) and this client has none: start ewii-client \
+             with --adapter-credential-file FILE (or EWII_ADAPTER_CREDENTIAL_FILE), FILE being the \
+             adapter's local-credential (`ewii-adapter local-credential` prints its path)"
+        }
+    )]
+    Unauthorized {
+        /// The adapter that refused.
+        destination: Destination,
+        /// Whether a credential was sent (then it is the wrong one).
+        credential_sent: bool,
+    },
+    /// The configured adapter credential cannot be used.
+    #[error("{0}")]
+    InvalidCredential(String),
     /// The adapter answered 404 to a request on an MCP session: it no
     /// longer knows the session.
     #[error(
@@ -226,6 +263,62 @@ impl fmt::Display for Destination {
     }
 }
 
+/// The adapter's local credential as the client holds it: sent as
+/// `Authorization: Bearer <credential>` on every request to the adapter.
+/// Its `Debug` hides it, and the header value is marked sensitive.
+#[derive(Clone)]
+pub struct AdapterCredential {
+    header: HeaderValue,
+}
+
+impl fmt::Debug for AdapterCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdapterCredential(<redacted>)")
+    }
+}
+
+impl AdapterCredential {
+    /// A credential from its value (surrounding whitespace ignored).
+    pub fn new(secret: &str) -> Result<AdapterCredential, ForwardError> {
+        let secret = secret.trim();
+        // A bearer token (RFC 6750 b64token) is visible ASCII without
+        // spaces; anything else is the wrong file, not a credential.
+        if secret.is_empty() || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ForwardError::InvalidCredential(
+                "the adapter credential is empty or not a bearer token: give the adapter's \
+                 local-credential file (`ewii-adapter local-credential` prints its path)"
+                    .into(),
+            ));
+        }
+        let mut value = Zeroizing::new(String::with_capacity(7 + secret.len()));
+        value.push_str("Bearer ");
+        value.push_str(secret);
+        let mut header = HeaderValue::from_str(&value)
+            .map_err(|_| ForwardError::InvalidCredential("unusable adapter credential".into()))?;
+        header.set_sensitive(true);
+        Ok(AdapterCredential { header })
+    }
+
+    /// Reads the credential from the adapter's `local-credential` file (or
+    /// a copy of it, e.g. on a volume shared with the adapter).
+    pub fn from_file(path: &Path) -> Result<AdapterCredential, ForwardError> {
+        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+            ForwardError::InvalidCredential(format!(
+                "cannot read the adapter credential file {}: {e}. It is the adapter's \
+                 local-credential file (`ewii-adapter local-credential` prints its path)",
+                path.display()
+            ))
+        })?);
+        AdapterCredential::new(&text).map_err(|_| {
+            ForwardError::InvalidCredential(format!(
+                "{} does not hold an adapter credential: give the adapter's local-credential \
+                 file (`ewii-adapter local-credential` prints its path)",
+                path.display()
+            ))
+        })
+    }
+}
+
 /// The destinations the hub may reach through this client, in the admin's
 /// order, without duplicates. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -264,11 +357,16 @@ impl AllowList {
         }
     }
 
-    /// Checks `destination` and only then builds a link to it, so that no
-    /// code path can dial a destination that was not checked.
-    pub fn link(&self, destination: Destination) -> Result<AdapterLink, ForwardError> {
+    /// Checks `destination` and only then builds a link to it (presenting
+    /// `credential`), so that no code path can dial a destination that was
+    /// not checked.
+    pub fn link(
+        &self,
+        destination: Destination,
+        credential: Option<AdapterCredential>,
+    ) -> Result<AdapterLink, ForwardError> {
         self.check(&destination)?;
-        Ok(AdapterLink::new(destination))
+        Ok(AdapterLink::new(destination, credential))
     }
 
     /// The destination used when the hub names none: the first entry.
@@ -313,6 +411,7 @@ impl SessionState {
 struct LinkInner {
     destination: Destination,
     host: HeaderValue,
+    credential: Option<AdapterCredential>,
     session: Mutex<SessionState>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
@@ -425,13 +524,15 @@ enum BodyKind {
 }
 
 impl AdapterLink {
-    /// A link to `destination`. Nothing is dialled until a message is sent;
-    /// check the destination against the [`AllowList`] first (or build the
-    /// link with [`AllowList::link`]).
-    pub fn new(destination: Destination) -> Self {
+    /// A link to `destination`, presenting `credential` (the adapter's
+    /// local credential) on every request. Nothing is dialled until a
+    /// message is sent; check the destination against the [`AllowList`]
+    /// first (or build the link with [`AllowList::link`]).
+    pub fn new(destination: Destination, credential: Option<AdapterCredential>) -> Self {
         AdapterLink {
             inner: Arc::new(LinkInner {
                 host: destination.host_header(),
+                credential,
                 destination,
                 session: Mutex::new(SessionState::default()),
                 bytes_in: AtomicU64::new(0),
@@ -619,7 +720,7 @@ impl AdapterLink {
         }
         if !status.is_success() {
             let (status, body) = self.read_error_body(response).await;
-            return Err(status_error(status, &body));
+            return Err(self.status_error(status, &body));
         }
         let kind = body_kind(response.headers())?;
         let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -633,11 +734,31 @@ impl AdapterLink {
         Ok(rx)
     }
 
+    /// Every request starts here: the only headers are the ones set in
+    /// this module, and the credential is set once.
     fn request(&self, method: Method) -> http::request::Builder {
-        Request::builder()
+        let builder = Request::builder()
             .method(method)
             .uri(MCP_PATH)
-            .header(HOST, self.inner.host.clone())
+            .header(HOST, self.inner.host.clone());
+        match &self.inner.credential {
+            Some(c) => builder.header(AUTHORIZATION, c.header.clone()),
+            None => builder,
+        }
+    }
+
+    /// The error for a non-success answer: a 401 is the adapter refusing
+    /// this client's credential, said loudly since only an admin can fix it.
+    fn status_error(&self, status: StatusCode, body: &[u8]) -> ForwardError {
+        if status != StatusCode::UNAUTHORIZED {
+            return status_error(status, body);
+        }
+        let e = ForwardError::Unauthorized {
+            destination: self.inner.destination.clone(),
+            credential_sent: self.inner.credential.is_some(),
+        };
+        tracing::warn!(error = %e, "the MCP adapter refused this client");
+        e
     }
 
     async fn delete_session(&self, id: HeaderValue, version: Option<HeaderValue>) {
@@ -712,10 +833,10 @@ impl AdapterLink {
     async fn error_reply(&self, response: Response<Incoming>) -> Result<Bytes, ForwardError> {
         let json = content_type_is(response.headers(), JSON);
         let (status, body) = self.read_error_body(response).await;
-        if json && is_jsonrpc_error(&body) {
+        if json && status != StatusCode::UNAUTHORIZED && is_jsonrpc_error(&body) {
             return Ok(body);
         }
-        Err(status_error(status, &body))
+        Err(self.status_error(status, &body))
     }
 
     /// Reads at most [`MAX_ERROR_BODY`] bytes of a body; the rest is dropped
@@ -1396,7 +1517,7 @@ mod tests {
                 && text.contains("unix:/run/a.sock, tcp:127.0.0.1:8080"),
             "{text}"
         );
-        assert!(list.link(other).is_err());
+        assert!(list.link(other, None).is_err());
         assert!(matches!(
             AllowList::new(Vec::new()),
             Err(ForwardError::EmptyAllowList)

@@ -26,7 +26,10 @@ use ewii_tunnel::handshake::HubConfig;
 use ewii_tunnel::identity::{IdentitySource, IdentityStore};
 use ewii_tunnel::net::{self, EnrolExchange, HubTunnel, KeyMaterial, NetError, TlsBinding};
 use ewii_tunnel::svid::{InMemoryTrust, SvidVerifier, TrustBundle};
-use forward_support::{TestAdapter, call_through, exchange, initialize, initialized, request};
+use forward_support::{
+    CREDENTIAL, TestAdapter, call_through, client_credential, exchange, initialize, initialized,
+    request,
+};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DistinguishedName,
     DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -420,6 +423,7 @@ fn settings(hub: SocketAddr, pki: &Pki, allow: &Destination, log: &Path) -> Clie
         hub_ca: vec![pki.hub_ca.cert.clone()],
         tls_ca: None,
         allow: AllowList::new(vec![allow.clone()]).unwrap(),
+        adapter_credential: Some(client_credential()),
         log: Some(Arc::new(ConnectionLog::open(log).unwrap())),
     }
 }
@@ -523,6 +527,8 @@ fn client_binary(
         .env_remove("EWII_ENROLLMENT_TOKEN_FILE")
         .env_remove("EWII_SVID")
         .env_remove("EWII_SVID_KEY")
+        .env_remove("EWII_ADAPTER_CREDENTIAL_FILE")
+        .env("EWII_ADAPTER_CREDENTIAL", CREDENTIAL)
         .env("EWII_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

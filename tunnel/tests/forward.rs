@@ -12,15 +12,16 @@ use std::time::Duration;
 use bytes::Bytes;
 use ewii_tunnel::forward::{AdapterLink, AllowList, Destination, ForwardError, MAX_MESSAGE};
 use forward_support::{
-    FakeAdapter, STEP, TestAdapter, call, delete_session_behind_the_links_back, http_reply,
-    http_reply_until_close, initialize, initialized, relay, request,
+    CREDENTIAL, FakeAdapter, STEP, TestAdapter, call, client_credential,
+    delete_session_behind_the_links_back, http_reply, http_reply_until_close, initialize,
+    initialized, link, relay, request,
 };
 use http::StatusCode;
 use serde_json::{Value, json};
 
 /// The whole lifecycle a hub drives through one link.
 async fn full_session(destination: Destination) {
-    let link = AdapterLink::new(destination);
+    let link = link(destination);
     assert_eq!(link.bytes_out(), 0);
     assert_eq!(link.bytes_in(), 0);
     let (mut sent, mut received) = (0, 0);
@@ -121,7 +122,7 @@ async fn relays_a_session_over_a_unix_socket() {
 #[tokio::test]
 async fn listen_hears_tools_list_changed_and_ends_with_the_session() {
     let adapter = TestAdapter::start().await;
-    let link = AdapterLink::new(adapter.tcp.clone());
+    let link = link(adapter.tcp.clone());
     assert!(matches!(link.listen().await, Err(ForwardError::NoSession)));
     call(&link, &initialize(1)).await;
     relay(&link, &initialized()).await.unwrap();
@@ -161,7 +162,7 @@ async fn listen_hears_tools_list_changed_and_ends_with_the_session() {
 #[tokio::test]
 async fn a_new_initialize_starts_a_new_session() {
     let adapter = TestAdapter::start().await;
-    let link = AdapterLink::new(adapter.unix.clone());
+    let link = link(adapter.unix.clone());
     call(&link, &initialize(1)).await;
     relay(&link, &initialized()).await.unwrap();
     let first = link.session_id().unwrap();
@@ -233,7 +234,7 @@ async fn the_allow_list_refuses_before_dialling() {
             "{text}"
         );
         assert!(matches!(
-            allow.link(refused),
+            allow.link(refused, Some(client_credential())),
             Err(ForwardError::NotAllowed { .. })
         ));
     }
@@ -245,7 +246,9 @@ async fn the_allow_list_refuses_before_dialling() {
     );
 
     // The listed destination goes through.
-    let link = allow.link(adapter.tcp.clone()).unwrap();
+    let link = allow
+        .link(adapter.tcp.clone(), Some(client_credential()))
+        .unwrap();
     call(&link, &initialize(1)).await;
     assert_eq!(allow.default_destination(), &adapter.tcp);
 }
@@ -261,7 +264,7 @@ async fn nothing_listening_is_unreachable_with_advice() {
         Destination::Tcp(free),
         Destination::Unix(dir.path().join("no-adapter.sock")),
     ] {
-        let link = AdapterLink::new(destination.clone());
+        let link = link(destination.clone());
         let e = link
             .send(Bytes::from(serde_json::to_vec(&initialize(1)).unwrap()))
             .await
@@ -282,7 +285,7 @@ async fn nothing_listening_is_unreachable_with_advice() {
 #[tokio::test]
 async fn adapter_http_errors_become_status() {
     let adapter = TestAdapter::start().await;
-    let link = AdapterLink::new(adapter.tcp.clone());
+    let link = link(adapter.tcp.clone());
 
     // Not JSON at all: relayed as is, refused by the adapter.
     let e = link
@@ -347,7 +350,7 @@ async fn headers_follow_the_transport_rules() {
     let Destination::Tcp(addr) = fake.destination else {
         unreachable!()
     };
-    let link = AdapterLink::new(fake.destination.clone());
+    let link = link(fake.destination.clone());
 
     let reply = call(&link, &initialize(1)).await;
     assert_eq!(reply["result"]["serverInfo"]["name"], "fake");
@@ -423,6 +426,111 @@ async fn headers_follow_the_transport_rules() {
     let delete = &seen[4];
     assert_eq!(delete.request_line(), "DELETE /mcp HTTP/1.1");
     assert_eq!(delete.header("mcp-session-id").as_deref(), Some("s-1"));
+
+    // Every request (POST, GET, DELETE) presents the credential, exactly once.
+    let bearer = format!("Bearer {CREDENTIAL}");
+    for r in &seen {
+        let authorizations: Vec<&str> = r
+            .head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+            .collect();
+        assert_eq!(authorizations.len(), 1, "{}", r.head);
+        assert_eq!(r.header("authorization").as_deref(), Some(bearer.as_str()));
+    }
+}
+
+#[tokio::test]
+async fn an_adapter_with_another_credential_refuses_the_client_clearly() {
+    use ewii_adapter::local_credential::LocalCredential;
+    use ewii_tunnel::forward::{ADAPTER_UNAUTHORIZED, AdapterCredential};
+    let theirs = LocalCredential::generate().unwrap();
+    let adapter = TestAdapter::start_with(Some(theirs.clone())).await;
+    let init = Bytes::from(serde_json::to_vec(&initialize(1)).unwrap());
+
+    for destination in [adapter.tcp.clone(), adapter.unix.clone()] {
+        // Our credential is not theirs.
+        let e = link(destination.clone())
+            .send(init.clone())
+            .await
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            matches!(&e, ForwardError::Unauthorized { destination: d, credential_sent: true } if d == &destination),
+            "{e:?}"
+        );
+        for needle in [
+            ADAPTER_UNAUTHORIZED,
+            "refused this client's local credential",
+            "--adapter-credential-file",
+            "ewii-adapter local-credential",
+            "not run",
+        ] {
+            assert!(text.contains(needle), "'{needle}' missing in {text}");
+        }
+        assert!(!text.contains(CREDENTIAL) && !text.contains(theirs.expose()));
+
+        // No credential at all.
+        let e = AdapterLink::new(destination.clone(), None)
+            .send(init.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                ForwardError::Unauthorized {
+                    credential_sent: false,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("this client has none"), "{e}");
+
+        // Theirs works: the refusals were about the credential.
+        let right = AdapterLink::new(
+            destination,
+            Some(AdapterCredential::new(theirs.expose()).unwrap()),
+        );
+        let reply = call(&right, &initialize(1)).await;
+        assert_eq!(reply["result"]["serverInfo"]["name"], "ewii-adapter");
+        right.close().await;
+    }
+
+    // An adapter started without a credential serves no one.
+    let closed = TestAdapter::start_with(None).await;
+    let e = link(closed.tcp.clone()).send(init).await.unwrap_err();
+    assert!(matches!(e, ForwardError::Unauthorized { .. }), "{e:?}");
+}
+
+#[test]
+fn adapter_credentials_are_checked_and_never_printed() {
+    use ewii_tunnel::forward::AdapterCredential;
+    let c = AdapterCredential::new(&format!("  {CREDENTIAL}\n")).unwrap();
+    assert!(!format!("{c:?}").contains(CREDENTIAL));
+    for bad in ["", "   ", "two words", "tab\there", "ünïcode"] {
+        assert!(
+            matches!(
+                AdapterCredential::new(bad),
+                Err(ForwardError::InvalidCredential(_))
+            ),
+            "{bad:?} accepted"
+        );
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("local-credential");
+    let e = AdapterCredential::from_file(&missing)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&missing.display().to_string()) && e.contains("ewii-adapter local-credential"),
+        "{e}"
+    );
+    std::fs::write(&missing, "not a token at all").unwrap();
+    let e = AdapterCredential::from_file(&missing)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not hold an adapter credential"), "{e}");
 }
 
 #[tokio::test]
@@ -447,7 +555,7 @@ async fn oversized_messages_stop_the_stream() {
         ),
     ])
     .await;
-    let link = AdapterLink::new(fake.destination.clone());
+    let link = link(fake.destination.clone());
     let ping = Bytes::from_static(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#);
 
     let mut rx = link.send(ping.clone()).await.unwrap();
@@ -502,7 +610,7 @@ async fn oversized_messages_stop_the_stream() {
 async fn dropping_the_receiver_hangs_up_on_the_adapter() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let link = AdapterLink::new(Destination::Tcp(listener.local_addr().unwrap()));
+    let link = link(Destination::Tcp(listener.local_addr().unwrap()));
     let adapter = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         forward_support::read_request(&mut s).await;

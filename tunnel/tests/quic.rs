@@ -22,7 +22,10 @@ use ewii_tunnel::forward::{AllowList, Destination};
 use ewii_tunnel::handshake::{ClientConfig, HubCertVerifier, HubConfig};
 use ewii_tunnel::net::{self, ClientTunnel, HubTunnel, KeyMaterial, NetError, Reply, TlsBinding};
 use ewii_tunnel::svid::{InMemoryTrust, SvidVerifier};
-use forward_support::{TestAdapter, call_through, exchange, initialize, initialized, request};
+use forward_support::{
+    CREDENTIAL, TestAdapter, call_through, client_credential, credential_file, exchange,
+    initialize, initialized, request,
+};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -181,6 +184,9 @@ fn client_binary(pki: &Pki, svid: &Leaf, hub: SocketAddr, state: &Path, allow: &
         .arg(&cert)
         .arg("--key")
         .arg(&key)
+        .arg("--adapter-credential-file")
+        .arg(credential_file(&dir))
+        .env_remove("EWII_ADAPTER_CREDENTIAL")
         .env("EWII_LOG", "info")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -331,6 +337,47 @@ async fn the_client_refuses_every_destination_outside_its_allow_list() {
     assert_eq!(refused[0]["destination"], bait_route);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn an_adapter_refusing_the_clients_credential_is_a_clear_refusal_and_nothing_leaks() {
+    // The adapter holds another credential than the one ewii-client was given.
+    let theirs = ewii_adapter::local_credential::LocalCredential::generate().unwrap();
+    let adapter = TestAdapter::start_with(Some(theirs.clone())).await;
+    let kit = BinaryKit::start(&adapter.tcp).await;
+    let (tunnel, state) = (&kit.tunnel, &kit.state);
+
+    let replies = exchange(tunnel, None, &initialize(1)).await;
+    let why = match replies.as_slice() {
+        [Reply::Refused(why)] => why.clone(),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert!(
+        why.starts_with(ewii_tunnel::forward::ADAPTER_UNAUTHORIZED)
+            && why.contains("--adapter-credential-file"),
+        "{why}"
+    );
+    // Neither credential reaches the hub.
+    assert!(
+        !why.contains(CREDENTIAL) && !why.contains(theirs.expose()),
+        "{why}"
+    );
+
+    let log = state.path().join("connections.jsonl");
+    let records = wait_for_log(&log, |r| r.iter().any(|r| r["event"] == "forward")).await;
+    let forward = records.iter().find(|r| r["event"] == "forward").unwrap();
+    assert!(
+        forward["outcome"]
+            .as_str()
+            .unwrap()
+            .starts_with(ewii_tunnel::forward::ADAPTER_UNAUTHORIZED),
+        "{forward}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !text.contains(CREDENTIAL),
+        "the credential is in the connection log"
+    );
+}
+
 async fn connect_with(pki: &Pki, hub: &TestHub, svid: &Leaf) -> Result<ClientTunnel, NetError> {
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     ClientTunnel::connect(
@@ -458,6 +505,7 @@ fn in_process_client(
         tls_ca: None,
         keys: keys(svid),
         allow: AllowList::new(vec![allow]).unwrap(),
+        adapter_credential: Some(client_credential()),
         log: Some(Arc::new(ConnectionLog::open(log).unwrap())),
     })
     .unwrap()
@@ -662,6 +710,7 @@ async fn a_tls_terminating_relay_sees_only_ciphertext_and_cannot_pose_as_the_dep
             tls_ca: Some(vec![mitm_ca.cert.clone()]),
             keys: keys(&svid),
             allow: AllowList::new(vec![adapter.tcp.clone()]).unwrap(),
+            adapter_credential: Some(client_credential()),
             log: Some(Arc::new(
                 ConnectionLog::open(&dir.path().join("c.jsonl")).unwrap(),
             )),

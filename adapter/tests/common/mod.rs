@@ -27,6 +27,19 @@ impl TestHome {
         self.home().join("credentials.enc")
     }
 
+    /// The local credential file `init` made.
+    pub fn credential_file(&self) -> PathBuf {
+        self.home().join("local-credential")
+    }
+
+    /// The local credential callers of `serve` must present.
+    pub fn credential(&self) -> String {
+        std::fs::read_to_string(self.credential_file())
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
     pub fn command(&self) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_ewii-adapter"));
         c.env("EWII_ADAPTER_HOME", self.home())

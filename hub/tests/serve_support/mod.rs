@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use ewii_adapter::local_credential::LocalCredential;
 use ewii_adapter::serve::{HttpOptions, serve_tcp};
 use ewii_adapter::server::Adapter;
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
@@ -24,7 +25,7 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use ewii_tunnel::client::{Client, ClientError, ClientOptions, ClientSettings};
-use ewii_tunnel::forward::{AllowList, Destination};
+use ewii_tunnel::forward::{AdapterCredential, AllowList, Destination};
 use ewii_tunnel::identity::IdentitySource;
 use ewii_tunnel::net::KeyMaterial;
 use rcgen::{CertificateParams, KeyPair};
@@ -56,11 +57,13 @@ pub async fn start_hub(store: &Store, tweak: impl FnOnce(&mut ServeOptions)) -> 
         .unwrap()
 }
 
-/// A real adapter in-process over TCP loopback.
+/// A real adapter in-process over TCP loopback, requiring its own random
+/// local credential (the clients started here present it).
 pub struct TestAdapter {
     pub adapter: Arc<Adapter>,
     pub addr: std::net::SocketAddr,
     pub dir: tempfile::TempDir,
+    pub credential: LocalCredential,
     configs: Vec<DatabaseConfig>,
     cancel: CancellationToken,
 }
@@ -69,6 +72,7 @@ impl TestAdapter {
     pub async fn start(databases: Vec<DatabaseConfig>) -> TestAdapter {
         let dir = tempfile::tempdir().unwrap();
         let configs = databases.clone();
+        let credential = LocalCredential::generate().unwrap();
         let (adapter, change) = Adapter::new(databases).await;
         assert!(change.failed.is_empty(), "{:?}", change.failed);
         let cancel = CancellationToken::new();
@@ -76,8 +80,9 @@ impl TestAdapter {
         let addr = listener.local_addr().unwrap();
         tokio::spawn({
             let (adapter, cancel) = (adapter.clone(), cancel.clone());
+            let options = http_options(&credential);
             async move {
-                serve_tcp(adapter, listener, &HttpOptions::default(), cancel)
+                serve_tcp(adapter, listener, &options, cancel)
                     .await
                     .unwrap()
             }
@@ -86,6 +91,7 @@ impl TestAdapter {
             adapter,
             addr,
             dir,
+            credential,
             configs,
             cancel,
         }
@@ -102,8 +108,9 @@ impl TestAdapter {
         let cancel = CancellationToken::new();
         tokio::spawn({
             let (adapter, cancel) = (adapter.clone(), cancel.clone());
+            let options = http_options(&self.credential);
             async move {
-                serve_tcp(adapter, listener, &HttpOptions::default(), cancel)
+                serve_tcp(adapter, listener, &options, cancel)
                     .await
                     .unwrap()
             }
@@ -124,6 +131,18 @@ impl TestAdapter {
 
     pub fn allow(&self) -> String {
         format!("tcp:{}", self.addr)
+    }
+
+    /// The credential as this adapter's client holds it.
+    pub fn client_credential(&self) -> AdapterCredential {
+        AdapterCredential::new(self.credential.expose()).unwrap()
+    }
+}
+
+fn http_options(credential: &LocalCredential) -> HttpOptions {
+    HttpOptions {
+        credential: Some(credential.clone()),
+        ..HttpOptions::default()
     }
 }
 
@@ -448,6 +467,7 @@ pub fn start_client_at(
         tls_ca: None,
         keys,
         allow,
+        adapter_credential: Some(adapter.client_credential()),
         log: None,
     })
     .unwrap();
@@ -468,6 +488,7 @@ pub fn settings(hub: &RunningHub, adapter: &TestAdapter) -> ClientSettings {
         hub_ca: hub_ca(hub),
         tls_ca: None,
         allow: AllowList::new(vec![adapter.allow().parse::<Destination>().unwrap()]).unwrap(),
+        adapter_credential: Some(adapter.client_credential()),
         log: None,
     }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use ewii_tunnel::client::{Client, ClientError, ClientSettings};
 use ewii_tunnel::connlog::ConnectionLog;
-use ewii_tunnel::forward::{AllowList, Destination};
+use ewii_tunnel::forward::{AdapterCredential, AllowList, Destination};
 use ewii_tunnel::handshake::HubCertVerifier;
 use ewii_tunnel::identity::{CurrentIdentity, IdentitySource, IdentityStore};
 use ewii_tunnel::net::{KeyMaterial, read_certificates};
@@ -37,6 +37,14 @@ Stopping:
   restarts and upgrades. A --svid/--key identity is always kept. A crash or a lost link changes
   nothing: the client comes back with its saved SVID.
 
+The adapter's local credential:
+  ewii-adapter serves only callers that present its local credential (the file
+  local-credential in the adapter home; `ewii-adapter local-credential` prints its path).
+  Give the client that file with --adapter-credential-file (EWII_ADAPTER_CREDENTIAL_FILE), or
+  the value in EWII_ADAPTER_CREDENTIAL. The client sends it to the adapter only, as
+  `Authorization: Bearer ...`, never to the hub, and never logs it. A wrong or missing one makes
+  the adapter answer 401: the client logs `adapter_unauthorized` and nothing runs.
+
 Exit codes:
   0  stopped (SIGTERM/SIGINT), or --check passed
   1  any other error (configuration, files, network setup)
@@ -48,9 +56,10 @@ Exit codes:
 Examples:
   ewii-client run --hub hub.example.com:4433 --hub-ca hub-ca.pem \\
       --state /var/lib/ewii-client --enrollment-token-file token.txt \\
-      --allow tcp:127.0.0.1:8080
+      --allow tcp:127.0.0.1:8080 --adapter-credential-file /var/lib/ewii-adapter/local-credential
   ewii-client run --hub hub.example.com:4433 --hub-ca hub-ca.pem \\
-      --state /var/lib/ewii-client --allow tcp:127.0.0.1:8080      # enrolled already
+      --state /var/lib/ewii-client --allow tcp:127.0.0.1:8080 \\
+      --adapter-credential-file /var/lib/ewii-adapter/local-credential   # enrolled already
   ewii-client run ... --svid svid.pem --key svid.key    # an SVID issued elsewhere, never renewed
 
 Logs go to stderr (EWII_LOG=debug for more, EWII_LOG_FORMAT=json for JSON); every forward is
@@ -58,6 +67,9 @@ also recorded in STATE/connections.jsonl.";
 
 /// The environment variable holding an enrolment token (the value itself).
 const TOKEN_ENV: &str = "EWII_ENROLLMENT_TOKEN";
+/// The environment variable holding the adapter's local credential (the
+/// value itself; --adapter-credential-file is the file form).
+const ADAPTER_CREDENTIAL_ENV: &str = "EWII_ADAPTER_CREDENTIAL";
 
 #[derive(Parser)]
 #[command(
@@ -112,6 +124,11 @@ struct RunArgs {
         required = true
     )]
     allow: Vec<String>,
+    /// The adapter's local credential file (`ewii-adapter local-credential`
+    /// prints its path), sent to the adapter as a bearer on every request.
+    /// Or put the value in EWII_ADAPTER_CREDENTIAL.
+    #[arg(long, env = "EWII_ADAPTER_CREDENTIAL_FILE", value_name = "FILE")]
+    adapter_credential_file: Option<PathBuf>,
     /// File holding the single-use enrolment token from the operator
     /// (`ewii-hub deployment create` or `ewii-hub deployment token`). Or put
     /// the token in the environment variable EWII_ENROLLMENT_TOKEN. Used
@@ -232,6 +249,47 @@ fn read_token_file(path: &Path) -> Result<Zeroizing<String>> {
     Ok(token)
 }
 
+/// The adapter's local credential: from --adapter-credential-file or
+/// EWII_ADAPTER_CREDENTIAL (exactly one). Without one every adapter call
+/// would be refused with 401, so the client does not start; returns where
+/// it came from too.
+fn adapter_credential(args: &RunArgs) -> Result<(AdapterCredential, String)> {
+    let env = std::env::var(ADAPTER_CREDENTIAL_ENV)
+        .ok()
+        .map(Zeroizing::new)
+        .filter(|v| !v.trim().is_empty());
+    match (&args.adapter_credential_file, env) {
+        (Some(_), Some(_)) => bail!(
+            "both --adapter-credential-file and {ADAPTER_CREDENTIAL_ENV} are set: give the \
+             adapter credential one way"
+        ),
+        (Some(file), None) => {
+            let credential =
+                AdapterCredential::from_file(file).context("--adapter-credential-file")?;
+            use std::os::unix::fs::PermissionsExt;
+            if std::fs::metadata(file).is_ok_and(|m| m.permissions().mode() & 0o007 != 0) {
+                tracing::warn!(
+                    file = %file.display(),
+                    "the adapter credential file is readable by every user; make it 0600 (or \
+                     0640 for a group shared with the adapter) and rotate it with \
+                     `ewii-adapter local-credential --rotate`"
+                );
+            }
+            Ok((credential, file.display().to_string()))
+        }
+        (None, Some(value)) => Ok((
+            AdapterCredential::new(&value).context(ADAPTER_CREDENTIAL_ENV)?,
+            format!("${ADAPTER_CREDENTIAL_ENV}"),
+        )),
+        (None, None) => bail!(
+            "no adapter credential: pass --adapter-credential-file FILE (or set \
+             EWII_ADAPTER_CREDENTIAL_FILE), FILE being the adapter's local-credential \
+             (`ewii-adapter local-credential` prints its path), or put its value in \
+             {ADAPTER_CREDENTIAL_ENV}; the adapter answers every call without it with 401"
+        ),
+    }
+}
+
 /// Where the SVID comes from: --svid/--key, or the state directory (with
 /// a token from --enrollment-token-file or EWII_ENROLLMENT_TOKEN to enrol).
 fn identity_source(args: &RunArgs) -> Result<IdentitySource> {
@@ -287,6 +345,7 @@ async fn run(args: RunArgs) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let allow = AllowList::new(destinations)?;
+    let (adapter_credential, credential_source) = adapter_credential(&args)?;
     let hub_ca = read_certificates(&args.hub_ca).context("--hub-ca")?;
     let tls_ca = args
         .tls_ca
@@ -305,7 +364,14 @@ async fn run(args: RunArgs) -> Result<()> {
     let log = ConnectionLog::open(&log_path)
         .with_context(|| format!("cannot open the connection log {}", log_path.display()))?;
     if args.check {
-        return check(&args, &hub_name, &allow, &log_path, source);
+        return check(
+            &args,
+            &hub_name,
+            &allow,
+            &credential_source,
+            &log_path,
+            source,
+        );
     }
     if running_as_root() {
         tracing::warn!(
@@ -318,6 +384,7 @@ async fn run(args: RunArgs) -> Result<()> {
         hub_ca,
         tls_ca,
         allow: allow.clone(),
+        adapter_credential: Some(adapter_credential),
         log: Some(Arc::new(log)),
     };
     let cancel = CancellationToken::new();
@@ -353,6 +420,7 @@ fn check(
     args: &RunArgs,
     hub_name: &str,
     allow: &AllowList,
+    credential_source: &str,
     log_path: &Path,
     source: IdentitySource,
 ) -> Result<()> {
@@ -422,6 +490,7 @@ fn check(
             "enrollment_token": token,
             "state": args.state,
             "allow": allow.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "adapter_credential": credential_source,
             "connection_log": log_path,
         });
         println!("{summary}");
@@ -463,6 +532,7 @@ fn check(
         for d in allow.iter() {
             println!("allow:           {d}");
         }
+        println!("adapter credential: {credential_source} (read; sent to the adapter only)");
         println!("connection log:  {}", log_path.display());
     }
     match fatal {

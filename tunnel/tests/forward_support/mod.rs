@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ewii_adapter::local_credential::LocalCredential;
 use ewii_adapter::serve::{HttpOptions, bind_unix, serve_tcp, serve_unix};
 use ewii_adapter::server::Adapter;
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
-use ewii_tunnel::forward::{AdapterLink, Destination, ForwardError};
+use ewii_tunnel::forward::{AdapterCredential, AdapterLink, Destination, ForwardError};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -23,6 +24,41 @@ use ewii_driver_sqlite as _;
 /// How long any single exchange with the adapter may take in a test.
 pub const STEP: Duration = Duration::from_secs(10);
 
+/// The local credential every [`TestAdapter::start`] adapter requires (a
+/// test about a different one starts its adapter with
+/// [`TestAdapter::start_with`]).
+pub const CREDENTIAL: &str = "ewii_local_TestCredentialOfEveryTunnelTestAdapter00000";
+
+/// [`CREDENTIAL`] as the adapter holds it.
+pub fn adapter_credential() -> LocalCredential {
+    LocalCredential::parse(CREDENTIAL, Path::new("CREDENTIAL")).unwrap()
+}
+
+/// [`CREDENTIAL`] as a client holds it.
+pub fn client_credential() -> AdapterCredential {
+    AdapterCredential::new(CREDENTIAL).unwrap()
+}
+
+/// A link presenting [`CREDENTIAL`].
+pub fn link(destination: Destination) -> AdapterLink {
+    AdapterLink::new(destination, Some(client_credential()))
+}
+
+/// Writes [`CREDENTIAL`] to `dir/local-credential` (mode 0600) for an
+/// `ewii-client` binary's --adapter-credential-file.
+pub fn credential_file(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = dir.join("local-credential");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, format!("{CREDENTIAL}\n").as_bytes()).unwrap();
+    path
+}
+
 /// A real adapter, in-process, on TCP and on a unix socket at once.
 pub struct TestAdapter {
     pub adapter: Arc<Adapter>,
@@ -33,8 +69,19 @@ pub struct TestAdapter {
 }
 
 impl TestAdapter {
-    /// Serves one SQLite database named `shop`.
+    /// Serves one SQLite database named `shop` to callers presenting
+    /// [`CREDENTIAL`].
     pub async fn start() -> TestAdapter {
+        TestAdapter::start_with(Some(adapter_credential())).await
+    }
+
+    /// Like [`TestAdapter::start`], requiring `credential` instead (`None`:
+    /// serving no HTTP caller).
+    pub async fn start_with(credential: Option<LocalCredential>) -> TestAdapter {
+        let options = HttpOptions {
+            credential,
+            ..HttpOptions::default()
+        };
         let dir = tempfile::tempdir().unwrap();
         let shop = dir.path().join("shop.db");
         make_shop_db(&shop).await;
@@ -45,9 +92,9 @@ impl TestAdapter {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let tcp = Destination::Tcp(listener.local_addr().unwrap());
         tokio::spawn({
-            let (adapter, cancel) = (adapter.clone(), cancel.clone());
+            let (adapter, cancel, options) = (adapter.clone(), cancel.clone(), options.clone());
             async move {
-                serve_tcp(adapter, listener, &HttpOptions::default(), cancel)
+                serve_tcp(adapter, listener, &options, cancel)
                     .await
                     .unwrap()
             }
@@ -59,7 +106,7 @@ impl TestAdapter {
         tokio::spawn({
             let (adapter, cancel) = (adapter.clone(), cancel.clone());
             async move {
-                serve_unix(adapter, listener, &socket, &HttpOptions::default(), cancel)
+                serve_unix(adapter, listener, &socket, &options, cancel)
                     .await
                     .unwrap()
             }
@@ -287,7 +334,7 @@ pub async fn delete_session_behind_the_links_back(destination: &Destination, ses
     };
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!(
-        "DELETE /mcp HTTP/1.1\r\nHost: {addr}\r\nMcp-Session-Id: {session}\r\nConnection: close\r\n\r\n"
+        "DELETE /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {CREDENTIAL}\r\nMcp-Session-Id: {session}\r\nConnection: close\r\n\r\n"
     );
     s.write_all(request.as_bytes()).await.unwrap();
     let mut response = String::new();
