@@ -1709,8 +1709,7 @@ mod tests {
         assert!(why.contains("2 statements"), "{why}");
         // MySQL runs executable comments; PostgreSQL reads them as comments.
         assert_eq!(kind("SELECT 1 /*! , SLEEP(10) */", my), StatementKind::Other);
-        // One dialect only: a PostgreSQL nested comment hides a DELETE that
-        // a non-nesting reading would see as a read.
+        // PostgreSQL-only syntax, in the PostgreSQL dialect.
         assert_eq!(kind("SELECT $1::int", pg), StatementKind::Read);
         // A dialect named by the tool but unknown to the hub is no dialect.
         assert_eq!(SqlDialect::from_name("mariadb"), None);

@@ -19,6 +19,8 @@ pub struct ResultBuilder {
     max_rows: u64,
     max_bytes: u64,
     bytes: u64,
+    /// How the byte limit is named in the truncation notice.
+    bytes_limit_name: &'static str,
     rows: Vec<Vec<Value>>,
     truncated: Option<Truncation>,
 }
@@ -46,6 +48,7 @@ impl ResultBuilder {
             max_rows,
             max_bytes: limits.max_bytes.max(1),
             bytes: 0,
+            bytes_limit_name: "the database's limit",
             rows: Vec::new(),
             truncated: None,
         }
@@ -54,8 +57,12 @@ impl ResultBuilder {
     /// Lowers the byte limit to `requested` (a call's `max_bytes`); it can
     /// never raise the database's configured limit.
     pub fn with_max_bytes(mut self, requested: Option<u64>) -> Self {
-        if let Some(r) = requested {
-            self.max_bytes = self.max_bytes.min(r.max(1));
+        if let Some(r) = requested
+            && r < self.max_bytes
+        {
+            self.max_bytes = r.max(1);
+            // Through the hub, this is the agent policy's `max_bytes`.
+            self.bytes_limit_name = "the call's `max_bytes`";
         }
         self
     }
@@ -89,7 +96,7 @@ impl ResultBuilder {
         if self.bytes + size > self.max_bytes {
             self.truncated = Some(byte_truncation(
                 self.max_bytes,
-                "byte limit",
+                self.bytes_limit_name,
                 self.rows.len() as u64,
                 next_offset,
                 size,
