@@ -142,7 +142,9 @@ pub fn to_mcp_tool(d: &ToolDescriptor) -> Tool {
 /// absent (a local caller), `Err` with the reason when present but not a
 /// list of `read`, `write`, `ddl`, `other` (the call is then refused: a
 /// meta the adapter cannot read must not widen what runs).
-pub fn statements_of(meta: &serde_json::Map<String, Value>) -> Result<Option<StatementClasses>, String> {
+pub fn statements_of(
+    meta: &serde_json::Map<String, Value>,
+) -> Result<Option<StatementClasses>, String> {
     let Some(value) = meta.get(STATEMENTS_META) else {
         return Ok(None);
     };
@@ -154,12 +156,14 @@ pub fn statements_of(meta: &serde_json::Map<String, Value>) -> Result<Option<Sta
             "the call's _meta \"{STATEMENTS_META}\" is not a list of statement classes"
         ));
     };
-    StatementClasses::from_names(names).map(Some).map_err(|bad| {
-        format!(
-            "the call's _meta \"{STATEMENTS_META}\" names an unknown statement class \"{bad}\" \
+    StatementClasses::from_names(names)
+        .map(Some)
+        .map_err(|bad| {
+            format!(
+                "the call's _meta \"{STATEMENTS_META}\" names an unknown statement class \"{bad}\" \
              (known: read, write, ddl, other)"
-        )
-    })
+            )
+        })
 }
 
 /// Turns a tool outcome into an MCP result: structured content plus the same

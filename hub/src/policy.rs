@@ -1093,7 +1093,10 @@ pub fn cap_result_bytes(result: &mut CallToolResult, limit: u64) -> bool {
             let Some(next_size) = next_size else {
                 return false;
             };
-            let offset = structured.get("offset").and_then(Value::as_u64).unwrap_or(0);
+            let offset = structured
+                .get("offset")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
             let kept64 = u64::try_from(kept).unwrap_or(u64::MAX);
             let truncation = byte_truncation(
                 limit,
@@ -1693,7 +1696,10 @@ mod tests {
         let kind = |sql: &str, d| classify_for_policy(sql, d).0;
         let pg = Some(SqlDialect::Postgres);
         let my = Some(SqlDialect::MySql);
-        assert_eq!(kind("SELECT a FROM t WHERE b = $1", pg), StatementKind::Read);
+        assert_eq!(
+            kind("SELECT a FROM t WHERE b = $1", pg),
+            StatementKind::Read
+        );
         assert_eq!(kind("INSERT INTO t VALUES (1)", pg), StatementKind::Write);
         assert_eq!(kind("CREATE TABLE x (a INT)", pg), StatementKind::Ddl);
         assert_eq!(kind("SET search_path = x", pg), StatementKind::Other);
@@ -1708,7 +1714,10 @@ mod tests {
         assert_eq!(k, StatementKind::Other);
         assert!(why.contains("2 statements"), "{why}");
         // MySQL runs executable comments; PostgreSQL reads them as comments.
-        assert_eq!(kind("SELECT 1 /*! , SLEEP(10) */", my), StatementKind::Other);
+        assert_eq!(
+            kind("SELECT 1 /*! , SLEEP(10) */", my),
+            StatementKind::Other
+        );
         // PostgreSQL-only syntax, in the PostgreSQL dialect.
         assert_eq!(kind("SELECT $1::int", pg), StatementKind::Read);
         // A dialect named by the tool but unknown to the hub is no dialect.
@@ -1739,10 +1748,17 @@ mod tests {
         );
         let p = policy("max_bytes = 100\nrow_limit = 5");
         assert_eq!(p.summary(), "row_limit: 5; max_bytes: 100");
-        match eval(&p, "eu", "shop_query", json!({"sql": "SELECT 1", "max_bytes": 1000})) {
+        match eval(
+            &p,
+            "eu",
+            "shop_query",
+            json!({"sql": "SELECT 1", "max_bytes": 1000}),
+        ) {
             Decision::Allow { arguments, .. } => assert_eq!(
                 arguments,
-                Some(args(json!({"sql": "SELECT 1", "max_rows": 5, "max_bytes": 100})))
+                Some(args(
+                    json!({"sql": "SELECT 1", "max_rows": 5, "max_bytes": 100})
+                ))
             ),
             deny => panic!("{deny:?}"),
         }
@@ -1773,19 +1789,44 @@ mod tests {
         assert_eq!(s["truncated"]["reason"], "max_bytes");
         assert_eq!(s["truncated"]["limit"], 50);
         assert_eq!(s["truncated"]["next_offset"], 8);
-        let text: Vec<String> = r.content.iter().filter_map(|c| c.as_text().map(|t| t.text.clone())).collect();
-        assert!(!text[0].contains("row-0004") && text[0].contains("row-0003"), "{}", text[0]);
-        assert!(text[1].starts_with("TRUNCATED: ") && text[1].contains("`max_bytes`"), "{}", text[1]);
+        let text: Vec<String> = r
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect();
+        assert!(
+            !text[0].contains("row-0004") && text[0].contains("row-0003"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].starts_with("TRUNCATED: ") && text[1].contains("`max_bytes`"),
+            "{}",
+            text[1]
+        );
         // One aggregated row over the limit: withheld, with the notice.
         let big = "x".repeat(10_000);
-        let mut r = CallToolResult::structured(json!({"columns": [], "rows": [[big]], "row_count": 1, "offset": 0}));
+        let mut r = CallToolResult::structured(
+            json!({"columns": [], "rows": [[big]], "row_count": 1, "offset": 0}),
+        );
         assert!(cap_result_bytes(&mut r, 100));
         let s = r.structured_content.as_ref().unwrap();
         assert_eq!(s["rows"], json!([]));
-        assert!(s["truncated"]["message"].as_str().unwrap().contains("alone is"));
-        assert!(r.content.iter().all(|c| c.as_text().is_none_or(|t| t.text.len() < 1000)));
+        assert!(
+            s["truncated"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("alone is")
+        );
+        assert!(
+            r.content
+                .iter()
+                .all(|c| c.as_text().is_none_or(|t| t.text.len() < 1000))
+        );
         // Under the limit: untouched.
-        let mut r = CallToolResult::structured(json!({"columns": [], "rows": [[1]], "row_count": 1, "offset": 0}));
+        let mut r = CallToolResult::structured(
+            json!({"columns": [], "rows": [[1]], "row_count": 1, "offset": 0}),
+        );
         assert!(!cap_result_bytes(&mut r, 100));
         // No rows, over the limit: withheld. Text only: cut.
         let mut r = CallToolResult::structured(json!({"plan": big}));

@@ -159,7 +159,9 @@ impl Drop for PgTarget {
             rt.block_on(async move {
                 let admin = with_db(&admin, "postgres");
                 if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut c)
+                        .await;
                     let _ = c.close().await;
                 }
             });
@@ -265,7 +267,9 @@ impl Drop for MariaTarget {
                 .unwrap();
             rt.block_on(async move {
                 if let Ok(mut c) = sqlx::MySqlConnection::connect(&url).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql)).execute(&mut c).await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut c)
+                        .await;
                     let _ = c.close().await;
                 }
             });
@@ -284,7 +288,8 @@ struct Site {
 
 async fn site(store: &Store, databases: Vec<DatabaseConfig>) -> Site {
     assert!(
-        ewii_driver_core::find_driver("mariadb").is_ok() && ewii_adapter::drivers::BUILT_IN.len() == 3,
+        ewii_driver_core::find_driver("mariadb").is_ok()
+            && ewii_adapter::drivers::BUILT_IN.len() == 3,
         "the mysql driver is not linked into this test"
     );
     store.create_workspace("acme", None, now()).await.unwrap();
@@ -475,9 +480,9 @@ where
             denied += 1;
             assert_eq!(rec["decision"], "deny", "{sql}: {rec}");
             assert_eq!(rec["rule"], "statements", "{sql}: {rec}");
-            let class = rec["statement_class"].as_str().unwrap_or_else(|| {
-                panic!("{sql}: a denial records the class it refused: {rec}")
-            });
+            let class = rec["statement_class"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{sql}: a denial records the class it refused: {rec}"));
             assert_ne!(class, "read", "{sql}: a read was denied: {rec}");
         } else {
             // Forwarded: the hub's one classification said read, and the
@@ -508,7 +513,11 @@ async fn read_only_agent_cannot_write_through_parser_differentials(backend: &Bac
         return;
     };
     let store = &backend.store;
-    let s = site(store, vec![pg.config("pg", false), maria.config("maria", false)]).await;
+    let s = site(
+        store,
+        vec![pg.config("pg", false), maria.config("maria", false)],
+    )
+    .await;
     let reader = agent(
         &s.hub,
         &agent_with(store, "reader", Some("statements = [\"read\"]")).await,
@@ -516,9 +525,14 @@ async fn read_only_agent_cannot_write_through_parser_differentials(backend: &Bac
     .await;
 
     assert!(PG_CORPUS.len() + MARIA_CORPUS.len() >= 80);
-    let pg_counts = run_corpus(store, &reader, "site_pg_query", PG_CORPUS, || pg.fingerprint()).await;
-    let maria_counts =
-        run_corpus(store, &reader, "site_maria_query", MARIA_CORPUS, || maria.fingerprint()).await;
+    let pg_counts = run_corpus(store, &reader, "site_pg_query", PG_CORPUS, || {
+        pg.fingerprint()
+    })
+    .await;
+    let maria_counts = run_corpus(store, &reader, "site_maria_query", MARIA_CORPUS, || {
+        maria.fingerprint()
+    })
+    .await;
     println!(
         "postgres corpus of {}: {pg_counts:?} (denied at the hub, refused by adapter or engine, \
          ran read-only); mariadb corpus of {}: {maria_counts:?}",
@@ -530,12 +544,21 @@ async fn read_only_agent_cannot_write_through_parser_differentials(backend: &Bac
     // engine refuses it.
     let r = call(&reader, "site_pg_query", json!({"sql": "SELECT wipe_pl()"})).await;
     assert_eq!(r.is_error, Some(true));
-    assert!(text_of(&r).contains("read-only transaction"), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("read-only transaction"),
+        "{}",
+        text_of(&r)
+    );
     let r = call(&reader, "site_maria_query", json!({"sql": "SELECT wipe()"})).await;
     assert_eq!(r.is_error, Some(true));
     assert!(text_of(&r).contains("READ ONLY"), "{}", text_of(&r));
     // Reads still run.
-    let r = call(&reader, "site_pg_query", json!({"sql": "SELECT count(*) FROM items"})).await;
+    let r = call(
+        &reader,
+        "site_pg_query",
+        json!({"sql": "SELECT count(*) FROM items"}),
+    )
+    .await;
     assert_eq!(r.structured_content.unwrap()["rows"][0][0], 50);
 
     // The same functions do delete for an agent allowed to write: the
@@ -546,7 +569,11 @@ async fn read_only_agent_cannot_write_through_parser_differentials(backend: &Bac
     assert!(pg.fingerprint().await.starts_with("0/"));
     let r = call(&writer, "site_maria_query", json!({"sql": "SELECT wipe()"})).await;
     assert!(r.is_error != Some(true), "{}", text_of(&r));
-    assert!(maria.fingerprint().await.contains("/0/"), "{}", maria.fingerprint().await);
+    assert!(
+        maria.fingerprint().await.contains("/0/"),
+        "{}",
+        maria.fingerprint().await
+    );
 
     s.client.stop().await;
     s.hub.shutdown().await;
@@ -622,7 +649,10 @@ async fn advisory_locks_do_not_outlive_a_call(backend: &Backend) {
     ] {
         let r = call(agent, tool, json!({"sql": "SELECT take_lock()"})).await;
         assert_eq!(ran(&r), json!(1), "{tool}");
-        assert!(maria.lock_is_free().await, "{tool}: the lock outlived the call");
+        assert!(
+            maria.lock_is_free().await,
+            "{tool}: the lock outlived the call"
+        );
     }
     s.client.stop().await;
     s.hub.shutdown().await;
@@ -659,10 +689,16 @@ async fn aggregated_row_over_max_bytes_is_cut(backend: &Backend) {
     assert_eq!(sc["truncated"]["reason"], "max_bytes");
     assert_eq!(sc["truncated"]["limit"], 2000);
     let message = sc["truncated"]["message"].as_str().unwrap();
-    assert!(message.contains("`max_bytes`") && message.contains("alone is"), "{message}");
+    assert!(
+        message.contains("`max_bytes`") && message.contains("alone is"),
+        "{message}"
+    );
     let all_text = texts(&r).join("\n");
     assert!(all_text.contains("TRUNCATED: "), "{all_text}");
-    assert!(!all_text.contains("item 50"), "no row data in the text: {all_text}");
+    assert!(
+        !all_text.contains("item 50"),
+        "no row data in the text: {all_text}"
+    );
     assert!(all_text.len() < 2000, "{} bytes of text", all_text.len());
     let rec = last_record(store).await;
     assert_eq!(rec["rows"], 0, "{rec}");
@@ -684,12 +720,20 @@ async fn aggregated_row_over_max_bytes_is_cut(backend: &Backend) {
     assert_eq!(r.is_error, Some(true), "{:?}", r.structured_content);
     assert!(r.structured_content.is_none());
     let t = text_of(&r);
-    assert!(t.starts_with("TRUNCATED: ") && t.contains("`max_bytes`"), "{t}");
+    assert!(
+        t.starts_with("TRUNCATED: ") && t.contains("`max_bytes`"),
+        "{t}"
+    );
     assert!(!t.contains("wide_table_with_a_long_name"), "{t}");
 
     // Without the policy the same call returns the whole row.
     let free = agent(&s.hub, &agent_with(store, "free", None).await).await;
-    let r = call(&free, "site_pg_query", json!({"sql": "SELECT json_agg(i) FROM items i"})).await;
+    let r = call(
+        &free,
+        "site_pg_query",
+        json!({"sql": "SELECT json_agg(i) FROM items i"}),
+    )
+    .await;
     let sc = r.structured_content.unwrap();
     assert_eq!(sc["rows"].as_array().unwrap().len(), 1);
     assert!(sc.get("truncated").is_none());

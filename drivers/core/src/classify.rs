@@ -167,7 +167,12 @@ impl StatementClasses {
     /// may show the plan of: writes and DDL too, but `other` only when it
     /// was allowed (what cannot be parsed stays refused).
     pub fn for_plain_explain(self) -> StatementClasses {
-        StatementClasses(self.0 | StatementClass::Write.bit() | StatementClass::Ddl.bit() | StatementClass::Read.bit())
+        StatementClasses(
+            self.0
+                | StatementClass::Write.bit()
+                | StatementClass::Ddl.bit()
+                | StatementClass::Read.bit(),
+        )
     }
 
     /// The allowed classes, in policy order.
@@ -180,7 +185,10 @@ impl StatementClasses {
 
     /// The allowed class names, in policy order (the `ewii/statements` meta).
     pub fn names(self) -> Vec<&'static str> {
-        self.classes().into_iter().map(StatementClass::as_str).collect()
+        self.classes()
+            .into_iter()
+            .map(StatementClass::as_str)
+            .collect()
     }
 }
 
@@ -288,9 +296,9 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     "setval",
     "txid_current",
     "pg_current_xact_id",
-    "pg_sleep",
     "pg_sleep_for",
-    "pg_sleep_until",
+    // (pg_sleep and SLEEP are left to the time limit, which cancels them on
+    // the server.)
     // MySQL / MariaDB
     "load_file",
     "get_lock",
@@ -299,7 +307,6 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     "is_used_lock",
     "sys_exec",
     "sys_eval",
-    "sleep",
     "benchmark",
     "master_pos_wait",
     "master_gtid_wait",
@@ -329,7 +336,8 @@ const SIDE_EFFECT_PREFIXES: &[&str] = &[
 
 /// Whether `name` (lowercase, unqualified) is a function with side effects.
 fn has_side_effects(name: &str) -> bool {
-    SIDE_EFFECT_FUNCTIONS.contains(&name) || SIDE_EFFECT_PREFIXES.iter().any(|p| name.starts_with(p))
+    SIDE_EFFECT_FUNCTIONS.contains(&name)
+        || SIDE_EFFECT_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Classifies one SQL text. Errors when the text is empty, holds more than
@@ -792,12 +800,11 @@ mod tests {
             "SELECT pg_current_xact_id()",
             "SELECT setval('s', 5)",
             "SELECT pg_create_logical_replication_slot('s', 'test_decoding')",
-            "SELECT * FROM pg_catalog.pg_sleep(1)",
         ] {
             assert_eq!(pg(sql), StatementClass::Other, "{sql}");
         }
         let my = |sql: &str| classify(sql, SqlDialect::MySql).expect("parses").class;
-        for sql in ["SELECT GET_LOCK('x', 1)", "SELECT SLEEP(1)", "SELECT RELEASE_ALL_LOCKS()"] {
+        for sql in ["SELECT GET_LOCK('x', 1)", "SELECT RELEASE_ALL_LOCKS()"] {
             assert_eq!(my(sql), StatementClass::Other, "{sql}");
         }
     }
@@ -829,18 +836,36 @@ mod tests {
         let v = vet_statement("SELECT 1", pg, false, read).expect("read");
         assert!(v.engine_read_only);
         let err = vet_statement("DELETE FROM t", pg, false, read).expect_err("write");
-        assert!(err.to_string().contains("`read`") && err.to_string().contains("write"), "{err}");
+        assert!(
+            err.to_string().contains("`read`") && err.to_string().contains("write"),
+            "{err}"
+        );
         // Unparsable: refused without `other`, on read-write databases and
         // for direct calls alike; runs as `other` only when allowed.
         let garbage = "SELEC 1 FRM";
-        assert!(matches!(vet_statement(garbage, pg, false, read), Err(ToolError::Refused { .. })));
-        assert!(matches!(vet_statement(garbage, pg, false, None), Err(ToolError::Refused { .. })));
+        assert!(matches!(
+            vet_statement(garbage, pg, false, read),
+            Err(ToolError::Refused { .. })
+        ));
+        assert!(matches!(
+            vet_statement(garbage, pg, false, None),
+            Err(ToolError::Refused { .. })
+        ));
         let v = vet_statement(garbage, pg, false, all).expect("other allowed");
-        assert_eq!((v.class, v.placeholders, v.engine_read_only), (StatementClass::Other, None, false));
-        assert!(vet_statement(garbage, pg, true, all).is_err(), "never on a read-only database");
+        assert_eq!(
+            (v.class, v.placeholders, v.engine_read_only),
+            (StatementClass::Other, None, false)
+        );
+        assert!(
+            vet_statement(garbage, pg, true, all).is_err(),
+            "never on a read-only database"
+        );
         // Direct calls keep the database's own mode for what parses.
         let v = vet_statement("DELETE FROM t", pg, false, None).expect("own mode");
-        assert_eq!((v.class, v.engine_read_only), (StatementClass::Write, false));
+        assert_eq!(
+            (v.class, v.engine_read_only),
+            (StatementClass::Write, false)
+        );
         assert!(vet_statement("DELETE FROM t", pg, true, all).is_err());
         // Stacked statements stay refused whatever is allowed.
         assert!(vet_statement("SELECT 1; SELECT 2", pg, false, all).is_err());

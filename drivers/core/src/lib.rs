@@ -36,8 +36,8 @@ pub use classify::{
 };
 pub use config::{DatabaseConfig, Limits, SecretString, mask_url};
 pub use driver::{
-    CallContext, DIALECT_META, STATEMENTS_META, CheckReport, Database, Driver, DriverRegistration, KNOWN_DRIVERS, dispatch,
-    find_driver, registered_drivers,
+    CallContext, CheckReport, DIALECT_META, Database, Driver, DriverRegistration, KNOWN_DRIVERS,
+    STATEMENTS_META, dispatch, find_driver, registered_drivers,
 };
 pub use error::{DriverError, ToolError};
 

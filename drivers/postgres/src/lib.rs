@@ -67,8 +67,8 @@ use ewii_driver_core::schema::{
 use ewii_driver_core::values;
 use ewii_driver_core::{
     CallContext, CheckReport, Database, DatabaseConfig, Driver, DriverError, DriverRegistration,
-    Limits, Next, ResultBuilder, SqlDialect, StatementClass, StatementClasses, ToolError, Vetted, check_param_count,
-    vet_statement,
+    Limits, Next, ResultBuilder, SqlDialect, StatementClass, StatementClasses, ToolError, Vetted,
+    check_param_count, vet_statement,
 };
 use futures::TryStreamExt;
 use serde_json::{Value, json};
