@@ -1,11 +1,23 @@
 //! The adapter's live catalog and its MCP face (rmcp `ServerHandler`).
+//!
+//! Every advertised tool carries `_meta["ewii/dialect"]`, the classifier
+//! dialect of its database, so the hub classifies statements in the
+//! dialect the engine speaks. Every `tools/call` from the hub carries
+//! `_meta["ewii/statements"]`, the agent's allowed statement classes; the
+//! drivers enforce them (classifier and engine read-only mode, see
+//! [`ewii_driver_core::vet_statement`]). A call without it is a local
+//! caller's and keeps the database's own mode; a malformed one is refused
+//! before anything runs.
 
 use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use ewii_driver_core::schema::ToolDescriptor;
-use ewii_driver_core::{CallContext, Catalog, CatalogChange, DatabaseConfig, ToolError};
+use ewii_driver_core::{
+    CallContext, Catalog, CatalogChange, DatabaseConfig, STATEMENTS_META, StatementClasses,
+    ToolError,
+};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter,
@@ -108,7 +120,7 @@ impl Adapter {
 
 /// Converts a catalog descriptor into an rmcp tool.
 pub fn to_mcp_tool(d: &ToolDescriptor) -> Tool {
-    Tool::new(
+    let mut tool = Tool::new(
         d.name.clone(),
         d.description.clone(),
         Arc::new(d.input_schema.clone()),
@@ -121,7 +133,37 @@ pub fn to_mcp_tool(d: &ToolDescriptor) -> Tool {
         Some(d.annotations.destructive_hint),
         Some(d.annotations.idempotent_hint),
         Some(d.annotations.open_world_hint),
-    ))
+    ));
+    tool.meta = d.meta.clone().map(Into::into);
+    tool
+}
+
+/// The call's allowed statement classes from its `_meta`: `Ok(None)` when
+/// absent (a local caller), `Err` with the reason when present but not a
+/// list of `read`, `write`, `ddl`, `other` (the call is then refused: a
+/// meta the adapter cannot read must not widen what runs).
+pub fn statements_of(
+    meta: &serde_json::Map<String, Value>,
+) -> Result<Option<StatementClasses>, String> {
+    let Some(value) = meta.get(STATEMENTS_META) else {
+        return Ok(None);
+    };
+    let names: Option<Vec<&str>> = value
+        .as_array()
+        .and_then(|items| items.iter().map(Value::as_str).collect());
+    let Some(names) = names else {
+        return Err(format!(
+            "the call's _meta \"{STATEMENTS_META}\" is not a list of statement classes"
+        ));
+    };
+    StatementClasses::from_names(names)
+        .map(Some)
+        .map_err(|bad| {
+            format!(
+                "the call's _meta \"{STATEMENTS_META}\" names an unknown statement class \"{bad}\" \
+             (known: read, write, ddl, other)"
+            )
+        })
 }
 
 /// Turns a tool outcome into an MCP result: structured content plus the same
@@ -207,8 +249,25 @@ impl ServerHandler for McpService {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
+        // rmcp moves the request's `_meta` into the context; read both.
+        let statements = match request.meta.as_deref() {
+            Some(meta) if meta.contains_key(STATEMENTS_META) => statements_of(meta),
+            _ => statements_of(&context.meta),
+        };
+        let statements = match statements {
+            Ok(s) => s,
+            Err(reason) => {
+                tracing::warn!(tool = %request.name, %reason, "call refused");
+                return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                    "refused: {reason}; nothing ran. Update the hub and the adapter to \
+                     matching versions"
+                ))])
+                .into());
+            }
+        };
         let ctx = CallContext {
             cancel: context.ct.clone(),
+            statements,
         };
         let arguments = request.arguments.map(Value::Object).unwrap_or(Value::Null);
         let outcome = self.adapter.call(&request.name, arguments, &ctx).await;

@@ -296,10 +296,20 @@ impl AgentService {
             }
         }
         record.deployment = Some(deployment.to_owned());
+        // The dialect and argument schema come from the live deployment's
+        // tool list; an offline deployment's tools are unknown, so its
+        // statements classify as `other` (and the call is answered offline).
+        let advertised = live
+            .as_ref()
+            .and_then(|l| l.tools().into_iter().find(|t| t.name == tool));
         let decision = policy.evaluate(&Call {
             deployment,
             tool,
             arguments: request.arguments.as_ref(),
+            dialect: advertised.as_ref().and_then(crate::registry::dialect_of),
+            accepts_max_bytes: advertised
+                .as_ref()
+                .is_some_and(crate::registry::accepts_max_bytes),
         });
         let arguments = match decision {
             Decision::Deny {
@@ -307,9 +317,11 @@ impl AgentService {
                 message,
                 database,
                 statement,
+                class,
             } => {
                 record.database = database;
                 record.statement = statement.map(|s| self.audited_statement(&s));
+                record.statement_class = class.map(|c| c.as_str().to_owned());
                 record.rule = Some(rule.as_str().into());
                 return (denied(message), "denied");
             }
@@ -352,6 +364,13 @@ impl AgentService {
             TICKET_META.into(),
             serde_json::Value::String(ticket.clone()),
         );
+        // Always sent (all four for an unrestricted agent): the adapter
+        // enforces it in its classifier and, for a read-only agent, in the
+        // engine's read-only mode.
+        meta.insert(
+            ewii_driver_core::STATEMENTS_META.into(),
+            serde_json::Value::from(policy.allowed_statements().names()),
+        );
         params.meta = Some(meta);
         // The intent is durable before the call crosses the tunnel: a call
         // the hub cannot audit is not sent, so nothing runs unaudited.
@@ -383,7 +402,12 @@ impl AgentService {
             record.signature_scheme = Some(receipt.scheme);
         }
         match outcome {
-            Ok(response) => {
+            Ok(mut response) => {
+                if let (Some(limit), CallToolResponse::Complete(r)) =
+                    (policy.max_bytes, &mut response)
+                {
+                    policy::cap_result_bytes(r, limit);
+                }
                 let (is_error, rows) = match &response {
                     CallToolResponse::Complete(r) => (
                         r.is_error == Some(true),

@@ -30,6 +30,9 @@
 //! # At most this many rows per query result.
 //! row_limit = 500
 //!
+//! # At most this many bytes of result data per call.
+//! max_bytes = 65536
+//!
 //! # At most `calls` tool calls per `per_seconds` seconds.
 //! rate_limit = { calls = 60, per_seconds = 60 }
 //! ```
@@ -74,16 +77,42 @@
 //!      `load_extension`…), stacked statements, MySQL executable comments,
 //!      and any statement that cannot be parsed.
 //!
-//!    The hub does not know which engine a database runs, so it parses the
-//!    statement as PostgreSQL, MySQL and SQLite and keeps the most
-//!    restrictive answer (ddl, then other, then write, then read): a
-//!    statement is a read only if it is one for every engine that
-//!    understands it. What no engine understands is `other`, so a policy of
-//!    `statements = ["read"]` refuses it.
+//!    The statement is classified once, in the dialect of the tool's
+//!    database as the live deployment advertises it
+//!    (`_meta["ewii/dialect"]` on each tool: `sqlite`, `postgres`, `mysql`).
+//!    There is no fallback across dialects: engines disagree on comment
+//!    nesting, quoting and syntax the parser does not know, and the hub
+//!    must judge the statement the engine will run. A tool without a
+//!    dialect, an unknown dialect, a statement that does not parse or that
+//!    cannot be classified (stacked statements, MySQL executable comments)
+//!    is `other`, so a policy of `statements = ["read"]` refuses it. The
+//!    audit record's `statement_class` is the class of this one
+//!    classification, for allowed and denied calls alike.
+//!
+//!    The allowed kinds travel with every forwarded call, inside the
+//!    end-to-end encrypted channel, as `_meta["ewii/statements"]` (all four
+//!    for an unrestricted agent). The adapter's driver classifies the
+//!    statement again in the same dialect and refuses a class not in the
+//!    list, refuses what it cannot parse unless `other` is listed, and runs
+//!    a call that may only read (none of `write`, `ddl`, `other`) in the
+//!    engine's read-only mode even on a read-write database: a
+//!    user-defined function that writes then fails in the engine.
 //! 6. **`row_limit`**: a cap, not a refusal. A `query` is forwarded with
 //!    `max_rows` lowered to the limit (or set to it, when the agent asked
 //!    for no limit); the agent pages through longer results with `offset`.
 //!    A result that still carries more rows is withheld and refused.
+//! 7. **`max_bytes`**: a cap on the data the agent receives, not a refusal.
+//!    A `query` is forwarded with `max_bytes` lowered to the limit (when the
+//!    tool's input schema accepts `max_bytes`), so the adapter stops
+//!    reading early. Whatever the adapter returns, the hub cuts the result
+//!    before releasing it: trailing rows are dropped until the rows' JSON
+//!    fits in `max_bytes`, and `truncated` is set (`reason: "max_bytes"`,
+//!    `limit`, `next_offset`, a message naming the policy's `max_bytes`),
+//!    with the text content rebuilt from the cut result plus the usual
+//!    `TRUNCATED:` notice. A single row over the limit (say a `json_agg`
+//!    of a whole table) is withheld, not passed whole. A result without
+//!    rows (a plan, a table description) over the limit is withheld with
+//!    the same notice, and a text-only result is cut to the limit.
 //!
 //! The statement classification is a policy decision made at the hub; it
 //! does not replace the adapter's own read-only enforcement, which still
@@ -103,7 +132,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ewii_driver_core::schema::{StandardTool, validate_database_name, validate_tool_name};
-use ewii_driver_core::{SqlDialect, StatementClass, ToolError, classify};
+use ewii_driver_core::{
+    SqlDialect, StatementClass, StatementClasses, ToolError, byte_truncation, classify, row_size,
+};
+use rmcp::model::{CallToolResult, ContentBlock};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlparser::ast::{Expr, Value as SqlValue, ValueWithSpan, VisitMut, VisitorMut};
@@ -147,6 +179,10 @@ pub struct Policy {
     /// Most rows a query may return to the agent; `None` is no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub row_limit: Option<u32>,
+    /// Most bytes of result data a call may return to the agent; `None` is
+    /// no limit beyond the adapter's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
     /// Most calls per time window; `None` is no limit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<RateLimit>,
@@ -190,17 +226,6 @@ impl StatementKind {
         }
     }
 
-    /// How restrictive the kind is: a statement seen as several kinds by
-    /// different parsers takes the highest.
-    fn severity(self) -> u8 {
-        match self {
-            StatementKind::Read => 0,
-            StatementKind::Write => 1,
-            StatementKind::Other => 2,
-            StatementKind::Ddl => 3,
-        }
-    }
-
     /// "a read", "a write"… for messages.
     fn with_article(self) -> &'static str {
         match self {
@@ -215,6 +240,18 @@ impl StatementKind {
 impl fmt::Display for StatementKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl StatementKind {
+    /// The driver-side class of the same name.
+    pub fn class(self) -> StatementClass {
+        match self {
+            StatementKind::Read => StatementClass::Read,
+            StatementKind::Write => StatementClass::Write,
+            StatementKind::Ddl => StatementClass::Ddl,
+            StatementKind::Other => StatementClass::Other,
+        }
     }
 }
 
@@ -245,7 +282,7 @@ pub enum PolicyError {
     /// The text is not TOML, or does not have the shape of a policy.
     #[error(
         "the policy file is not valid: {message}. A policy may only set deployments, databases, tools, statements (read, write, ddl, other), \
-         row_limit and rate_limit = {{ calls = N, per_seconds = N }}."
+         row_limit, max_bytes and rate_limit = {{ calls = N, per_seconds = N }}."
     )]
     Toml {
         /// The TOML parser's message, with line and column.
@@ -288,6 +325,7 @@ impl Policy {
             tools: None,
             statements: StatementKind::all(),
             row_limit: None,
+            max_bytes: None,
             rate_limit: None,
         }
     }
@@ -318,6 +356,9 @@ impl Policy {
     pub fn validate(&self) -> Result<(), PolicyError> {
         if self.row_limit == Some(0) {
             return Err(PolicyError::ZeroLimit { field: "row_limit" });
+        }
+        if self.max_bytes == Some(0) {
+            return Err(PolicyError::ZeroLimit { field: "max_bytes" });
         }
         if let Some(rate) = &self.rate_limit {
             if rate.calls == 0 {
@@ -423,6 +464,8 @@ impl Policy {
             deployment,
             tool,
             arguments: None,
+            dialect: None,
+            accepts_max_bytes: false,
         }) {
             Decision::Allow { .. } => true,
             Decision::Deny { rule, .. } => matches!(rule, Rule::Statements | Rule::RowLimit),
@@ -457,6 +500,9 @@ impl Policy {
         if let Some(n) = self.row_limit {
             parts.push(format!("row_limit: {n}"));
         }
+        if let Some(n) = self.max_bytes {
+            parts.push(format!("max_bytes: {n}"));
+        }
         if let Some(r) = &self.rate_limit {
             parts.push(format!("rate_limit: {}/{}s", r.calls, r.per_seconds));
         }
@@ -465,6 +511,12 @@ impl Policy {
         } else {
             parts.join("; ")
         }
+    }
+
+    /// The statement classes sent with every forwarded call
+    /// (`_meta["ewii/statements"]`).
+    pub fn allowed_statements(&self) -> StatementClasses {
+        StatementClasses::from_classes(self.statements.iter().map(|k| k.class()))
     }
 
     /// Whether some statement kind is not allowed.
@@ -484,6 +536,7 @@ impl Policy {
             message: format!("agent policy rule `{rule}`: {what}. {POLICY_SET_HINT}"),
             database: database.clone(),
             statement,
+            class: None,
         };
 
         if let Some(allowed) = &self.deployments
@@ -566,9 +619,9 @@ impl Policy {
         let statement = sql.map(str::to_owned);
         // (kind, "this statement is …" for a refusal)
         let classified = match suffix {
-            Some("query") => sql.map(classify_for_policy),
+            Some("query") => sql.map(|s| classify_for_policy(s, call.dialect)),
             Some("explain") if explain_runs(call.arguments) => sql.map(|s| {
-                let (kind, why) = classify_for_policy(s);
+                let (kind, why) = classify_for_policy(s, call.dialect);
                 (
                     kind,
                     format!("EXPLAIN with analyze runs the statement, and {why}"),
@@ -586,7 +639,7 @@ impl Policy {
         let class = match classified {
             Some((kind, why)) => {
                 if !self.statements.contains(&kind) {
-                    return deny(
+                    let mut refusal = deny(
                         Rule::Statements,
                         format!(
                             "this agent may run {}; {why}",
@@ -594,6 +647,10 @@ impl Policy {
                         ),
                         statement,
                     );
+                    if let Decision::Deny { class, .. } = &mut refusal {
+                        *class = Some(kind);
+                    }
+                    return refusal;
                 }
                 Some(kind)
             }
@@ -612,8 +669,19 @@ impl Policy {
             None => None,
         };
 
-        let arguments = match (suffix, self.row_limit) {
-            (Some("query"), Some(limit)) => cap_max_rows(call.arguments, limit),
+        let arguments = match suffix {
+            Some("query") => {
+                let rows = self
+                    .row_limit
+                    .and_then(|limit| cap_argument(call.arguments, "max_rows", u64::from(limit)));
+                let bytes = self
+                    .max_bytes
+                    .filter(|_| call.accepts_max_bytes)
+                    .and_then(|limit| {
+                        cap_argument(rows.as_ref().or(call.arguments), "max_bytes", limit)
+                    });
+                bytes.or(rows)
+            }
             _ => None,
         };
 
@@ -637,6 +705,13 @@ pub struct Call<'a> {
     pub tool: &'a str,
     /// The call's arguments.
     pub arguments: Option<&'a Map<String, Value>>,
+    /// The classifier dialect of the tool's database, from the live
+    /// deployment's tool list (`_meta["ewii/dialect"]`); `None` when the
+    /// tool does not say (its statements are then `other`).
+    pub dialect: Option<SqlDialect>,
+    /// Whether the tool's input schema accepts `max_bytes` (the hub then
+    /// forwards the policy's `max_bytes` with the call).
+    pub accepts_max_bytes: bool,
 }
 
 /// The outcome of [`Policy::evaluate`].
@@ -669,6 +744,8 @@ pub enum Decision {
         /// The call's `sql` argument, verbatim, when the `statements` rule
         /// refused it.
         statement: Option<String>,
+        /// The statement kind the `statements` rule refused.
+        class: Option<StatementKind>,
     },
 }
 
@@ -730,53 +807,42 @@ pub fn split_tool(tool: &str) -> Option<(&str, &str)> {
     })
 }
 
-/// The dialects a statement is tried in, in order.
-const DIALECTS: [SqlDialect; 3] = [SqlDialect::Postgres, SqlDialect::MySql, SqlDialect::Sqlite];
+/// The dialects [`redact_literals`] tries, in order (redaction only: it
+/// never decides what runs).
+const REDACTION_DIALECTS: [SqlDialect; 3] =
+    [SqlDialect::Postgres, SqlDialect::MySql, SqlDialect::Sqlite];
 
-/// Classifies a statement under PostgreSQL, MySQL and SQLite and returns the
-/// most restrictive kind (ddl, then other, then write, then read) among the
-/// dialects that parse it, with the reason in words.
-///
-/// A dialect that parses the text but refuses to classify it (stacked
-/// statements, MySQL executable comments) counts as `other`. `Err` carries
-/// the parse error when no dialect parses the text.
-pub fn classify_any(sql: &str) -> Result<(StatementKind, String), String> {
-    let mut best: Option<(StatementKind, String)> = None;
-    let mut first_error = None;
-    for dialect in DIALECTS {
-        let seen = match classify(sql, dialect) {
-            Ok(c) => (StatementKind::from(c.class), c.detail),
-            Err(ToolError::Refused { reason }) => (StatementKind::Other, reason),
-            Err(ToolError::InvalidArguments(reason)) => {
-                first_error.get_or_insert(reason);
-                continue;
-            }
-            Err(e) => {
-                first_error.get_or_insert_with(|| e.to_string());
-                continue;
-            }
-        };
-        if best
-            .as_ref()
-            .is_none_or(|(kind, _)| seen.0.severity() > kind.severity())
-        {
-            best = Some(seen);
-        }
-    }
-    best.ok_or_else(|| first_error.unwrap_or_else(|| "the statement could not be parsed".into()))
-}
-
-/// [`classify_any`], with what cannot be classified as `other`, and the
-/// reason as the end of a refusal ("this statement is a write (DELETE)").
-fn classify_for_policy(sql: &str) -> (StatementKind, String) {
-    match classify_any(sql) {
-        Ok((kind, detail)) => (
-            kind,
-            format!("this statement is {} ({detail})", kind.with_article()),
-        ),
-        Err(reason) => (
+/// Classifies a statement once, in `dialect`, with what cannot be
+/// classified as `other`, and the reason as the end of a refusal ("this
+/// statement is a write (DELETE)").
+pub fn classify_for_policy(sql: &str, dialect: Option<SqlDialect>) -> (StatementKind, String) {
+    let Some(dialect) = dialect else {
+        return (
             StatementKind::Other,
-            format!("this statement could not be classified, so it counts as `other`: {reason}"),
+            "the deployment did not say which SQL dialect this tool's database speaks, so its \
+             statements cannot be classified and count as `other` (update the deployment's \
+             adapter)"
+                .to_owned(),
+        );
+    };
+    match classify(sql, dialect) {
+        Ok(c) => {
+            let kind = StatementKind::from(c.class);
+            (
+                kind,
+                format!("this statement is {} ({})", kind.with_article(), c.detail),
+            )
+        }
+        Err(e) => (
+            StatementKind::Other,
+            format!(
+                "this statement could not be classified as {}, so it counts as `other`: {}",
+                dialect.as_str(),
+                match e {
+                    ToolError::InvalidArguments(r) | ToolError::Refused { reason: r } => r,
+                    other => other.to_string(),
+                }
+            ),
         ),
     }
 }
@@ -790,20 +856,24 @@ fn explain_runs(arguments: Option<&Map<String, Value>>) -> bool {
     )
 }
 
-/// The arguments with `max_rows` capped at `limit`, or `None` when they
-/// already ask for at most `limit` rows. A `max_rows` that is not a
-/// non-negative integer is left for the adapter to refuse.
-fn cap_max_rows(arguments: Option<&Map<String, Value>>, limit: u32) -> Option<Map<String, Value>> {
-    let requested = arguments.and_then(|a| a.get("max_rows"));
+/// The arguments with `field` (`max_rows`, `max_bytes`) capped at
+/// `limit`, or `None` when they already ask for at most `limit`. A value
+/// that is not a non-negative integer is left for the adapter to refuse.
+fn cap_argument(
+    arguments: Option<&Map<String, Value>>,
+    field: &str,
+    limit: u64,
+) -> Option<Map<String, Value>> {
+    let requested = arguments.and_then(|a| a.get(field));
     let needs_cap = match requested {
         None | Some(Value::Null) => true,
-        Some(v) => v.as_u64().is_some_and(|n| n > u64::from(limit)),
+        Some(v) => v.as_u64().is_some_and(|n| n > limit),
     };
     if !needs_cap {
         return None;
     }
     let mut capped = arguments.cloned().unwrap_or_default();
-    capped.insert("max_rows".into(), Value::from(limit));
+    capped.insert(field.into(), Value::from(limit));
     Some(capped)
 }
 
@@ -818,7 +888,7 @@ fn cap_max_rows(arguments: Option<&Map<String, Value>>, limit: u32) -> Option<Ma
 /// level pass, which may also turn a type size such as `VARCHAR(20)` into
 /// `VARCHAR(?)`.
 pub fn redact_literals(sql: &str) -> String {
-    for dialect in DIALECTS {
+    for dialect in REDACTION_DIALECTS {
         let parser_dialect = parser_dialect(dialect);
         let Ok(mut statements) = Parser::parse_sql(parser_dialect.as_ref(), sql) else {
             continue;
@@ -988,6 +1058,108 @@ pub fn row_limit_exceeded(limit: u32, got: usize) -> String {
     )
 }
 
+/// What the hub's truncation notices call the policy's byte limit.
+const MAX_BYTES_NAME: &str = "the agent policy's `max_bytes`";
+
+/// Cuts `result` to at most `limit` bytes of data, as the policy's
+/// `max_bytes` rule says (see the [module documentation](self)); returns
+/// whether anything was cut.
+///
+/// - A result with `rows`: trailing rows are dropped until the rows' JSON
+///   fits, `truncated` is set with a notice naming `max_bytes`, and the
+///   text content is rebuilt from the cut result (so neither the structured
+///   nor the text content carries more than the limit allows).
+/// - A structured result without rows whose JSON is over the limit is
+///   withheld with the same kind of notice.
+/// - A text-only result is cut to the limit at a character boundary.
+pub fn cap_result_bytes(result: &mut CallToolResult, limit: u64) -> bool {
+    if let Some(structured) = result.structured_content.as_mut() {
+        if let Some(rows) = structured.get("rows").and_then(Value::as_array) {
+            let mut used = 0u64;
+            let mut kept = 0usize;
+            let mut next_size = None;
+            for row in rows {
+                let size = match row {
+                    Value::Array(values) => row_size(values),
+                    other => row_size(std::slice::from_ref(other)),
+                };
+                if used + size > limit {
+                    next_size = Some(size);
+                    break;
+                }
+                used += size;
+                kept += 1;
+            }
+            let Some(next_size) = next_size else {
+                return false;
+            };
+            let offset = structured
+                .get("offset")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let kept64 = u64::try_from(kept).unwrap_or(u64::MAX);
+            let truncation = byte_truncation(
+                limit,
+                MAX_BYTES_NAME,
+                kept64,
+                offset.saturating_add(kept64),
+                next_size,
+            );
+            let notice = format!("TRUNCATED: {}", truncation.message);
+            if let Some(Value::Array(rows)) = structured.get_mut("rows") {
+                rows.truncate(kept);
+            }
+            if let Value::Object(map) = structured {
+                map.insert("row_count".into(), Value::from(kept64));
+                map.insert(
+                    "truncated".into(),
+                    serde_json::to_value(&truncation).unwrap_or(Value::Null),
+                );
+            }
+            let text = structured.to_string();
+            result.content = vec![ContentBlock::text(text), ContentBlock::text(notice)];
+            return true;
+        }
+        let size = u64::try_from(structured.to_string().len()).unwrap_or(u64::MAX);
+        if size <= limit {
+            return false;
+        }
+        *result = CallToolResult::error(vec![ContentBlock::text(format!(
+            "TRUNCATED: the result is {size} bytes, over the {limit} byte limit \
+             ({MAX_BYTES_NAME}), so it was withheld; ask for less (a narrower table, a \
+             shorter statement). {POLICY_SET_HINT}"
+        ))]);
+        return true;
+    }
+    let total: usize = result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.len()))
+        .sum();
+    if u64::try_from(total).unwrap_or(u64::MAX) <= limit {
+        return false;
+    }
+    let mut budget = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut cut = Vec::new();
+    for block in &result.content {
+        let Some(t) = block.as_text() else { continue };
+        if budget == 0 {
+            break;
+        }
+        let mut end = t.text.len().min(budget);
+        while !t.text.is_char_boundary(end) {
+            end -= 1;
+        }
+        budget -= end;
+        cut.push(ContentBlock::text(t.text[..end].to_owned()));
+    }
+    cut.push(ContentBlock::text(format!(
+        "TRUNCATED: the text was cut at the {limit} byte limit ({MAX_BYTES_NAME})."
+    )));
+    result.content = cut;
+    true
+}
+
 /// The length of the result's `rows` array, if it has one.
 pub fn rows_in(structured: &Value) -> Option<u64> {
     let len = structured.get("rows")?.as_array()?.len();
@@ -1049,6 +1221,8 @@ mod tests {
             deployment,
             tool,
             arguments: Some(&arguments),
+            dialect: Some(SqlDialect::Postgres),
+            accepts_max_bytes: true,
         })
     }
 
@@ -1518,30 +1692,150 @@ mod tests {
     }
 
     #[test]
-    fn classify_any_takes_the_most_restrictive_reading() {
-        let kind = |sql: &str| classify_any(sql).map(|(k, _)| k);
-        assert_eq!(kind("SELECT a FROM t WHERE b = ?"), Ok(StatementKind::Read));
-        assert_eq!(kind("INSERT INTO t VALUES (1)"), Ok(StatementKind::Write));
-        assert_eq!(kind("CREATE TABLE x (a INT)"), Ok(StatementKind::Ddl));
-        assert_eq!(kind("SET search_path = x"), Ok(StatementKind::Other));
-        let err = classify_any("SELEC 1 FRM").unwrap_err();
-        assert!(err.contains("could not be parsed"), "{err}");
-        assert!(classify_any("").is_err());
-        // Stacked statements parse but are refused: `other`, whatever they hold.
-        let (k, detail) = classify_any("SELECT 1; DELETE FROM t").unwrap();
-        assert_eq!(k, StatementKind::Other);
-        assert!(detail.contains("2 statements"), "{detail}");
-        // A writing CTE is a write.
-        let (k, detail) =
-            classify_any("WITH d AS (DELETE FROM t RETURNING id) SELECT * FROM d").unwrap();
-        assert_eq!(k, StatementKind::Write, "{detail}");
-        // MySQL runs executable comments: a read elsewhere, `other` overall.
+    fn classification_is_one_dialect_and_fails_closed() {
+        let kind = |sql: &str, d| classify_for_policy(sql, d).0;
+        let pg = Some(SqlDialect::Postgres);
+        let my = Some(SqlDialect::MySql);
         assert_eq!(
-            kind("SELECT 1 /*! , SLEEP(10) */"),
-            Ok(StatementKind::Other)
+            kind("SELECT a FROM t WHERE b = $1", pg),
+            StatementKind::Read
         );
-        // PostgreSQL-only syntax is classified by the dialect that parses it.
-        assert_eq!(kind("SELECT $1::int"), Ok(StatementKind::Read));
+        assert_eq!(kind("INSERT INTO t VALUES (1)", pg), StatementKind::Write);
+        assert_eq!(kind("CREATE TABLE x (a INT)", pg), StatementKind::Ddl);
+        assert_eq!(kind("SET search_path = x", pg), StatementKind::Other);
+        // No dialect, or a statement that does not parse: `other`.
+        assert_eq!(kind("SELECT 1", None), StatementKind::Other);
+        let (k, why) = classify_for_policy("SELEC 1 FRM", pg);
+        assert_eq!(k, StatementKind::Other);
+        assert!(why.contains("could not be classified as postgres"), "{why}");
+        assert_eq!(kind("", pg), StatementKind::Other);
+        // Stacked statements: `other`, whatever they hold.
+        let (k, why) = classify_for_policy("SELECT 1; DELETE FROM t", pg);
+        assert_eq!(k, StatementKind::Other);
+        assert!(why.contains("2 statements"), "{why}");
+        // MySQL runs executable comments; PostgreSQL reads them as comments.
+        assert_eq!(
+            kind("SELECT 1 /*! , SLEEP(10) */", my),
+            StatementKind::Other
+        );
+        // PostgreSQL-only syntax, in the PostgreSQL dialect.
+        assert_eq!(kind("SELECT $1::int", pg), StatementKind::Read);
+        // A dialect named by the tool but unknown to the hub is no dialect.
+        assert_eq!(SqlDialect::from_name("mariadb"), None);
+        assert_eq!(SqlDialect::from_name("mysql"), my);
+    }
+
+    #[test]
+    fn denials_carry_the_class_and_every_call_the_allowed_statements() {
+        let p = policy(r#"statements = ["read"]"#);
+        match eval(&p, "eu", "shop_query", json!({"sql": "DELETE FROM t"})) {
+            Decision::Deny { class, .. } => assert_eq!(class, Some(StatementKind::Write)),
+            allow => panic!("{allow:?}"),
+        }
+        assert_eq!(p.allowed_statements().names(), vec!["read"]);
+        assert!(p.allowed_statements().read_only());
+        assert_eq!(
+            Policy::unrestricted().allowed_statements().names(),
+            vec!["read", "write", "ddl", "other"]
+        );
+    }
+
+    #[test]
+    fn max_bytes_is_validated_forwarded_and_cuts_results() {
+        assert_eq!(
+            Policy::from_toml("max_bytes = 0"),
+            Err(PolicyError::ZeroLimit { field: "max_bytes" })
+        );
+        let p = policy("max_bytes = 100\nrow_limit = 5");
+        assert_eq!(p.summary(), "row_limit: 5; max_bytes: 100");
+        match eval(
+            &p,
+            "eu",
+            "shop_query",
+            json!({"sql": "SELECT 1", "max_bytes": 1000}),
+        ) {
+            Decision::Allow { arguments, .. } => assert_eq!(
+                arguments,
+                Some(args(
+                    json!({"sql": "SELECT 1", "max_rows": 5, "max_bytes": 100})
+                ))
+            ),
+            deny => panic!("{deny:?}"),
+        }
+        // A tool that does not accept max_bytes is not sent one.
+        let a = args(json!({"sql": "SELECT 1"}));
+        let d = p.evaluate(&Call {
+            deployment: "eu",
+            tool: "shop_query",
+            arguments: Some(&a),
+            dialect: Some(SqlDialect::Sqlite),
+            accepts_max_bytes: false,
+        });
+        assert!(
+            matches!(&d, Decision::Allow { arguments: Some(a), .. } if !a.contains_key("max_bytes")),
+            "{d:?}"
+        );
+
+        // Rows: trailing rows go until the rest fits.
+        let rows: Vec<Value> = (0..10).map(|i| json!([format!("row-{i:04}")])).collect();
+        let mut r = CallToolResult::structured(json!({
+            "columns": [{"name": "a", "type": "text"}], "rows": rows, "row_count": 10, "offset": 4
+        }));
+        assert!(cap_result_bytes(&mut r, 50));
+        let s = r.structured_content.as_ref().unwrap();
+        // Each row is 12 bytes of JSON: 4 fit in 50.
+        assert_eq!(s["rows"].as_array().unwrap().len(), 4);
+        assert_eq!(s["row_count"], 4);
+        assert_eq!(s["truncated"]["reason"], "max_bytes");
+        assert_eq!(s["truncated"]["limit"], 50);
+        assert_eq!(s["truncated"]["next_offset"], 8);
+        let text: Vec<String> = r
+            .content
+            .iter()
+            .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+            .collect();
+        assert!(
+            !text[0].contains("row-0004") && text[0].contains("row-0003"),
+            "{}",
+            text[0]
+        );
+        assert!(
+            text[1].starts_with("TRUNCATED: ") && text[1].contains("`max_bytes`"),
+            "{}",
+            text[1]
+        );
+        // One aggregated row over the limit: withheld, with the notice.
+        let big = "x".repeat(10_000);
+        let mut r = CallToolResult::structured(
+            json!({"columns": [], "rows": [[big]], "row_count": 1, "offset": 0}),
+        );
+        assert!(cap_result_bytes(&mut r, 100));
+        let s = r.structured_content.as_ref().unwrap();
+        assert_eq!(s["rows"], json!([]));
+        assert!(
+            s["truncated"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("alone is")
+        );
+        assert!(
+            r.content
+                .iter()
+                .all(|c| c.as_text().is_none_or(|t| t.text.len() < 1000))
+        );
+        // Under the limit: untouched.
+        let mut r = CallToolResult::structured(
+            json!({"columns": [], "rows": [[1]], "row_count": 1, "offset": 0}),
+        );
+        assert!(!cap_result_bytes(&mut r, 100));
+        // No rows, over the limit: withheld. Text only: cut.
+        let mut r = CallToolResult::structured(json!({"plan": big}));
+        assert!(cap_result_bytes(&mut r, 100));
+        assert_eq!(r.is_error, Some(true));
+        assert!(r.structured_content.is_none());
+        let mut r = CallToolResult::error(vec![ContentBlock::text("é".repeat(100))]);
+        assert!(cap_result_bytes(&mut r, 51));
+        assert_eq!(r.content[0].as_text().unwrap().text.len(), 50);
     }
 
     #[test]

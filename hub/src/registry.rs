@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
+use ewii_driver_core::{DIALECT_META, SqlDialect};
 use ewii_tunnel::net::HubTunnel;
 use rmcp::RoleClient;
 use rmcp::model::Tool;
@@ -149,6 +150,26 @@ impl LiveDeployment {
         *self.serial.lock().unwrap_or_else(PoisonError::into_inner) = serial;
         self.expires_at.store(expires_at, Ordering::SeqCst);
     }
+}
+
+/// The classifier dialect a deployment's adapter advertises for `tool`
+/// (`_meta["ewii/dialect"]`); `None` when absent or unknown, which the
+/// policy treats as `other`.
+pub fn dialect_of(tool: &Tool) -> Option<SqlDialect> {
+    tool.meta
+        .as_ref()?
+        .get(DIALECT_META)?
+        .as_str()
+        .and_then(SqlDialect::from_name)
+}
+
+/// Whether `tool`'s input schema has a `max_bytes` property (adapters
+/// from before the policy's `max_bytes` refuse unknown arguments).
+pub fn accepts_max_bytes(tool: &Tool) -> bool {
+    tool.input_schema
+        .get("properties")
+        .and_then(|p| p.get("max_bytes"))
+        .is_some()
 }
 
 /// The live deployments of every workspace.

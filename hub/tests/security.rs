@@ -689,7 +689,8 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
     );
     assert_eq!(tail[2].record["decision"], "deny");
     assert_eq!(tail[2].record["rule"], "statements");
-    assert_eq!(tail[2].record["statement_class"], json!(null));
+    // A denial records the class it refused.
+    assert_eq!(tail[2].record["statement_class"], "write");
     assert_eq!(tail[3].record["outcome"], "unknown_tool");
     assert_eq!(tail[5].record["outcome"], "ok");
 

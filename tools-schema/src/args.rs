@@ -106,6 +106,12 @@ pub struct QueryArgs {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_rows: Option<u32>,
+    /// Return at most this many bytes of row data (as JSON); capped by the
+    /// database's configured limit. The hub sets it from the agent's
+    /// policy (`max_bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_bytes: Option<u64>,
     /// Skip this many rows first: pass `truncated.next_offset` of the previous
     /// result to read the next page.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -184,6 +184,7 @@ impl StandardTool {
             input_schema: self.input_schema(),
             output_schema: self.output_schema(),
             annotations: self.annotations(read_only),
+            meta: None,
         })
     }
 }
@@ -218,6 +219,11 @@ pub struct ToolDescriptor {
     pub output_schema: Map<String, Value>,
     /// Behaviour hints.
     pub annotations: ToolAnnotations,
+    /// The tool's `_meta`: the catalog sets `"ewii/dialect"` (`sqlite`,
+    /// `postgres`, `mysql`), the dialect the hub classifies the tool's
+    /// statements in.
+    #[serde(rename = "_meta", default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Map<String, Value>>,
 }
 
 /// Generates the JSON Schema of `T` as a JSON object, inlining nothing the

@@ -19,6 +19,8 @@ pub struct ResultBuilder {
     max_rows: u64,
     max_bytes: u64,
     bytes: u64,
+    /// How the byte limit is named in the truncation notice.
+    bytes_limit_name: &'static str,
     rows: Vec<Vec<Value>>,
     truncated: Option<Truncation>,
 }
@@ -46,9 +48,23 @@ impl ResultBuilder {
             max_rows,
             max_bytes: limits.max_bytes.max(1),
             bytes: 0,
+            bytes_limit_name: "the database's limit",
             rows: Vec::new(),
             truncated: None,
         }
+    }
+
+    /// Lowers the byte limit to `requested` (a call's `max_bytes`); it can
+    /// never raise the database's configured limit.
+    pub fn with_max_bytes(mut self, requested: Option<u64>) -> Self {
+        if let Some(r) = requested
+            && r < self.max_bytes
+        {
+            self.max_bytes = r.max(1);
+            // Through the hub, this is the agent policy's `max_bytes`.
+            self.bytes_limit_name = "the call's `max_bytes`";
+        }
+        self
     }
 
     /// Offers the next row of the result.
@@ -78,26 +94,13 @@ impl ResultBuilder {
         }
         let size = row_size(&row);
         if self.bytes + size > self.max_bytes {
-            let message = if self.rows.is_empty() {
-                format!(
-                    "The next row alone is {size} bytes, over the {} byte limit: select fewer \
-                     or shorter columns (e.g. substr()) for this row.",
-                    self.max_bytes
-                )
-            } else {
-                format!(
-                    "Result truncated after {} rows at the {} byte limit. More rows exist: call \
-                     again with offset={next_offset}, or select fewer columns.",
-                    self.rows.len(),
-                    self.max_bytes
-                )
-            };
-            self.truncated = Some(Truncation {
-                reason: TruncationReason::MaxBytes,
-                limit: self.max_bytes,
+            self.truncated = Some(byte_truncation(
+                self.max_bytes,
+                self.bytes_limit_name,
+                self.rows.len() as u64,
                 next_offset,
-                message,
-            });
+                size,
+            ));
             return Next::Stop;
         }
         self.bytes += size;
@@ -118,7 +121,39 @@ impl ResultBuilder {
     }
 }
 
-fn row_size(row: &[Value]) -> u64 {
+/// The truncation notice of a result cut at a byte limit: the one wording
+/// the drivers (the database's limit) and the hub (the agent policy's
+/// `max_bytes`) use. `limit_name` names the limit ("byte limit", "agent
+/// policy `max_bytes`"); `kept` rows fitted, the next row was `next_size`
+/// bytes.
+pub fn byte_truncation(
+    limit: u64,
+    limit_name: &str,
+    kept: u64,
+    next_offset: u64,
+    next_size: u64,
+) -> Truncation {
+    let message = if kept == 0 {
+        format!(
+            "The next row alone is {next_size} bytes, over the {limit} byte limit ({limit_name}): \
+             select fewer or shorter columns (e.g. substr()), or aggregate less per row."
+        )
+    } else {
+        format!(
+            "Result truncated after {kept} rows at the {limit} byte limit ({limit_name}). More \
+             rows exist: call again with offset={next_offset}, or select fewer columns."
+        )
+    };
+    Truncation {
+        reason: TruncationReason::MaxBytes,
+        limit,
+        next_offset,
+        message,
+    }
+}
+
+/// The size of one row as it reaches the model: its JSON encoding.
+pub fn row_size(row: &[Value]) -> u64 {
     // The JSON size of the row is what reaches the model's context.
     serde_json::to_vec(row).map_or(0, |v| v.len() as u64)
 }
@@ -177,5 +212,15 @@ mod tests {
         assert_eq!(t.reason, TruncationReason::MaxBytes);
         assert_eq!(t.next_offset, 1);
         assert!(t.message.contains("20 byte limit"));
+    }
+
+    #[test]
+    fn a_call_can_lower_the_byte_limit_but_not_raise_it() {
+        let mut b = ResultBuilder::new(&limits(100, 1000), None, None).with_max_bytes(Some(20));
+        assert_eq!(b.push(vec![json!("aaaaaaaaaa")]), Next::Continue);
+        assert_eq!(b.push(vec![json!("bbbbbbbbbb")]), Next::Stop);
+        assert_eq!(b.finish(vec![], None).truncated.expect("cut").limit, 20);
+        let b = ResultBuilder::new(&limits(100, 20), None, None).with_max_bytes(Some(1 << 30));
+        assert_eq!(b.max_bytes, 20);
     }
 }

@@ -115,9 +115,17 @@ impl Catalog {
             for tool in entry.database.tools() {
                 // Names were validated when the database was added; a name
                 // that fails here is skipped rather than advertised broken.
-                if let Ok(d) =
+                if let Ok(mut d) =
                     tool.descriptor(name, entry.database.dialect_name(), entry.config.read_only)
                 {
+                    if let Some(dialect) = entry.database.sql_dialect() {
+                        let mut meta = serde_json::Map::new();
+                        meta.insert(
+                            crate::DIALECT_META.into(),
+                            Value::String(dialect.as_str().into()),
+                        );
+                        d.meta = Some(meta);
+                    }
                     self.index.insert(d.name.clone(), (name.clone(), *tool));
                     self.tools.push(d);
                 }

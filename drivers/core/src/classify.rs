@@ -39,6 +39,25 @@ pub enum SqlDialect {
 }
 
 impl SqlDialect {
+    /// Every dialect.
+    pub const ALL: [SqlDialect; 3] = [SqlDialect::Sqlite, SqlDialect::Postgres, SqlDialect::MySql];
+
+    /// The name a tool's `_meta["ewii/dialect"]` carries: `sqlite`,
+    /// `postgres` or `mysql` (MariaDB speaks `mysql`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SqlDialect::Sqlite => "sqlite",
+            SqlDialect::Postgres => "postgres",
+            SqlDialect::MySql => "mysql",
+        }
+    }
+
+    /// Parses [`SqlDialect::as_str`]; anything else (including `mariadb`,
+    /// which is advertised as `mysql`) is `None`, so a caller fails closed.
+    pub fn from_name(name: &str) -> Option<SqlDialect> {
+        SqlDialect::ALL.into_iter().find(|d| d.as_str() == name)
+    }
+
     fn parser_dialect(self) -> Box<dyn Dialect> {
         match self {
             SqlDialect::Sqlite => Box::new(SQLiteDialect {}),
@@ -61,6 +80,116 @@ pub enum StatementClass {
     /// Anything else: session settings, transaction control, procedures,
     /// engine commands. Never allowed on a read-only database.
     Other,
+}
+
+impl StatementClass {
+    /// Every class, in policy order.
+    pub const ALL: [StatementClass; 4] = [
+        StatementClass::Read,
+        StatementClass::Write,
+        StatementClass::Ddl,
+        StatementClass::Other,
+    ];
+
+    /// The name used in policies and in the `ewii/statements` call meta:
+    /// `read`, `write`, `ddl`, `other`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatementClass::Read => "read",
+            StatementClass::Write => "write",
+            StatementClass::Ddl => "ddl",
+            StatementClass::Other => "other",
+        }
+    }
+
+    /// Parses [`StatementClass::as_str`].
+    pub fn from_name(name: &str) -> Option<StatementClass> {
+        StatementClass::ALL.into_iter().find(|c| c.as_str() == name)
+    }
+
+    fn bit(self) -> u8 {
+        match self {
+            StatementClass::Read => 1,
+            StatementClass::Write => 2,
+            StatementClass::Ddl => 4,
+            StatementClass::Other => 8,
+        }
+    }
+}
+
+/// The statement classes a call may run: what the hub's policy allows the
+/// calling agent, sent with each call as `_meta["ewii/statements"]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct StatementClasses(u8);
+
+impl StatementClasses {
+    /// All four classes (an unrestricted agent).
+    pub fn all() -> StatementClasses {
+        StatementClasses::from_classes(StatementClass::ALL)
+    }
+
+    /// Exactly `classes`.
+    pub fn from_classes(classes: impl IntoIterator<Item = StatementClass>) -> StatementClasses {
+        StatementClasses(classes.into_iter().fold(0, |bits, c| bits | c.bit()))
+    }
+
+    /// Parses the names of the `ewii/statements` meta; `Err` names the first
+    /// entry that is not a class, so a caller can refuse the call (fail
+    /// closed) rather than guess.
+    pub fn from_names<'a>(
+        names: impl IntoIterator<Item = &'a str>,
+    ) -> Result<StatementClasses, String> {
+        let mut classes = Vec::new();
+        for name in names {
+            classes.push(StatementClass::from_name(name).ok_or_else(|| name.to_owned())?);
+        }
+        Ok(StatementClasses::from_classes(classes))
+    }
+
+    /// Whether `class` is allowed.
+    pub fn contains(self, class: StatementClass) -> bool {
+        self.0 & class.bit() != 0
+    }
+
+    /// Whether the call may only read: none of `write`, `ddl`, `other` is
+    /// allowed, so the driver runs it in the engine's read-only mode.
+    pub fn read_only(self) -> bool {
+        ![
+            StatementClass::Write,
+            StatementClass::Ddl,
+            StatementClass::Other,
+        ]
+        .into_iter()
+        .any(|c| self.contains(c))
+    }
+
+    /// The classes a plain `EXPLAIN` (which does not run its statement)
+    /// may show the plan of: writes and DDL too, but `other` only when it
+    /// was allowed (what cannot be parsed stays refused).
+    pub fn for_plain_explain(self) -> StatementClasses {
+        StatementClasses(
+            self.0
+                | StatementClass::Write.bit()
+                | StatementClass::Ddl.bit()
+                | StatementClass::Read.bit(),
+        )
+    }
+
+    /// The allowed classes, in policy order.
+    pub fn classes(self) -> Vec<StatementClass> {
+        StatementClass::ALL
+            .into_iter()
+            .filter(|c| self.contains(*c))
+            .collect()
+    }
+
+    /// The allowed class names, in policy order (the `ewii/statements` meta).
+    pub fn names(self) -> Vec<&'static str> {
+        self.classes()
+            .into_iter()
+            .map(StatementClass::as_str)
+            .collect()
+    }
 }
 
 /// Result of [`classify`].
@@ -121,9 +250,15 @@ impl Visitor for PlaceholderCounter {
     }
 }
 
-/// Functions that have side effects even inside a read-only transaction.
+/// Functions that have side effects even inside a read-only transaction,
+/// or that leave state behind after the call (locks, sequences, xids).
+///
+/// This list is the first fence only: it gives a clear refusal for what it
+/// names. What it misses is held by the engine (read-only transactions,
+/// `query_only`) and by the per-call connection reset, which the tests
+/// check with functions the list does not name.
 const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
-    // PostgreSQL
+    // PostgreSQL: server administration and files
     "pg_terminate_backend",
     "pg_cancel_backend",
     "pg_reload_conf",
@@ -132,26 +267,44 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     "pg_read_binary_file",
     "pg_ls_dir",
     "pg_stat_file",
-    "lo_export",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_drop_replication_slot",
+    "pg_replication_origin_create",
+    "pg_replication_origin_drop",
+    "pg_logical_emit_message",
+    "pg_stat_statements_reset",
+    "pg_promote",
+    "pg_log_backend_memory_contexts",
+    "pg_import_system_collations",
+    // PostgreSQL: large objects
+    "lo_create",
+    "lo_creat",
+    "lo_from_bytea",
+    "lo_put",
     "lo_import",
+    "lo_export",
     "lo_unlink",
-    "dblink_exec",
-    "dblink",
-    "dblink_connect",
+    "lo_open",
+    "lo_truncate",
+    "lo_truncate64",
+    "lowrite",
+    // PostgreSQL: session state, notifications, sequences, xids
     "set_config",
-    "pg_advisory_lock",
-    "pg_advisory_xact_lock",
-    "pg_advisory_lock_shared",
-    "pg_try_advisory_lock",
     "pg_notify",
     "nextval",
     "setval",
+    "txid_current",
+    "pg_current_xact_id",
     "pg_sleep_for",
+    // (pg_sleep and SLEEP are left to the time limit, which cancels them on
+    // the server.)
     // MySQL / MariaDB
     "load_file",
     "get_lock",
     "release_lock",
     "release_all_locks",
+    "is_used_lock",
     "sys_exec",
     "sys_eval",
     "benchmark",
@@ -159,11 +312,33 @@ const SIDE_EFFECT_FUNCTIONS: &[&str] = &[
     "master_gtid_wait",
     "source_pos_wait",
     "wait_for_executed_gtid_set",
+    "wait_until_sql_thread_after_gtids",
     // SQLite
     "load_extension",
     "writefile",
     "edit",
 ];
+
+/// Prefixes of function families with side effects: every `dblink*`
+/// function (its connections run outside the transaction), every advisory
+/// lock function (session and transaction, exclusive and shared, `try_`),
+/// statistics resets and replication slots.
+const SIDE_EFFECT_PREFIXES: &[&str] = &[
+    "dblink",
+    "pg_advisory",
+    "pg_try_advisory",
+    "pg_stat_reset",
+    "pg_create_",
+    "pg_replication_slot_advance",
+    "pg_copy_",
+    "pg_file_",
+];
+
+/// Whether `name` (lowercase, unqualified) is a function with side effects.
+fn has_side_effects(name: &str) -> bool {
+    SIDE_EFFECT_FUNCTIONS.contains(&name)
+        || SIDE_EFFECT_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 /// Classifies one SQL text. Errors when the text is empty, holds more than
 /// one statement, or does not parse.
@@ -230,6 +405,126 @@ pub fn check_read_only(sql: &str, dialect: SqlDialect) -> Result<Classification,
             c.detail
         ),
     })
+}
+
+/// What a driver decided about one statement before running it
+/// ([`vet_statement`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vetted {
+    /// The class the driver's own classifier found; `Other` for a
+    /// statement it could not parse (which runs only when the call is
+    /// allowed `other`).
+    pub class: StatementClass,
+    /// Placeholders the classifier counted; `None` when it could not parse
+    /// the statement (the engine's prepare then counts them).
+    pub placeholders: Option<usize>,
+    /// Whether the call must run in the engine's read-only mode: the
+    /// database is read-only, or the call may only read.
+    pub engine_read_only: bool,
+}
+
+/// The driver-side fence, the same for every SQL driver: classifies `sql`
+/// once, in the database's own `dialect`, and refuses it unless it may run.
+///
+/// - On a read-only database only a single plain read runs
+///   ([`check_read_only`]), whatever the call is allowed.
+/// - `allowed` is the call's statement classes (`CallContext::statements`,
+///   from the hub's `ewii/statements` meta). The class found here must be
+///   one of them: the hub classified the same text in the same dialect, so
+///   a disagreement means one of the two parsers is wrong, and the stricter
+///   answer wins.
+/// - A statement the classifier cannot parse is refused, on read-write
+///   databases too, unless `allowed` includes `other`. A direct call (no
+///   hub, `allowed` = `None`) keeps the database's own mode for what
+///   parses, but an unparsable statement is refused as well: the caller is
+///   the customer's own local client, and a customer who attached a
+///   database through Ewii expects Ewii's limits and one-statement rule to
+///   hold for everything it runs, which it can only promise for statements
+///   it understands. The engine-specific syntax the parser misses can still
+///   be run with the database's own client.
+pub fn vet_statement(
+    sql: &str,
+    dialect: SqlDialect,
+    read_only_database: bool,
+    allowed: Option<StatementClasses>,
+) -> Result<Vetted, ToolError> {
+    let engine_read_only = read_only_database || allowed.is_some_and(StatementClasses::read_only);
+    let refuse_class = |c: &Classification, allowed: StatementClasses| ToolError::Refused {
+        reason: format!(
+            "the agent's policy allows {} statements only, and the database's own classifier \
+             reads this statement as {} ({}); nothing ran. Ask the operator for a policy \
+             that allows `{}` if it is really needed",
+            names_phrase(allowed),
+            c.class.as_str(),
+            c.detail,
+            c.class.as_str()
+        ),
+    };
+    if read_only_database {
+        let c = check_read_only(sql, dialect)?;
+        if let Some(a) = allowed
+            && !a.contains(c.class)
+        {
+            return Err(refuse_class(&c, a));
+        }
+        return Ok(Vetted {
+            class: c.class,
+            placeholders: Some(c.placeholders),
+            engine_read_only,
+        });
+    }
+    match classify(sql, dialect) {
+        Ok(c) => {
+            if let Some(a) = allowed
+                && !a.contains(c.class)
+            {
+                return Err(refuse_class(&c, a));
+            }
+            Ok(Vetted {
+                class: c.class,
+                placeholders: Some(c.placeholders),
+                engine_read_only,
+            })
+        }
+        Err(ToolError::InvalidArguments(reason))
+            if allowed.is_some_and(|a| a.contains(StatementClass::Other)) =>
+        {
+            // The hub let the agent run `other`: the engine is the judge of
+            // syntax the parser does not know (one statement per call still
+            // holds: statements run as prepared statements).
+            tracing::debug!(%reason, "unparsable statement runs as `other`");
+            Ok(Vetted {
+                class: StatementClass::Other,
+                placeholders: None,
+                engine_read_only,
+            })
+        }
+        Err(ToolError::InvalidArguments(reason)) => Err(ToolError::Refused {
+            reason: format!(
+                "{reason}. A statement Ewii cannot parse cannot be shown to be safe, so it \
+                 counts as `other` and only runs for a call allowed `other` (an agent whose \
+                 hub policy lists \"other\"); rewrite it in syntax the classifier knows, or \
+                 run it with the database's own client"
+            ),
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+/// "read and write", "no" for messages.
+fn names_phrase(allowed: StatementClasses) -> String {
+    let names = allowed.names();
+    match names.as_slice() {
+        [] => "no".to_owned(),
+        [one] => format!("`{one}`"),
+        [init @ .., last] => format!(
+            "{} and `{last}`",
+            init.iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 fn classify_statement(statement: &Statement) -> Classification {
@@ -392,7 +687,7 @@ fn check_function_name(name: &ObjectName) -> ControlFlow<Classification> {
         .trim_matches('"')
         .trim_matches('`')
         .to_ascii_lowercase();
-    if SIDE_EFFECT_FUNCTIONS.contains(&base.as_str()) {
+    if has_side_effects(&base) {
         return ControlFlow::Break(Classification::new(
             StatementClass::Other,
             format!("{base}() has side effects even in a read-only transaction"),
@@ -486,6 +781,94 @@ mod tests {
         assert_eq!(n("SELECT 1", SqlDialect::Postgres), 0);
         assert_eq!(n("INSERT INTO t VALUES (?, ?, ?)", SqlDialect::MySql), 3);
         assert!(check_param_count(2, 1).is_err_and(|e| e.to_string().contains("param")));
+    }
+
+    #[test]
+    fn side_effect_families_are_other() {
+        let pg = |sql: &str| classify(sql, SqlDialect::Postgres).expect("parses").class;
+        for sql in [
+            "SELECT lo_create(0)",
+            "SELECT lo_from_bytea(0, 'x')",
+            "SELECT pg_logical_emit_message(true, 'p', 'x')",
+            "SELECT pg_stat_reset()",
+            "SELECT pg_stat_reset_shared('bgwriter')",
+            "SELECT dblink_open('c', 'SELECT 1')",
+            "SELECT pg_advisory_lock_shared(1)",
+            "SELECT pg_try_advisory_lock_shared(1)",
+            "SELECT pg_try_advisory_xact_lock(1)",
+            "SELECT txid_current()",
+            "SELECT pg_current_xact_id()",
+            "SELECT setval('s', 5)",
+            "SELECT pg_create_logical_replication_slot('s', 'test_decoding')",
+        ] {
+            assert_eq!(pg(sql), StatementClass::Other, "{sql}");
+        }
+        let my = |sql: &str| classify(sql, SqlDialect::MySql).expect("parses").class;
+        for sql in ["SELECT GET_LOCK('x', 1)", "SELECT RELEASE_ALL_LOCKS()"] {
+            assert_eq!(my(sql), StatementClass::Other, "{sql}");
+        }
+    }
+
+    #[test]
+    fn dialect_and_class_names_round_trip() {
+        for d in SqlDialect::ALL {
+            assert_eq!(SqlDialect::from_name(d.as_str()), Some(d));
+        }
+        assert_eq!(SqlDialect::from_name("mariadb"), None);
+        let all = StatementClasses::all();
+        assert_eq!(all.names(), vec!["read", "write", "ddl", "other"]);
+        assert!(!all.read_only());
+        let read = StatementClasses::from_names(["read"]).expect("known");
+        assert!(read.read_only() && read.contains(StatementClass::Read));
+        assert!(StatementClasses::from_names(["read", "delete"]).is_err_and(|b| b == "delete"));
+        assert!(StatementClasses::default().read_only());
+        assert!(read.for_plain_explain().contains(StatementClass::Write));
+        assert!(!read.for_plain_explain().contains(StatementClass::Other));
+    }
+
+    #[test]
+    fn the_driver_fence_checks_the_calls_classes_and_fails_closed() {
+        let read = Some(StatementClasses::from_classes([StatementClass::Read]));
+        let all = Some(StatementClasses::all());
+        let pg = SqlDialect::Postgres;
+        // A read-only call on a read-write database: engine read-only, and
+        // a write the classifier sees is refused before it runs.
+        let v = vet_statement("SELECT 1", pg, false, read).expect("read");
+        assert!(v.engine_read_only);
+        let err = vet_statement("DELETE FROM t", pg, false, read).expect_err("write");
+        assert!(
+            err.to_string().contains("`read`") && err.to_string().contains("write"),
+            "{err}"
+        );
+        // Unparsable: refused without `other`, on read-write databases and
+        // for direct calls alike; runs as `other` only when allowed.
+        let garbage = "SELEC 1 FRM";
+        assert!(matches!(
+            vet_statement(garbage, pg, false, read),
+            Err(ToolError::Refused { .. })
+        ));
+        assert!(matches!(
+            vet_statement(garbage, pg, false, None),
+            Err(ToolError::Refused { .. })
+        ));
+        let v = vet_statement(garbage, pg, false, all).expect("other allowed");
+        assert_eq!(
+            (v.class, v.placeholders, v.engine_read_only),
+            (StatementClass::Other, None, false)
+        );
+        assert!(
+            vet_statement(garbage, pg, true, all).is_err(),
+            "never on a read-only database"
+        );
+        // Direct calls keep the database's own mode for what parses.
+        let v = vet_statement("DELETE FROM t", pg, false, None).expect("own mode");
+        assert_eq!(
+            (v.class, v.engine_read_only),
+            (StatementClass::Write, false)
+        );
+        assert!(vet_statement("DELETE FROM t", pg, true, all).is_err());
+        // Stacked statements stay refused whatever is allowed.
+        assert!(vet_statement("SELECT 1; SELECT 2", pg, false, all).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use crate::{DatabaseConfig, DriverError, ToolError};
+use crate::{DatabaseConfig, DriverError, SqlDialect, StatementClasses, ToolError};
 
 /// Every driver name Ewii knows, built into this binary or not. `aliases`
 /// of a registered driver must be drawn from this list.
@@ -53,12 +53,34 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
+/// The tool `_meta` key naming the classifier dialect of the tool's
+/// database (`sqlite`, `postgres`, `mysql`; see [`SqlDialect::as_str`]).
+pub const DIALECT_META: &str = "ewii/dialect";
+
+/// The `tools/call` `_meta` key the hub sends with the statement classes
+/// the calling agent may run (`["read", "write", "ddl", "other"]`).
+pub const STATEMENTS_META: &str = "ewii/statements";
+
 /// Per-call context handed to a driver.
 #[derive(Debug, Clone, Default)]
 pub struct CallContext {
     /// Cancelled when the client cancels the call (`notifications/cancelled`)
     /// or disconnects; the driver must then cancel the statement on the server.
     pub cancel: CancellationToken,
+    /// The statement classes this call may run, as the hub sent them
+    /// ([`STATEMENTS_META`]). `None`: the call did not come from the hub
+    /// (a local client), and the database's own mode applies. A call that
+    /// may only read runs in the engine's read-only mode even on a
+    /// read-write database; see [`crate::vet_statement`].
+    pub statements: Option<StatementClasses>,
+}
+
+impl CallContext {
+    /// Whether the call must run in the engine's read-only mode on a
+    /// database whose own mode is `read_only`.
+    pub fn engine_read_only(&self, read_only: bool) -> bool {
+        read_only || self.statements.is_some_and(StatementClasses::read_only)
+    }
 }
 
 /// One open database. Tools a driver does not support keep the default
@@ -70,6 +92,14 @@ pub trait Database: Send + Sync + 'static {
 
     /// Human name of the SQL dialect, used in tool descriptions.
     fn dialect_name(&self) -> &'static str;
+
+    /// The dialect its statements are classified in, advertised with each
+    /// tool as `_meta["ewii/dialect"]` so the hub classifies a statement in
+    /// the same dialect. `None` for a database that does not speak SQL: the
+    /// hub then counts its statements as `other`.
+    fn sql_dialect(&self) -> Option<SqlDialect> {
+        None
+    }
 
     /// Connects and reports the server version and effective mode.
     async fn check(&self) -> Result<CheckReport, DriverError>;

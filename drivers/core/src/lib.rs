@@ -26,17 +26,18 @@ pub mod values;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use bounded::{Next, ResultBuilder};
+pub use bounded::{Next, ResultBuilder, byte_truncation, row_size};
 pub use catalog::{
     Catalog, CatalogChange, CatalogEntry, ResolvedTool, TOOLS_PAGE_SIZE, tools_page,
 };
 pub use classify::{
-    Classification, SqlDialect, StatementClass, check_param_count, check_read_only, classify,
+    Classification, SqlDialect, StatementClass, StatementClasses, Vetted, check_param_count,
+    check_read_only, classify, vet_statement,
 };
 pub use config::{DatabaseConfig, Limits, SecretString, mask_url};
 pub use driver::{
-    CallContext, CheckReport, Database, Driver, DriverRegistration, KNOWN_DRIVERS, dispatch,
-    find_driver, registered_drivers,
+    CallContext, CheckReport, DIALECT_META, Database, Driver, DriverRegistration, KNOWN_DRIVERS,
+    STATEMENTS_META, dispatch, find_driver, registered_drivers,
 };
 pub use error::{DriverError, ToolError};
 

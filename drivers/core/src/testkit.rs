@@ -284,9 +284,21 @@ pub async fn run(h: &dyn KitHarness) -> KitReport {
     let load = async {
         let db = kit.open(false, Limits::default()).await?;
         for sql in fixture_statements().into_iter().chain(h.extra_fixture()) {
-            call(db.as_ref(), StandardTool::Query, json!({ "sql": sql }))
-                .await
-                .map_err(|e| format!("fixture statement failed: {e}\n{sql}"))?;
+            // Allowed every class, `other` included: engine syntax the
+            // classifier cannot parse (CREATE PROCEDURE … $$ … $$) is
+            // refused to a caller that is not.
+            let all = CallContext {
+                statements: Some(crate::StatementClasses::all()),
+                ..CallContext::default()
+            };
+            dispatch(
+                db.as_ref(),
+                StandardTool::Query,
+                json!({ "sql": sql }),
+                &all,
+            )
+            .await
+            .map_err(|e| format!("fixture statement failed: {e}\n{sql}"))?;
         }
         db.close().await;
         Ok(())

@@ -26,6 +26,32 @@
 //! exactly as the classifier did. `check` warns when the account of a
 //! read-only database holds write privileges.
 //!
+//! # Calls that may only read, on read-write databases
+//!
+//! A call from the hub carries the agent's allowed statement classes
+//! (`ewii/statements`). When they allow none of `write`, `ddl` and `other`,
+//! the call runs exactly like one on a read-only database: read-only
+//! session default and `START TRANSACTION READ ONLY`, rolled back, and the
+//! file/lock word check above. A stored function that deletes rows then
+//! fails inside the server (error 1792). Other calls on a read-write
+//! database set the session default back to `READ WRITE` first, so a
+//! pooled connection never carries one call's mode into the next.
+//!
+//! Statements are classified once, in the MySQL dialect
+//! ([`ewii_driver_core::vet_statement`]): the class must be one the call is
+//! allowed, and what the classifier cannot parse is refused unless the call
+//! is allowed `other` (a direct call without the hub's meta is refused too).
+//!
+//! # No state survives a call
+//!
+//! sqlx exposes no `COM_RESET_CONNECTION`, and nothing short of it clears
+//! user variables, temporary tables, user locks (`GET_LOCK()`), prepared
+//! statements and session settings together. So the connection that ran
+//! an agent's statement (`query`, `explain`) is closed after the call, not
+//! returned to the pool: whatever the statement left on the session ends
+//! with it. Only connections that ran Ewii's own catalog queries are
+//! reused.
+//!
 //! # Time limits and cancellation
 //!
 //! Each call sets the server's own statement limit (`max_statement_time` on
@@ -87,8 +113,8 @@ use ewii_driver_core::schema::{
 };
 use ewii_driver_core::{
     CallContext, CheckReport, Database, DatabaseConfig, Driver, DriverError, DriverRegistration,
-    Limits, ResultBuilder, SecretString, SqlDialect, StatementClass, ToolError, check_read_only,
-    classify,
+    Limits, ResultBuilder, SecretString, SqlDialect, StatementClass, StatementClasses, ToolError,
+    Vetted, vet_statement,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
 use sqlx::{AssertSqlSafe, Column, MySql, Row, Type};
@@ -226,6 +252,15 @@ pub async fn begin_read_only(conn: &mut MySqlConnection) -> Result<(), sqlx::Err
     Ok(())
 }
 
+/// Sets the session default back to read-write for a call that may write:
+/// a pooled connection may come from a read-only call.
+pub async fn session_read_write(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql("SET SESSION TRANSACTION READ WRITE")
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// MySQL or MariaDB: they differ in the statement time limit and in how
 /// JSON columns are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,15 +353,19 @@ impl MySqlDatabase {
         })
     }
 
-    /// Checks a statement before it reaches the engine.
-    fn vet(&self, sql: &str) -> Result<StatementClass, ToolError> {
-        if self.read_only {
+    /// Checks a statement before it reaches the engine: the file and lock
+    /// words for calls that run read-only, then the shared classifier with
+    /// the call's allowed classes.
+    fn vet(
+        &self,
+        sql: &str,
+        allowed: Option<StatementClasses>,
+        engine_read_only: bool,
+    ) -> Result<Vetted, ToolError> {
+        if engine_read_only {
             fence::refuse_server_side_effects(sql)?;
-            check_read_only(sql, SqlDialect::MySql)?;
-            Ok(StatementClass::Read)
-        } else {
-            Ok(classify(sql, SqlDialect::MySql)?.class)
         }
+        vet_statement(sql, SqlDialect::MySql, self.read_only, allowed)
     }
 }
 
@@ -340,23 +379,27 @@ impl Database for MySqlDatabase {
         DIALECT
     }
 
+    fn sql_dialect(&self) -> Option<SqlDialect> {
+        Some(SqlDialect::MySql)
+    }
+
     async fn check(&self) -> Result<CheckReport, DriverError> {
         check::check(self).await
     }
 
     async fn query(&self, args: QueryArgs, ctx: &CallContext) -> Result<QueryResult, ToolError> {
-        let class = self.vet(&args.sql)?;
+        let read_only = ctx.engine_read_only(self.read_only);
+        let class = self.vet(&args.sql, ctx.statements, read_only)?.class;
         let mut session = Session::open(self, ctx).await?;
-        if class == StatementClass::Other {
-            // SET, transaction control, LOCK TABLES… (read-write databases
-            // only) change the session: the next call must not inherit it.
-            session.discard();
-        }
-        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset);
+        // The agent's statement may leave state on the session (see the
+        // module documentation): the connection is closed after the call.
+        session.discard();
+        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset)
+            .with_max_bytes(args.max_bytes);
         let outcome = session.execute(&args.sql, &args.params, &mut builder).await;
         session.finish().await;
         let (columns, affected) = outcome?;
-        let affected = (class != StatementClass::Read && !self.read_only).then_some(affected);
+        let affected = (class != StatementClass::Read && !read_only).then_some(affected);
         Ok(builder.finish(columns, affected))
     }
 
@@ -400,11 +443,20 @@ impl Database for MySqlDatabase {
     ) -> Result<ExplainResult, ToolError> {
         // The statement is vetted like a query: on a read-only database only
         // reads are explained, and plain EXPLAIN does not run it.
-        let class = self.vet(&args.sql)?;
+        let read_only = ctx.engine_read_only(self.read_only);
+        // A plain EXPLAIN does not run the statement: its plan may be shown
+        // whatever its class (the session is still read-only for a
+        // read-only call).
+        let allowed = match args.analyze {
+            true => ctx.statements,
+            false => ctx.statements.map(StatementClasses::for_plain_explain),
+        };
+        let class = self.vet(&args.sql, allowed, read_only)?.class;
         if args.analyze {
             self.refuse_unsafe_analyze(class)?;
         }
         let mut session = Session::open(self, ctx).await?;
+        session.discard();
         let plan = explain_on(&mut session, &args).await;
         session.finish().await;
         plan

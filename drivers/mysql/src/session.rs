@@ -5,8 +5,9 @@
 //!   `max_execution_time` on MySQL) to the database's time limit;
 //! - notes `CONNECTION_ID()`, so that a statement can be stopped from
 //!   another connection with `KILL QUERY`;
-//! - on a read-only database, opens a read-only transaction
-//!   ([`begin_read_only`](crate::begin_read_only)).
+//! - on a read-only database, and for a call that may only read, opens a
+//!   read-only transaction ([`begin_read_only`](crate::begin_read_only));
+//!   otherwise sets the session default to read-write.
 //!
 //! Each step then runs under a [`Guard`]: if the client cancels, or the
 //! server-side limit has not stopped the statement shortly after the
@@ -35,7 +36,7 @@ use crate::errors::{
     error_number, tool_error, unavailable,
 };
 use crate::values::{self, Kind};
-use crate::{Flavor, MySqlDatabase, begin_read_only};
+use crate::{Flavor, MySqlDatabase, begin_read_only, session_read_write};
 
 /// How long after the deadline the client gives up on the server-side limit
 /// and sends `KILL QUERY` itself.
@@ -169,7 +170,7 @@ impl Session {
             guard,
             // Replaced right below, once the connection can be asked.
             flavor: Flavor::MariaDb,
-            read_only: db.read_only,
+            read_only: ctx.engine_read_only(db.read_only),
             reusable: true,
             finished: false,
         };
@@ -191,6 +192,10 @@ impl Session {
         if session.read_only {
             session
                 .run(async |conn| begin_read_only(conn).await)
+                .await?;
+        } else {
+            session
+                .run(async |conn| session_read_write(conn).await)
                 .await?;
         }
         Ok(session)

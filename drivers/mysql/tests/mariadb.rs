@@ -560,3 +560,80 @@ async fn sessions_tokenise_sql_like_the_classifier() {
     }
     conn.close().await.ok();
 }
+
+fn classes(names: &[&str]) -> CallContext {
+    CallContext {
+        statements: Some(
+            ewii_driver_core::StatementClasses::from_names(names.iter().copied()).unwrap(),
+        ),
+        ..CallContext::default()
+    }
+}
+
+#[tokio::test]
+async fn a_read_only_call_cannot_write_on_a_read_write_database() {
+    let Some(db) = TempDatabase::new("callro").await else {
+        return;
+    };
+    let rw = open(&db.config(false, Limits::default())).await;
+    query(
+        rw.as_ref(),
+        "CREATE TABLE t (a INT) ENGINE=InnoDB",
+        json!([]),
+    )
+    .await;
+    query(rw.as_ref(), "INSERT INTO t VALUES (1), (2)", json!([])).await;
+    common::exec(
+        &db.url,
+        "CREATE FUNCTION wipe() RETURNS INT MODIFIES SQL DATA BEGIN DELETE FROM t; RETURN 1; END",
+    )
+    .await;
+    common::exec(&db.url, "CREATE TABLE log (a INT) ENGINE=InnoDB").await;
+    common::exec(
+        &db.url,
+        "CREATE TRIGGER wipe_on_log AFTER INSERT ON log FOR EACH ROW DELETE FROM t",
+    )
+    .await;
+    let q = |sql: &str| json!({ "sql": sql });
+    let read = classes(&["read"]);
+    let err = dispatch(rw.as_ref(), StandardTool::Query, q("SELECT wipe()"), &read)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("READ ONLY"), "{err}");
+    let err = dispatch(
+        rw.as_ref(),
+        StandardTool::Query,
+        q("INSERT INTO log VALUES (1)"),
+        &read,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ToolError::Refused { .. }), "{err}");
+    // Unparsable: refused without `other`, also for a direct caller.
+    for ctx in [classes(&["read", "write", "ddl"]), CallContext::default()] {
+        let err = dispatch(rw.as_ref(), StandardTool::Query, q("HANDLER t OPEN"), &ctx)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("`other`"), "{err}");
+    }
+    assert_eq!(
+        query(rw.as_ref(), "SELECT count(*) FROM t", json!([])).await["rows"],
+        json!([[2]])
+    );
+    // A writer's call after a read-only one gets a read-write session.
+    let all = classes(&["read", "write", "ddl", "other"]);
+    dispatch(
+        rw.as_ref(),
+        StandardTool::Query,
+        q("INSERT INTO log VALUES (1)"),
+        &all,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        query(rw.as_ref(), "SELECT count(*) FROM t", json!([])).await["rows"],
+        json!([[0]])
+    );
+    rw.close().await;
+    db.drop().await;
+}

@@ -4,12 +4,33 @@
 //! `explain`.
 //!
 //! Every call runs in its own transaction: `BEGIN READ ONLY` on read-only
-//! databases (so the engine refuses writes whatever the statement is), with
+//! databases, and for a call whose agent may only read (the hub's
+//! `ewii/statements` meta allows none of `write`, `ddl`, `other`) on a
+//! read-write database, so the engine refuses writes whatever the statement
+//! is — a user-defined function that deletes rows fails inside the engine.
+//! Transactions are opened with
 //! `SET LOCAL statement_timeout` so the server itself stops a statement at the
 //! limit, and a snapshot taken before the agent's statement so a
 //! `SET transaction_read_only = off` cannot flip the transaction. A client
 //! cancellation or a missed server timeout sends `pg_cancel_backend` from a
 //! separate connection. Read-only transactions are always rolled back.
+//!
+//! Statements are classified once, in the PostgreSQL dialect
+//! ([`ewii_driver_core::vet_statement`]): the class must be one the call is
+//! allowed, and a statement the classifier cannot parse is refused unless
+//! the call is allowed `other` (a direct call without the hub's meta is
+//! refused too).
+//!
+//! No session state survives a call. After the transaction ends, the
+//! connection is reset before it goes back to the pool:
+//! `pg_advisory_unlock_all()` (session advisory locks, exclusive and
+//! shared), `CLOSE ALL` (cursors `WITH HOLD`), `UNLISTEN *`, `RESET ALL`
+//! (settings changed with `set_config(…, false)`), `DISCARD TEMP`
+//! (temporary tables) and `DISCARD SEQUENCES` (`currval` state).
+//! `DISCARD ALL` is not used: it would also deallocate the prepared
+//! statements sqlx keeps cached on the connection. A call whose statement
+//! is of class `other` (which may `PREPARE`, `SET ROLE`, `LISTEN`…) or any
+//! failed reset closes the connection instead.
 //!
 //! JSON mapping of result values:
 //!
@@ -46,8 +67,8 @@ use ewii_driver_core::schema::{
 use ewii_driver_core::values;
 use ewii_driver_core::{
     CallContext, CheckReport, Database, DatabaseConfig, Driver, DriverError, DriverRegistration,
-    Limits, Next, ResultBuilder, SqlDialect, StatementClass, ToolError, check_param_count,
-    check_read_only, classify,
+    Limits, Next, ResultBuilder, SqlDialect, StatementClass, StatementClasses, ToolError, Vetted,
+    check_param_count, vet_statement,
 };
 use futures::TryStreamExt;
 use serde_json::{Value, json};
@@ -141,7 +162,14 @@ struct Session {
     conn: PoolConnection<Postgres>,
     pid: i32,
     ctx: CallContext,
+    /// The transaction is `READ ONLY` (always rolled back).
+    read_only: bool,
 }
+
+/// Clears what a statement can leave on a session after its transaction
+/// ended (see the module documentation). Each is allowed to any role.
+const RESET_SESSION: &str = "SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; \
+     RESET ALL; DISCARD TEMP; DISCARD SEQUENCES";
 
 fn db_error(e: sqlx::Error) -> ToolError {
     match e {
@@ -201,7 +229,8 @@ impl PgDatabase {
             .acquire()
             .await
             .map_err(|e| ToolError::Unavailable(connect_error(&self.options, e).to_string()))?;
-        let begin = if self.read_only {
+        let read_only = ctx.engine_read_only(self.read_only);
+        let begin = if read_only {
             "BEGIN READ ONLY"
         } else {
             "BEGIN"
@@ -224,6 +253,7 @@ impl PgDatabase {
                 conn,
                 pid,
                 ctx: ctx.clone(),
+                read_only,
             }),
             Err(e) => {
                 conn.close_on_drop();
@@ -232,16 +262,37 @@ impl PgDatabase {
         }
     }
 
-    /// Ends the transaction and returns the connection to the pool, or
-    /// closes it when its state is unknown.
-    async fn finish(&self, mut s: Session, ok: bool) {
-        let end = if ok && !self.read_only {
+    /// Ends the transaction, resets the session and returns the connection
+    /// to the pool; closes it instead when `reuse` is false (the statement
+    /// may have left state a reset does not clear) or when its state is
+    /// unknown.
+    async fn finish(&self, mut s: Session, ok: bool, reuse: bool) {
+        let end = if ok && !s.read_only {
             "COMMIT"
         } else {
             "ROLLBACK"
         };
         if sqlx::raw_sql(end).execute(&mut *s.conn).await.is_err() {
             s.conn.close_on_drop();
+            return;
+        }
+        if !reuse {
+            // Closing ends the backend: every lock, setting and prepared
+            // statement of the session goes with it.
+            s.conn.close_on_drop();
+            return;
+        }
+        let reset = sqlx::raw_sql(RESET_SESSION).execute(&mut *s.conn);
+        match tokio::time::timeout(Duration::from_secs(5), reset).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "session reset failed; closing the connection");
+                s.conn.close_on_drop();
+            }
+            Err(_) => {
+                tracing::warn!("session reset timed out; closing the connection");
+                s.conn.close_on_drop();
+            }
         }
     }
 
@@ -261,22 +312,18 @@ impl PgDatabase {
     }
 
     /// Checks the statement before it reaches the engine: one statement,
-    /// read-only rules, placeholder count.
-    fn vet(&self, sql: &str, params: &[SqlParam]) -> Result<StatementClass, ToolError> {
-        let c = if self.read_only {
-            check_read_only(sql, SqlDialect::Postgres)?
-        } else {
-            match classify(sql, SqlDialect::Postgres) {
-                Ok(c) => c,
-                // On a read-write database the engine is the judge of syntax
-                // sqlparser does not know; the extended protocol still runs
-                // one statement only.
-                Err(ToolError::InvalidArguments(_)) => return Ok(StatementClass::Other),
-                Err(e) => return Err(e),
-            }
-        };
-        check_param_count(c.placeholders, params.len())?;
-        Ok(c.class)
+    /// read-only rules, the call's allowed classes, placeholder count.
+    fn vet(
+        &self,
+        sql: &str,
+        params: &[SqlParam],
+        allowed: Option<StatementClasses>,
+    ) -> Result<Vetted, ToolError> {
+        let v = vet_statement(sql, SqlDialect::Postgres, self.read_only, allowed)?;
+        if let Some(expected) = v.placeholders {
+            check_param_count(expected, params.len())?;
+        }
+        Ok(v)
     }
 
     /// Prepares the statement and binds `params` as the types the server
@@ -305,16 +352,17 @@ impl PgDatabase {
         args: QueryArgs,
         ctx: &CallContext,
     ) -> Result<QueryResult, ToolError> {
-        let class = self.vet(&args.sql, &args.params)?;
+        let vetted = self.vet(&args.sql, &args.params, ctx.statements)?;
         let mut s = self.session(ctx).await?;
-        let outcome = self.query_in(&mut s, &args, class).await;
+        let outcome = self.query_in(&mut s, &args, vetted.class).await;
+        let reuse = vetted.class != StatementClass::Other;
         match &outcome {
-            Ok(_) => self.finish(s, true).await,
+            Ok(_) => self.finish(s, true, reuse).await,
             Err(ToolError::Timeout { .. } | ToolError::Cancelled) => {
                 self.cancel_backend(s.pid).await;
                 s.conn.close_on_drop();
             }
-            Err(_) => self.finish(s, false).await,
+            Err(_) => self.finish(s, false, reuse).await,
         }
         outcome
     }
@@ -326,7 +374,8 @@ impl PgDatabase {
         class: StatementClass,
     ) -> Result<QueryResult, ToolError> {
         let arguments = self.prepare_args(s, &args.sql, &args.params).await?;
-        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset);
+        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset)
+            .with_max_bytes(args.max_bytes);
         let mut columns: Option<Vec<ColumnInfo>> = None;
         let mut affected = 0u64;
         let mut stopped_early = false;
@@ -378,7 +427,7 @@ impl PgDatabase {
             // The server may still be producing rows nobody will read.
             self.cancel_backend(pid).await;
         }
-        let affected = (!self.read_only && class != StatementClass::Read).then_some(affected);
+        let affected = (!s.read_only && class != StatementClass::Read).then_some(affected);
         Ok(builder.finish(columns.unwrap_or_default(), affected))
     }
 
@@ -395,7 +444,7 @@ impl PgDatabase {
             q = q.bind(v.map(str::to_owned));
         }
         let rows = q.fetch_all(&mut *s.conn).await.map_err(db_error);
-        self.finish(s, false).await;
+        self.finish(s, false, true).await;
         rows
     }
 }
@@ -686,6 +735,10 @@ impl Database for PgDatabase {
         "PostgreSQL"
     }
 
+    fn sql_dialect(&self) -> Option<SqlDialect> {
+        Some(SqlDialect::Postgres)
+    }
+
     async fn check(&self) -> Result<CheckReport, DriverError> {
         let mut conn = self
             .options
@@ -814,7 +867,7 @@ impl Database for PgDatabase {
     ) -> Result<TableDescription, ToolError> {
         let mut s = self.session(ctx).await?;
         let result = describe(&mut s, &args).await;
-        self.finish(s, false).await;
+        self.finish(s, false, true).await;
         result
     }
 
@@ -830,7 +883,14 @@ impl Database for PgDatabase {
                     .into(),
             });
         }
-        self.vet(&args.sql, &args.params)?;
+        // A plain EXPLAIN does not run the statement: its plan may be shown
+        // whatever its class (the transaction is still read-only for a
+        // read-only call).
+        let allowed = match args.analyze {
+            true => ctx.statements,
+            false => ctx.statements.map(StatementClasses::for_plain_explain),
+        };
+        let vetted = self.vet(&args.sql, &args.params, allowed)?;
         let mut s = self.session(ctx).await?;
         let result = async {
             // Types for the EXPLAIN come from preparing the bare statement.
@@ -861,7 +921,8 @@ impl Database for PgDatabase {
         }
         .await;
         // An analysed statement really ran: its effects are rolled back.
-        self.finish(s, false).await;
+        self.finish(s, false, vetted.class != StatementClass::Other)
+            .await;
         result
     }
 

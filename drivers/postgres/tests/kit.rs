@@ -409,3 +409,79 @@ async fn explain_analyze_only_on_read_write() {
     assert!(matches!(r, Err(ToolError::Refused { .. })), "{r:?}");
     ro.close().await;
 }
+
+fn classes(names: &[&str]) -> CallContext {
+    CallContext {
+        statements: Some(
+            ewii_driver_core::StatementClasses::from_names(names.iter().copied()).unwrap(),
+        ),
+        ..CallContext::default()
+    }
+}
+
+async fn query_as(db: &dyn Database, sql: &str, ctx: &CallContext) -> Result<Value, ToolError> {
+    dispatch(db, StandardTool::Query, json!({ "sql": sql }), ctx).await
+}
+
+#[tokio::test]
+async fn a_read_only_call_cannot_write_on_a_read_write_database() {
+    let Some(url) = testkit::server_url(URL_VAR, true) else {
+        return;
+    };
+    let cfg = fresh_database(&url, "callro").await;
+    let rw = open(&cfg).await;
+    query(rw.as_ref(), "CREATE TABLE t (a int)").await.unwrap();
+    query(rw.as_ref(), "INSERT INTO t VALUES (1), (2)")
+        .await
+        .unwrap();
+    query(
+        rw.as_ref(),
+        "CREATE FUNCTION wipe() RETURNS int LANGUAGE plpgsql AS $$ BEGIN DELETE FROM t; RETURN 1; END $$",
+    )
+    .await
+    .unwrap();
+    query(
+        rw.as_ref(),
+        "CREATE FUNCTION audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN DELETE FROM t; RETURN NULL; END $$",
+    )
+    .await
+    .unwrap();
+    let read = classes(&["read"]);
+    // A function that deletes: a read to the classifier, refused by the engine.
+    let err = query_as(rw.as_ref(), "SELECT wipe()", &read)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only transaction"), "{err}");
+    // The classifier (second fence) refuses a visible write before the engine.
+    let err = query_as(rw.as_ref(), "DELETE FROM t", &read)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ToolError::Refused { .. }), "{err}");
+    // Unparsable SQL on a read-write database: refused without `other`,
+    // from the hub and from a direct caller alike.
+    let weird = "SELECT 1 FROM t WHERE a IS OF (int)";
+    for ctx in [classes(&["read", "write", "ddl"]), CallContext::default()] {
+        let err = query_as(rw.as_ref(), weird, &ctx).await.unwrap_err();
+        assert!(
+            matches!(err, ToolError::Refused { .. }) && err.to_string().contains("`other`"),
+            "{err}"
+        );
+    }
+    let all = classes(&["read", "write", "ddl", "other"]);
+    let r = query_as(rw.as_ref(), "DO $$ BEGIN PERFORM 1; END $$", &all).await;
+    assert!(
+        r.is_ok(),
+        "allowed `other` runs what the parser cannot read: {r:?}"
+    );
+    assert_eq!(
+        query(rw.as_ref(), "SELECT count(*) FROM t").await.unwrap()["rows"],
+        json!([[2]])
+    );
+    // The same function does delete for a call allowed to write.
+    query_as(rw.as_ref(), "SELECT wipe()", &all).await.unwrap();
+    assert_eq!(
+        query(rw.as_ref(), "SELECT count(*) FROM t").await.unwrap()["rows"],
+        json!([[0]])
+    );
+    rw.close().await;
+}

@@ -8,6 +8,21 @@
 //! and every connection runs `PRAGMA query_only = ON`. Time limits and
 //! client cancellation interrupt the running statement through SQLite's
 //! progress handler, so a cancelled statement stops inside the engine.
+//!
+//! A call from the hub whose agent may only read (its `ewii/statements`
+//! meta allows none of `write`, `ddl`, `other`) runs with
+//! `PRAGMA query_only = ON` on a read-write database too, set for that call
+//! and reset after it; a trigger or anything else that would write fails
+//! in the engine. If the reset fails, the connection is closed.
+//!
+//! Statements are classified once, in the SQLite dialect
+//! ([`ewii_driver_core::vet_statement`]): the class must be one the call is
+//! allowed, and what the classifier cannot parse is refused unless the call
+//! is allowed `other` (a direct call without the hub's meta is refused too).
+//!
+//! No state survives a call: a statement of class `ddl` or `other` (a
+//! temporary table, `ATTACH`, a `PRAGMA`) closes its connection after the
+//! call instead of returning it to the pool.
 #![forbid(unsafe_code)]
 
 use std::path::Path;
@@ -24,7 +39,8 @@ use ewii_driver_core::schema::{
 use ewii_driver_core::values;
 use ewii_driver_core::{
     CallContext, CheckReport, Database, DatabaseConfig, Driver, DriverError, DriverRegistration,
-    Limits, Next, ResultBuilder, SqlDialect, StatementClass, ToolError, check_read_only, classify,
+    Limits, Next, ResultBuilder, SqlDialect, StatementClass, StatementClasses, ToolError,
+    vet_statement,
 };
 use futures::TryStreamExt;
 use serde_json::{Value, json};
@@ -134,6 +150,11 @@ struct GuardedConnection {
     deadline: Instant,
     ctx: CallContext,
     limit: Duration,
+    /// `PRAGMA query_only` was switched on for this call (a read-only call
+    /// on a read-write database) and must be switched off after it.
+    query_only_set: bool,
+    /// The connection goes back to the pool after the call.
+    reuse: bool,
 }
 
 impl GuardedConnection {
@@ -152,6 +173,17 @@ impl GuardedConnection {
     async fn release(mut self) {
         if let Ok(mut handle) = self.conn.lock_handle().await {
             handle.remove_progress_handler();
+        }
+        if self.query_only_set
+            && sqlx::raw_sql("PRAGMA query_only = OFF")
+                .execute(&mut *self.conn)
+                .await
+                .is_err()
+        {
+            self.reuse = false;
+        }
+        if !self.reuse {
+            self.conn.close_on_drop();
         }
     }
 }
@@ -184,12 +216,28 @@ impl SqliteDatabase {
             !cancel.is_cancelled() && Instant::now() < deadline
         });
         drop(handle);
-        Ok(GuardedConnection {
+        let mut g = GuardedConnection {
             conn,
             deadline,
             ctx: ctx.clone(),
             limit: self.limits.timeout,
-        })
+            query_only_set: false,
+            reuse: true,
+        };
+        if !self.read_only && ctx.engine_read_only(false) {
+            // Set before anything of the call runs; a failure leaves the
+            // call unrun and the connection closed.
+            g.query_only_set = true;
+            if let Err(e) = sqlx::raw_sql("PRAGMA query_only = ON")
+                .execute(&mut *g.conn)
+                .await
+            {
+                g.reuse = false;
+                g.release().await;
+                return Err(db_error(e));
+            }
+        }
+        Ok(g)
     }
 
     /// Checks the statement before it reaches the engine: one statement,
@@ -199,13 +247,13 @@ impl SqliteDatabase {
         g: &mut GuardedConnection,
         sql: &str,
         params: &[SqlParam],
+        allowed: Option<StatementClasses>,
     ) -> Result<StatementClass, ToolError> {
-        let class = if self.read_only {
-            check_read_only(sql, SqlDialect::Sqlite)?;
-            StatementClass::Read
-        } else {
-            classify(sql, SqlDialect::Sqlite)?.class
-        };
+        let class = vet_statement(sql, SqlDialect::Sqlite, self.read_only, allowed)?.class;
+        if matches!(class, StatementClass::Ddl | StatementClass::Other) {
+            // Temporary tables, ATTACH, PRAGMA…: not for the next call.
+            g.reuse = false;
+        }
         // SQLite binds missing parameters as NULL; a model should hear
         // about the mismatch instead.
         // Agent SQL is dynamic by design: it is vetted above and its values are
@@ -245,9 +293,11 @@ impl SqliteDatabase {
         g: &mut GuardedConnection,
         args: QueryArgs,
     ) -> Result<QueryResult, ToolError> {
-        let class = self.vet(g, &args.sql, &args.params).await?;
+        let statements = g.ctx.statements;
+        let class = self.vet(g, &args.sql, &args.params, statements).await?;
         let arguments = bind(&args.params)?;
-        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset);
+        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset)
+            .with_max_bytes(args.max_bytes);
         let mut columns: Option<Vec<ColumnInfo>> = None;
         let mut affected: u64 = 0;
         let backstop = self.limits.timeout + Duration::from_secs(2);
@@ -286,7 +336,8 @@ impl SqliteDatabase {
             Ok(Err(e)) => return Err(g.map_err(e)),
             Ok(Ok(())) => {}
         }
-        let affected = (class != StatementClass::Read && !self.read_only).then_some(affected);
+        let affected = (class != StatementClass::Read && !g.ctx.engine_read_only(self.read_only))
+            .then_some(affected);
         Ok(builder.finish(columns.unwrap_or_default(), affected))
     }
 
@@ -409,6 +460,10 @@ impl Database for SqliteDatabase {
 
     fn dialect_name(&self) -> &'static str {
         "SQLite"
+    }
+
+    fn sql_dialect(&self) -> Option<SqlDialect> {
+        Some(SqlDialect::Sqlite)
     }
 
     async fn check(&self) -> Result<CheckReport, DriverError> {
@@ -635,7 +690,9 @@ impl Database for SqliteDatabase {
         }
         let mut g = self.guarded(ctx).await?;
         let result = async {
-            self.vet(&mut g, &args.sql, &args.params).await?;
+            // EXPLAIN QUERY PLAN does not run the statement.
+            let allowed = ctx.statements.map(StatementClasses::for_plain_explain);
+            self.vet(&mut g, &args.sql, &args.params, allowed).await?;
             let sql = format!("EXPLAIN QUERY PLAN {}", args.sql);
             let rows = sqlx::query_with(AssertSqlSafe(sql), bind(&args.params)?)
                 .fetch_all(&mut *g.conn)

@@ -162,3 +162,105 @@ async fn missing_file_and_memory_urls_are_clear_errors() {
         .expect("wrong scheme");
     assert!(err.to_string().contains("sqlite://"), "{err}");
 }
+
+#[tokio::test]
+async fn a_read_only_call_runs_query_only_on_a_read_write_database() {
+    use ewii_driver_core::schema::StandardTool;
+    use ewii_driver_core::{CallContext, StatementClasses, ToolError, dispatch};
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = empty_db(&dir).await;
+    let db = SQLITE_DRIVER.open(&cfg).await.unwrap();
+    let ctx = |names: &[&str]| CallContext {
+        statements: Some(StatementClasses::from_names(names.iter().copied()).unwrap()),
+        ..CallContext::default()
+    };
+    let q = |sql: &str| json!({ "sql": sql });
+    let all = ctx(&["read", "write", "ddl", "other"]);
+    dispatch(
+        db.as_ref(),
+        StandardTool::Query,
+        q("CREATE TABLE t (a INT)"),
+        &all,
+    )
+    .await
+    .unwrap();
+    dispatch(
+        db.as_ref(),
+        StandardTool::Query,
+        q("CREATE TABLE log (a INT)"),
+        &all,
+    )
+    .await
+    .unwrap();
+    dispatch(
+        db.as_ref(),
+        StandardTool::Query,
+        q("CREATE TRIGGER wipe AFTER INSERT ON log BEGIN DELETE FROM t; END"),
+        &all,
+    )
+    .await
+    .unwrap();
+    dispatch(
+        db.as_ref(),
+        StandardTool::Query,
+        q("INSERT INTO t VALUES (1), (2)"),
+        &all,
+    )
+    .await
+    .unwrap();
+    let read = ctx(&["read"]);
+    // The engine's read-only mode is on for the read-only call, and off
+    // again for the next call on the same pool.
+    let mode = |ctx: CallContext| {
+        let db = db.clone();
+        async move {
+            dispatch(
+                db.as_ref(),
+                StandardTool::Query,
+                json!({"sql": "SELECT * FROM pragma_query_only"}),
+                &ctx,
+            )
+            .await
+            .unwrap()["rows"][0][0]
+                .clone()
+        }
+    };
+    for _ in 0..4 {
+        assert_eq!(mode(read.clone()).await, json!(1));
+        assert_eq!(mode(all.clone()).await, json!(0));
+        assert_eq!(mode(CallContext::default()).await, json!(0));
+    }
+    // A write (that would fire the trigger) is refused; unparsable SQL is
+    // refused without `other`, also for a direct caller.
+    let err = dispatch(
+        db.as_ref(),
+        StandardTool::Query,
+        q("INSERT INTO log VALUES (1)"),
+        &read,
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ToolError::Refused { .. }), "{err}");
+    for c in [ctx(&["read", "write", "ddl"]), CallContext::default()] {
+        let err = dispatch(
+            db.as_ref(),
+            StandardTool::Query,
+            q("SELECT 1 FROM t WHERE a GLOB"),
+            &c,
+        )
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("`other`"), "{err}");
+    }
+    let n = dispatch(
+        db.as_ref(),
+        StandardTool::Query,
+        q("SELECT count(*) FROM t"),
+        &read,
+    )
+    .await
+    .unwrap();
+    assert_eq!(n["rows"], json!([[2]]));
+    db.close().await;
+}
