@@ -782,8 +782,10 @@ async fn revoke(store: &Store, args: RevokeArgs, json: bool, now: SystemTime) ->
     match (&revoked.workspace, &revoked.deployment, &args.svid) {
         (Some(w), Some(d), None) => {
             println!(
-                "Revoked deployment '{d}' of workspace '{w}' ({} SVID serial(s)); its tunnel                  closes now and every handshake is refused.",
-                revoked.serials.len()
+                "Revoked deployment '{d}' of workspace '{w}' ({} SVID serial(s), {} unused \
+                 enrolment token(s)); its tunnel closes now and every handshake is refused.",
+                revoked.serials.len(),
+                revoked.tokens_revoked
             );
             println!("To let it back: ewii-hub deployment token --workspace {w} {d}");
         }

@@ -841,7 +841,11 @@ async fn syslog_stream_reaches_a_tcp_listener(backend: &Backend) {
         fields[1].ends_with('Z') && fields[1].contains('T'),
         "{allow}"
     );
-    assert_eq!(fields[5], "tool_call");
+    // The first record is the allowed call's intent; its outcome follows
+    // as the call's one final record.
+    assert_eq!(fields[5], "tool_call_intent");
+    let outcome: Vec<&str> = messages[1].splitn(8, ' ').collect();
+    assert_eq!(outcome[5], "tool_call", "{}", messages[1]);
     assert!(
         allow.contains("[ewii@32473 seq=\"1\" decision=\"allow\""),
         "{allow}"
