@@ -685,41 +685,12 @@ async fn unauthenticated_quic_flood_leaves_hub_rss_bounded_and_clients_served() 
         .await
         .unwrap();
     let (_, credential) = store.create_agent("acme", "agent", now()).await.unwrap();
-    let hub_ca_pem = backend.cli_json(&["--json", "hub-ca"])["pem"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut child = tokio::process::Command::from(backend.command())
-        .args([
-            "--json",
-            "serve",
-            "--quic",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--name",
-            "127.0.0.1",
-            // Long enough that the flood stays open for the whole test.
-            "--handshake-timeout",
-            "120s",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    // Long enough that the flood stays open for the whole test.
+    let hub = backend
+        .serve_process(&["--handshake-timeout", "120s"])
+        .await;
+    let (mut child, quic, mcp_url, hub_ca) = (hub.child, hub.quic, hub.mcp_url, hub.hub_ca);
     let pid = child.id().unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    use tokio::io::AsyncBufReadExt;
-    tokio::time::timeout(STEP, stdout.read_line(&mut line))
-        .await
-        .unwrap()
-        .unwrap();
-    let started: Value = serde_json::from_str(&line).unwrap();
-    let quic: SocketAddr = started["quic"].as_str().unwrap().parse().unwrap();
-    let mcp_url = started["mcp_url"].as_str().unwrap().to_owned();
-    let hub_ca = ewii_tunnel::net::certificates_from_pem(&hub_ca_pem, "hub CA").unwrap();
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid);

@@ -151,22 +151,15 @@ impl Drop for PgTarget {
     fn drop(&mut self) {
         let admin = self.admin.clone();
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                let admin = with_db(&admin, "postgres");
-                if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut c)
-                        .await;
-                    let _ = c.close().await;
-                }
-            });
-        })
-        .join();
+        support::block_on_own_thread(async move {
+            let admin = with_db(&admin, "postgres");
+            if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await;
+                let _ = c.close().await;
+            }
+        });
     }
 }
 
@@ -260,21 +253,14 @@ impl Drop for MariaTarget {
     fn drop(&mut self) {
         let url = self.url.clone();
         let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut c) = sqlx::MySqlConnection::connect(&url).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut c)
-                        .await;
-                    let _ = c.close().await;
-                }
-            });
-        })
-        .join();
+        support::block_on_own_thread(async move {
+            if let Ok(mut c) = sqlx::MySqlConnection::connect(&url).await {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut c)
+                    .await;
+                let _ = c.close().await;
+            }
+        });
     }
 }
 

@@ -875,40 +875,11 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
         .unwrap();
     let keys = issue_svid(store, "acme", "eu").await;
     let credential = agent_with(store, "load", None).await;
-    let hub_ca_pem = backend.cli_json(&["--json", "hub-ca"])["pem"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let mut child = tokio::process::Command::from(backend.command())
-        .args([
-            "--json",
-            "serve",
-            "--quic",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-            "--name",
-            "127.0.0.1",
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    use tokio::io::AsyncBufReadExt;
-    tokio::time::timeout(STEP, stdout.read_line(&mut line))
-        .await
-        .unwrap()
-        .unwrap();
-    let started: Value = serde_json::from_str(&line).unwrap();
-    let quic: std::net::SocketAddr = started["quic"].as_str().unwrap().parse().unwrap();
-    let mcp_url = started["mcp_url"].as_str().unwrap().to_owned();
+    let hub = backend.serve_process(&[]).await;
+    let (mut child, quic, mcp_url) = (hub.child, hub.quic, hub.mcp_url);
 
     let adapter = TestAdapter::sqlite("shop").await;
-    let hub_ca = ewii_tunnel::net::certificates_from_pem(&hub_ca_pem, "hub CA").unwrap();
-    let client = start_client_at(quic, hub_ca, keys, &adapter);
+    let client = start_client_at(quic, hub.hub_ca, keys, &adapter);
     let received = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
     let next = Arc::new(AtomicUsize::new(1));
     let mut workers = Vec::new();

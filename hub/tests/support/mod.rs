@@ -203,6 +203,66 @@ pub async fn raw_record(backend: &Backend, seq: i64) -> (String, String, String)
     out
 }
 
+/// An `ewii-hub serve` process on loopback ports (killed on drop), as its
+/// first JSON line announced it.
+pub struct HubProcess {
+    /// The process.
+    pub child: tokio::process::Child,
+    /// Its QUIC address.
+    pub quic: std::net::SocketAddr,
+    /// Its agents' MCP URL.
+    pub mcp_url: String,
+    /// The hub CA the clients trust.
+    pub hub_ca: Vec<rustls::pki_types::CertificateDer<'static>>,
+}
+
+impl Backend {
+    /// Starts `ewii-hub --json serve` on 127.0.0.1 with `extra` flags and
+    /// waits for its start-up line.
+    pub async fn serve_process(&self, extra: &[&str]) -> HubProcess {
+        use tokio::io::AsyncBufReadExt;
+        // The agents' HTTP clients use the process-wide provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let hub_ca_pem = self.cli_json(&["--json", "hub-ca"])["pem"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let mut child = tokio::process::Command::from(self.command())
+            .args([
+                "--json",
+                "serve",
+                "--quic",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+                "--name",
+                "127.0.0.1",
+            ])
+            .args(extra)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            stdout.read_line(&mut line),
+        )
+        .await
+        .expect("ewii-hub serve did not start")
+        .unwrap();
+        let started: serde_json::Value = serde_json::from_str(&line).unwrap();
+        HubProcess {
+            child,
+            quic: started["quic"].as_str().unwrap().parse().unwrap(),
+            mcp_url: started["mcp_url"].as_str().unwrap().to_owned(),
+            hub_ca: ewii_tunnel::net::certificates_from_pem(&hub_ca_pem, "hub CA").unwrap(),
+        }
+    }
+}
+
 /// Drops the throwaway database, even when the test panicked.
 struct PgDatabase {
     admin: String,
@@ -213,24 +273,28 @@ impl Drop for PgDatabase {
     fn drop(&mut self) {
         let admin = self.admin.clone();
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        // Drop is synchronous and may run inside a runtime: use a thread
-        // with its own.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async move {
-                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                        .execute(&mut conn)
-                        .await;
-                    let _ = conn.close().await;
-                }
-            });
-        })
-        .join();
+        block_on_own_thread(async move {
+            if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                    .execute(&mut conn)
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
     }
+}
+
+/// Runs `work` to completion on a thread with its own runtime: `Drop` is
+/// synchronous and may run inside a runtime, where `block_on` panics.
+pub fn block_on_own_thread(work: impl std::future::Future<Output = ()> + Send + 'static) {
+    let _ = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(work);
+    })
+    .join();
 }
 
 /// `admin` with its database path replaced by `name`.
