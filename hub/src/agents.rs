@@ -5,11 +5,17 @@
 //! - Every HTTP request carries the agent's bearer credential; the
 //!   middleware in [`crate::serve`] resolves it to an [`Agent`] and puts it
 //!   in the request's extensions, where rmcp hands it to this handler. An
-//!   MCP session stays bound to the agent that opened it: another agent's
-//!   credential with that session id is refused.
+//!   MCP session stays bound to the agent that opened it: the middleware
+//!   answers another agent's request on it as for an unknown session, and
+//!   the handlers check again.
 //! - Tool names are `<deployment>_<tool>` (`eu_shop_query`). Deployment
 //!   names never contain `_`, so the first `_` splits them unambiguously.
-//!   Names longer than 64 characters are left out (and logged).
+//!   Names longer than 64 characters are left out of `tools/list` (and
+//!   logged); a call whose name breaks `^[a-zA-Z0-9_-]{1,64}$` is refused
+//!   before it is routed, and only a short escaped excerpt of it is kept.
+//! - Each forwarded call carries the agent's allowed statement
+//!   classes (`_meta["ewii/statements"]`), which the adapter enforces in
+//!   the engine, and its result is cut to the policy's `max_bytes`.
 //! - An agent sees and calls only its own workspace's deployments: a name
 //!   from another workspace is an unknown tool, exactly like a name that
 //!   exists nowhere.
