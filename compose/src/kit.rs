@@ -15,7 +15,7 @@ use ewii_adapter::serve::{self, HttpOptions};
 use ewii_adapter::store::DatabaseEntry;
 use ewii_adapter::{Adapter, AdapterHome, admin};
 use ewii_driver_core::{Limits, SecretString};
-use ewii_hub::serve::{RunningHub, ServeOptions};
+use ewii_hub::gateway::serve::{RunningHub, ServeOptions};
 use ewii_hub::{Location, Store};
 use ewii_tunnel::client::{Client, ClientError, ClientSettings, Stopped};
 use ewii_tunnel::connlog::ConnectionLog;
@@ -117,7 +117,7 @@ impl Kit {
             names: vec!["127.0.0.1".into()],
             ..ServeOptions::default()
         };
-        let hub = ewii_hub::serve::start(store, options)
+        let hub = ewii_hub::gateway::serve::start(store, options)
             .await
             .with_context(|| {
                 format!(

@@ -1,43 +1,25 @@
-//! The Ewii hub: the operator's multi-tenant side of Ewii.
+//! The Ewii hub: the operator's multi-tenant side of Ewii, in three planes.
 //!
-//! This crate holds the hub's state and its identity authority:
-//!
-//! - [`store`]: workspaces, deployments, enrolment tokens, agent
-//!   credentials, workspace CAs and imported bundles, through sqlx on an
-//!   SQLite file (default) or PostgreSQL (several replicas), with one set of
-//!   migrations for both.
-//! - [`names`]: the naming rules and the SPIFFE ID layout
-//!   `spiffe://<trust-domain>/ws/<workspace>/dep/<deployment>`.
-//! - [`tokens`]: enrolment tokens and agent bearer credentials (random,
-//!   stored only as SHA-256).
-//! - [`master_key`]: the hub master key that seals CA private keys at rest
-//!   (AES-256-GCM).
-//! - [`ca`]: one CA per workspace and X509-SVID issuance from a PKCS#10 CSR.
-//! - [`bundle`]: the SPIFFE trust bundle format (JWKS) and PEM, export and
-//!   import.
-//! - [`trust`]: [`trust::StoreTrust`], the tunnel's
-//!   [`TrustSource`](ewii_tunnel::svid::TrustSource) over the store.
+//! - [`state`]: what the hub knows and the identity authority: the store
+//!   (workspaces, deployments, enrolment tokens, agent credentials, SVIDs,
+//!   revocations, audit rows; SQLite or PostgreSQL through sqlx, one set of
+//!   migrations), the workspace CAs and SVID issuance, the master key that
+//!   seals CA keys, tokens and credentials, SPIFFE trust bundles and the
+//!   tunnel's trust source over the store, and the naming rules.
+//! - [`gateway`]: what serves: `ewii-hub serve` (tunnels and enrolment on
+//!   QUIC, the agents' MCP endpoint on HTTP), the registry of live
+//!   deployments, the MCP session to each deployment's adapter, the
+//!   per-agent policy, and the metrics.
+//! - [`audit`]: what is remembered and told: the hash-chained audit trail,
+//!   its exporters (SIEM sinks), and the revocation webhooks.
 //!
 //! The `ewii-hub` binary is the admin CLI over these.
 #![forbid(unsafe_code)]
 
-pub mod agents;
 pub mod audit;
-pub mod bundle;
-pub mod ca;
 pub mod error;
-pub mod export;
-pub mod master_key;
-pub mod metrics;
-pub mod names;
-pub mod policy;
-pub mod registry;
-pub mod serve;
-pub mod store;
-pub mod tokens;
-pub mod trust;
-pub mod upstream;
-pub mod webhook;
+pub mod gateway;
+pub mod state;
 
 pub use error::{Error, TokenError};
-pub use store::{Agent, Deployment, EnrolmentToken, Location, Store, Workspace};
+pub use state::store::{Agent, Deployment, EnrolmentToken, Location, Store, Workspace};

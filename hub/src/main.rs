@@ -8,12 +8,15 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ewii_hub::export::SinkConfig;
-use ewii_hub::policy::Policy;
-use ewii_hub::serve::{self, ServeOptions};
-use ewii_hub::store::DATABASE_URL_ENV;
-use ewii_hub::store::{RevocationReason, Verification};
-use ewii_hub::{Deployment, Location, Store, Workspace, bundle, names, webhook};
+use ewii_hub::audit::export::SinkConfig;
+use ewii_hub::audit::webhook;
+use ewii_hub::gateway::policy::Policy;
+use ewii_hub::gateway::serve::{self, ServeOptions};
+use ewii_hub::state::bundle;
+use ewii_hub::state::names;
+use ewii_hub::state::store::DATABASE_URL_ENV;
+use ewii_hub::state::store::{RevocationReason, Verification};
+use ewii_hub::{Deployment, Location, Store, Workspace};
 use ewii_tunnel::net::TlsBinding;
 use serde_json::json;
 

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
 use ewii_hub::Store;
-use ewii_hub::audit::{AuditLog, AuditRecord};
-use ewii_hub::serve::RunningHub;
-use ewii_hub::store::Verification;
-use ewii_hub::store::audit::chain_hash;
+use ewii_hub::audit::trail::{AuditLog, AuditRecord};
+use ewii_hub::gateway::serve::RunningHub;
+use ewii_hub::state::store::Verification;
+use ewii_hub::state::store::audit::chain_hash;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::ServiceError;
 use serde_json::{Value, json};

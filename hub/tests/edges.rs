@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ewii_hub::Store;
-use ewii_hub::serve::RunningHub;
+use ewii_hub::gateway::serve::RunningHub;
 use serde_json::{Value, json};
 use serve_support::*;
 use support::Backend;
@@ -167,7 +167,10 @@ struct Site {
     client: TestClient,
 }
 
-async fn site(store: &Store, tweak: impl FnOnce(&mut ewii_hub::serve::ServeOptions)) -> Site {
+async fn site(
+    store: &Store,
+    tweak: impl FnOnce(&mut ewii_hub::gateway::serve::ServeOptions),
+) -> Site {
     store.create_workspace("acme", None, now()).await.unwrap();
     store
         .create_deployment("acme", "eu", Duration::from_secs(600), now())

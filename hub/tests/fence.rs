@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
 use ewii_hub::Store;
-use ewii_hub::serve::RunningHub;
+use ewii_hub::gateway::serve::RunningHub;
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 use serve_support::*;

@@ -13,8 +13,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use ewii_hub::export::{SinkConfig, breaks_lines};
-use ewii_hub::serve::RunningHub;
+use ewii_hub::audit::export::{SinkConfig, breaks_lines};
+use ewii_hub::gateway::serve::RunningHub;
 use ewii_tunnel::client::ClientError;
 use rmcp::model::{CallToolRequestParams, ErrorCode};
 use serde_json::{Value, json};
@@ -355,7 +355,7 @@ async fn forged_tool_names_and_arguments_give_one_syslog_record_per_call(backend
     assert_eq!(finals[4]["params"], json!([nasty]));
     assert!(matches!(
         store.verify_audit().await.unwrap(),
-        ewii_hub::store::Verification::Intact { .. }
+        ewii_hub::state::store::Verification::Intact { .. }
     ));
 
     a.cancel().await.ok();

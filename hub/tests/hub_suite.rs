@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use ewii_hub::ca::SVID_TTL;
-use ewii_hub::trust::StoreTrust;
-use ewii_hub::{Error, Store, TokenError, bundle};
+use ewii_hub::state::bundle;
+use ewii_hub::state::ca::SVID_TTL;
+use ewii_hub::state::trust::StoreTrust;
+use ewii_hub::{Error, Store, TokenError};
 use ewii_tunnel::svid::{
     InMemoryTrust, SpiffeId, SvidError, SvidVerifier, TrustBundle, check_leaf, serial_hex,
 };
@@ -377,7 +378,10 @@ async fn token_works_exactly_once(b: &Backend) {
         .await
         .unwrap();
     let hash: String = rows[0].try_get("token_hash").unwrap();
-    assert_eq!(hash, ewii_hub::tokens::secret_hash(token.token.expose()));
+    assert_eq!(
+        hash,
+        ewii_hub::state::tokens::secret_hash(token.token.expose())
+    );
     assert_ne!(hash, token.token.expose());
     pool.close().await;
 }
@@ -613,9 +617,12 @@ async fn ca_key_is_sealed_at_rest(b: &Backend) {
     assert!(!cert_pem.contains("PRIVATE KEY"));
 
     // Another master key cannot open it.
-    let wrong = Store::connect(&b.url, ewii_hub::master_key::MasterKey::generate().unwrap())
-        .await
-        .unwrap();
+    let wrong = Store::connect(
+        &b.url,
+        ewii_hub::state::master_key::MasterKey::generate().unwrap(),
+    )
+    .await
+    .unwrap();
     assert!(matches!(
         wrong.workspace_ca("acme").await,
         Err(Error::SealedKey(_))

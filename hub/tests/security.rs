@@ -14,9 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use ewii_hub::Store;
-use ewii_hub::export::SinkConfig;
-use ewii_hub::serve::RunningHub;
-use ewii_hub::store::{RevocationReason, Verification};
+use ewii_hub::audit::export::SinkConfig;
+use ewii_hub::gateway::serve::RunningHub;
+use ewii_hub::state::store::{RevocationReason, Verification};
 use ewii_tunnel::net::KeyMaterial;
 use serde_json::{Value, json};
 use serve_support::*;
@@ -46,7 +46,7 @@ struct Site {
 async fn site(
     store: &Store,
     deployment: &str,
-    tweak: impl FnOnce(&mut ewii_hub::serve::ServeOptions),
+    tweak: impl FnOnce(&mut ewii_hub::gateway::serve::ServeOptions),
 ) -> Site {
     if store.workspace("acme").await.is_err() {
         store.create_workspace("acme", None, now()).await.unwrap();
@@ -248,7 +248,7 @@ async fn webhook_arrives_signed_after_the_receiver_was_down(backend: &Backend) {
         l.local_addr().unwrap().port()
     };
     let url = format!("http://127.0.0.1:{port}/ewii");
-    let secret = ewii_hub::webhook::generate_secret().unwrap();
+    let secret = ewii_hub::audit::webhook::generate_secret().unwrap();
     store
         .add_webhook("acme", None, &url, &secret, now())
         .await
@@ -286,7 +286,7 @@ async fn webhook_arrives_signed_after_the_receiver_was_down(backend: &Backend) {
         .expect("the webhook never arrived")
         .unwrap();
     let signature = headers
-        .get(ewii_hub::webhook::SIGNATURE_HEADER)
+        .get(ewii_hub::audit::webhook::SIGNATURE_HEADER)
         .unwrap()
         .to_str()
         .unwrap();
@@ -294,23 +294,30 @@ async fn webhook_arrives_signed_after_the_receiver_was_down(backend: &Backend) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    ewii_hub::webhook::verify(secret.as_bytes(), signature, &body, unix_now, 300)
+    ewii_hub::audit::webhook::verify(secret.as_bytes(), signature, &body, unix_now, 300)
         .expect("the signature verifies with the webhook's secret");
     // One changed byte, or another secret, does not.
     let mut tampered = body.to_vec();
     tampered[5] ^= 1;
     assert!(
-        ewii_hub::webhook::verify(secret.as_bytes(), signature, &tampered, unix_now, 300).is_err()
+        ewii_hub::audit::webhook::verify(secret.as_bytes(), signature, &tampered, unix_now, 300)
+            .is_err()
     );
     assert!(
-        ewii_hub::webhook::verify(b"another-secret-entirely", signature, &body, unix_now, 300)
-            .is_err()
+        ewii_hub::audit::webhook::verify(
+            b"another-secret-entirely",
+            signature,
+            &body,
+            unix_now,
+            300
+        )
+        .is_err()
     );
     let event: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(event["event"], "deployment.revoked");
     assert_eq!(event["deployment"], "eu");
     assert_eq!(
-        headers.get(ewii_hub::webhook::EVENT_HEADER).unwrap(),
+        headers.get(ewii_hub::audit::webhook::EVENT_HEADER).unwrap(),
         "deployment.revoked"
     );
     // Delivery recorded.

@@ -1,5 +1,5 @@
 //! The whole path in one process where it can be, real parts throughout:
-//! a hub (`ewii_hub::serve::start`) on a real store, real adapters
+//! a hub (`ewii_hub::gateway::serve::start`) on a real store, real adapters
 //! (`ewii_adapter::serve::serve_tcp`) over SQLite or PostgreSQL databases,
 //! real clients (`ewii_tunnel::client::Client`) over QUIC on loopback, and
 //! agents as rmcp streamable-HTTP clients with bearer credentials.
@@ -14,7 +14,7 @@ use ewii_adapter::serve::{HttpOptions, serve_tcp};
 use ewii_adapter::server::Adapter;
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
 use ewii_hub::Store;
-use ewii_hub::serve::{RunningHub, ServeOptions};
+use ewii_hub::gateway::serve::{RunningHub, ServeOptions};
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ClientConfig, Implementation, Tool};
 use rmcp::service::{RoleClient, RunningService};
@@ -52,7 +52,7 @@ pub async fn start_hub(store: &Store, tweak: impl FnOnce(&mut ServeOptions)) -> 
         ..ServeOptions::default()
     };
     tweak(&mut options);
-    ewii_hub::serve::start(store.clone(), options)
+    ewii_hub::gateway::serve::start(store.clone(), options)
         .await
         .unwrap()
 }

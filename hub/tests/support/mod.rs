@@ -7,8 +7,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use ewii_hub::master_key::{MASTER_KEY_ENV, MasterKey};
-use ewii_hub::store::{DATABASE_URL_ENV, sqlite_url};
+use ewii_hub::state::master_key::{MASTER_KEY_ENV, MasterKey};
+use ewii_hub::state::store::{DATABASE_URL_ENV, sqlite_url};
 use ewii_hub::{Location, Store};
 use sqlx::Connection as _;
 
@@ -71,15 +71,15 @@ impl Backend {
         let key = MasterKey::generate().unwrap();
         let store = Store::connect(
             &{
-                ewii_hub::store::ensure_private_dir(&dir).unwrap();
-                sqlite_url(&dir.join(ewii_hub::store::DATABASE_FILE))
+                ewii_hub::state::store::ensure_private_dir(&dir).unwrap();
+                sqlite_url(&dir.join(ewii_hub::state::store::DATABASE_FILE))
             },
             MasterKey::from_base64(&key.to_base64()).unwrap(),
         )
         .await
         .unwrap();
         Backend {
-            url: sqlite_url(&dir.join(ewii_hub::store::DATABASE_FILE)),
+            url: sqlite_url(&dir.join(ewii_hub::state::store::DATABASE_FILE)),
             master_key: key.to_base64().to_string(),
             store,
             kind: Kind::Sqlite { dir, _tmp: tmp },

@@ -28,7 +28,7 @@ pub const TICKET_META: &str = "dev.ewii/ticket";
 
 /// A fresh ticket for [`TICKET_META`].
 pub fn new_ticket() -> String {
-    crate::tokens::random_id().unwrap_or_else(|_| {
+    crate::state::tokens::random_id().unwrap_or_else(|_| {
         // The system random generator failing leaves only uniqueness to
         // care about: a process-wide counter gives that.
         static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

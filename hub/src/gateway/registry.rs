@@ -18,8 +18,8 @@ use rmcp::model::Tool;
 use rmcp::service::Peer;
 use tokio::sync::broadcast;
 
-use crate::metrics::Metrics;
-use crate::upstream::Receipts;
+use crate::gateway::metrics::Metrics;
+use crate::gateway::upstream::Receipts;
 
 /// One connected deployment.
 pub struct LiveDeployment {

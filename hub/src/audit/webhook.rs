@@ -23,7 +23,7 @@
 //! ignored so that new ones can be added without breaking receivers.
 //!
 //! [`http_client`] is also the HTTP client of the HTTPS audit exporter
-//! ([`crate::export`]), and [`check_url`] its URL rule.
+//! ([`crate::audit::export`]), and [`check_url`] its URL rule.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -149,7 +149,10 @@ impl WebhookError {
 pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
     let key = hmac::Key::new(hmac::HMAC_SHA256, secret);
     let tag = hmac::sign(&key, &signed_payload(timestamp, body));
-    format!("t={timestamp},v1={}", crate::tokens::hex(tag.as_ref()))
+    format!(
+        "t={timestamp},v1={}",
+        crate::state::tokens::hex(tag.as_ref())
+    )
 }
 
 /// Checks a [`SIGNATURE_HEADER`] value against the raw `body`, for

@@ -1,5 +1,5 @@
 //! The audit trail: hash-chained records of every agent `tools/call`,
-//! allowed or denied, in the store ([`crate::store::audit`]).
+//! allowed or denied, in the store ([`crate::state::store::audit`]).
 //!
 //! A call that will run a statement on a deployment gets two records:
 //!
@@ -54,7 +54,7 @@ use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::Error;
-use crate::store::Store;
+use crate::state::store::Store;
 
 /// Most records one group commit takes.
 pub const MAX_BATCH: usize = 256;
@@ -306,12 +306,12 @@ async fn append_with_retry(
 #[derive(Clone, Debug)]
 pub struct StoreSource(pub Store);
 
-impl crate::export::Source for StoreSource {
+impl crate::audit::export::Source for StoreSource {
     async fn after(
         &self,
         seq: i64,
         limit: usize,
-    ) -> Result<Vec<crate::export::ExportRecord>, String> {
+    ) -> Result<Vec<crate::audit::export::ExportRecord>, String> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = self
             .0
@@ -320,7 +320,7 @@ impl crate::export::Source for StoreSource {
             .map_err(|e| e.to_string())?;
         Ok(rows
             .into_iter()
-            .map(|r| crate::export::ExportRecord {
+            .map(|r| crate::audit::export::ExportRecord {
                 seq: r.seq,
                 time_ms: r.record.get("time_ms").and_then(Value::as_i64).unwrap_or(0),
                 decision: r

@@ -8,7 +8,7 @@
 //!
 //! Beyond the hashes, `verify_audit` checks that every outcome names an
 //! earlier intent of the same call that has no other outcome
-//! ([`crate::audit`]), and lists the intents left without an outcome (calls
+//! ([`crate::audit::trail`]), and lists the intents left without an outcome (calls
 //! still running, or a hub that stopped between the two commits): those are
 //! honest, not broken.
 //!
@@ -25,8 +25,9 @@ use serde_json::{Map, Value};
 use sqlx::Row;
 
 use super::Store;
-use crate::audit::RecordKind;
-use crate::{Error, tokens};
+use crate::Error;
+use crate::audit::trail::RecordKind;
+use crate::state::tokens;
 
 /// `prev_hash` of the first record.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";

@@ -19,8 +19,9 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use ewii_tunnel::svid::{SpiffeId, TrustBundle, TrustSource};
 
-use crate::store::{RevocationState, Store};
-use crate::{Error, names};
+use crate::Error;
+use crate::state::names;
+use crate::state::store::{RevocationState, Store};
 
 #[derive(Debug)]
 struct Entry {

@@ -30,7 +30,7 @@ use x509_parser::prelude::FromDer;
 use zeroize::Zeroizing;
 
 use crate::Error;
-use crate::tokens::random_bytes;
+use crate::state::tokens::random_bytes;
 
 /// Lifetime of an X509-SVID issued at enrolment or renewal.
 pub const SVID_TTL: Duration = Duration::from_secs(24 * 3600);

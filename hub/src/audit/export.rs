@@ -50,7 +50,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use crate::webhook::{self, WebhookError};
+use crate::audit::webhook::{self, WebhookError};
 
 /// The environment variable `parse` reads the HTTPS bearer token from.
 pub const HTTPS_TOKEN_ENV: &str = "EWII_AUDIT_HTTPS_TOKEN";
@@ -1433,7 +1433,7 @@ mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
-    use crate::webhook::tests::{TlsListener, install_provider, test_pki};
+    use crate::audit::webhook::tests::{TlsListener, install_provider, test_pki};
 
     /// The audit table in memory. Appending is synchronous and takes the
     /// lock only to push, as a tool call would.

@@ -32,12 +32,13 @@ use serde::Serialize;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
 
-use crate::ca::{HubCa, WorkspaceCa};
 use crate::error::io;
-use crate::master_key::MasterKey;
-use crate::names::{self, DEFAULT_TRUST_DOMAIN};
-use crate::tokens::{self, secret_hash};
-use crate::{Error, TokenError, bundle};
+use crate::state::bundle;
+use crate::state::ca::{HubCa, WorkspaceCa};
+use crate::state::master_key::MasterKey;
+use crate::state::names::{self, DEFAULT_TRUST_DOMAIN};
+use crate::state::tokens::{self, secret_hash};
+use crate::{Error, TokenError};
 use ewii_driver_core::SecretString;
 
 pub mod audit;
@@ -349,7 +350,7 @@ impl Store {
         })
     }
 
-    /// Every workspace's trust bundle (what [`crate::trust::StoreTrust`]
+    /// Every workspace's trust bundle (what [`crate::state::trust::StoreTrust`]
     /// caches).
     pub async fn all_trust_bundles(&self) -> Result<Vec<WorkspaceBundle>, Error> {
         let mut out = Vec::new();

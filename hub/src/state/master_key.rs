@@ -27,7 +27,7 @@ use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::error::io;
-use crate::tokens::random_bytes;
+use crate::state::tokens::random_bytes;
 
 /// The environment variable holding the master key (base64 of 32 bytes).
 pub const MASTER_KEY_ENV: &str = "EWII_HUB_MASTER_KEY";

@@ -3,7 +3,7 @@
 //! each deployment's tunnel.
 //!
 //! - Every HTTP request carries the agent's bearer credential; the
-//!   middleware in [`crate::serve`] resolves it to an [`Agent`] and puts it
+//!   middleware in [`crate::gateway::serve`] resolves it to an [`Agent`] and puts it
 //!   in the request's extensions, where rmcp hands it to this handler. An
 //!   MCP session stays bound to the agent that opened it: the middleware
 //!   answers another agent's request on it as for an unknown session, and
@@ -19,12 +19,12 @@
 //! - An agent sees and calls only its own workspace's deployments: a name
 //!   from another workspace is an unknown tool, exactly like a name that
 //!   exists nowhere.
-//! - Each call passes the agent's rate limit and policy ([`crate::policy`])
+//! - Each call passes the agent's rate limit and policy ([`crate::gateway::policy`])
 //!   before anything crosses a tunnel; a denial is an `isError` result
 //!   naming the rule. `tools/list` leaves out what the policy forbids by
 //!   name (deployments, databases, tools).
 //! - Every call, allowed or denied, is written to the audit trail
-//!   ([`crate::audit`]): a call that crosses a tunnel has its intent
+//!   ([`crate::audit::trail`]): a call that crosses a tunnel has its intent
 //!   written before it is sent (no intent, not sent) and its outcome
 //!   before its result is released; any other call has its decision
 //!   written before the answer. A result that could not be audited is
@@ -45,12 +45,12 @@ use rmcp::service::{
 };
 use tokio::sync::broadcast;
 
-use crate::audit::{AuditLog, AuditRecord};
-use crate::metrics::Metrics;
-use crate::policy::{self, Call, Decision, Policy, RateLimiter, Rule};
-use crate::registry::{LiveDeployment, Registry};
-use crate::store::{Agent, Store};
-use crate::upstream::TICKET_META;
+use crate::audit::trail::{AuditLog, AuditRecord};
+use crate::gateway::metrics::Metrics;
+use crate::gateway::policy::{self, Call, Decision, Policy, RateLimiter, Rule};
+use crate::gateway::registry::{LiveDeployment, Registry};
+use crate::gateway::upstream::TICKET_META;
+use crate::state::store::{Agent, Store};
 
 pub use ewii_driver_core::TOOLS_PAGE_SIZE;
 /// The longest tool name clients accept (`^[a-zA-Z0-9_-]{1,64}$`).
@@ -312,10 +312,12 @@ impl AgentService {
             deployment,
             tool,
             arguments: request.arguments.as_ref(),
-            dialect: advertised.as_ref().and_then(crate::registry::dialect_of),
+            dialect: advertised
+                .as_ref()
+                .and_then(crate::gateway::registry::dialect_of),
             accepts_max_bytes: advertised
                 .as_ref()
-                .is_some_and(crate::registry::accepts_max_bytes),
+                .is_some_and(crate::gateway::registry::accepts_max_bytes),
         });
         let arguments = match decision {
             Decision::Deny {
@@ -466,7 +468,7 @@ impl AgentService {
     /// (`^[a-zA-Z0-9_-]{1,64}$`): no tool can have it, so it is an unknown
     /// tool, refused before the name is routed, logged or stored. Its audit
     /// record (every call gets one) carries a short escaped excerpt of the
-    /// name ([`crate::export::log_excerpt`]), never the name itself: a name
+    /// name ([`crate::audit::export::log_excerpt`]), never the name itself: a name
     /// of a megabyte, or one with line breaks that would forge a syslog
     /// line, is neither stored nor exported, nor echoed to the agent.
     async fn refuse_tool_name(
@@ -475,7 +477,7 @@ impl AgentService {
         request: &CallToolRequestParams,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
-        let excerpt = crate::export::log_excerpt(&request.name, 32);
+        let excerpt = crate::audit::export::log_excerpt(&request.name, 32);
         let error = ErrorData::invalid_params(
             format!(
                 "unknown tool '{excerpt}': tool names match ^[a-zA-Z0-9_-]{{1,{MAX_TOOL_NAME}}}$; \
@@ -483,7 +485,8 @@ impl AgentService {
             ),
             None,
         );
-        let mut record = AuditRecord::started(SystemTime::now(), crate::upstream::new_ticket());
+        let mut record =
+            AuditRecord::started(SystemTime::now(), crate::gateway::upstream::new_ticket());
         record.workspace = agent.workspace.clone();
         record.agent = agent.name.clone();
         record.agent_id = agent.id.clone();
@@ -602,7 +605,8 @@ impl ServerHandler for AgentService {
             return self.refuse_tool_name(&agent, &request).await;
         }
         let started = Instant::now();
-        let mut record = AuditRecord::started(SystemTime::now(), crate::upstream::new_ticket());
+        let mut record =
+            AuditRecord::started(SystemTime::now(), crate::gateway::upstream::new_ticket());
         record.workspace = agent.workspace.clone();
         record.agent = agent.name.clone();
         record.agent_id = agent.id.clone();

@@ -24,7 +24,8 @@ use sqlx::Row;
 use zeroize::Zeroizing;
 
 use super::{Store, unix};
-use crate::{Error, tokens};
+use crate::Error;
+use crate::state::tokens;
 
 /// Why something was revoked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -401,7 +402,7 @@ impl Store {
         secret: &str,
         now: SystemTime,
     ) -> Result<Webhook, Error> {
-        crate::webhook::check_url(url)
+        crate::audit::webhook::check_url(url)
             .map_err(|e| Error::Invalid(format!("webhook URL {url:?} refused: {e}")))?;
         let ws = self.workspace(workspace).await?;
         let dep =

@@ -1,0 +1,23 @@
+//! The gateway plane: what serves agents and deployments.
+//!
+//! - [`serve`]: `ewii-hub serve`: tunnels and enrolment on one QUIC port,
+//!   the agents' MCP endpoint, `/healthz` and `/metrics` on HTTP, and the
+//!   background duties (trust refresh, revocation enforcement, webhook
+//!   delivery, audit export).
+//! - [`agents`]: the agents' MCP service: the workspace's tools, policy,
+//!   routing and auditing of every call.
+//! - [`registry`]: the live deployments and their catalogs.
+//! - [`upstream`]: the hub as an MCP client of each deployment's adapter,
+//!   through its tunnel.
+//! - [`policy`]: per-agent policy: the model, its evaluation, statement
+//!   classification and rate limits.
+//! - [`metrics`]: Prometheus metrics.
+
+pub mod agents;
+pub mod http;
+pub mod metrics;
+pub mod policy;
+pub mod registry;
+pub mod serve;
+pub mod tunnels;
+pub mod upstream;

@@ -1,0 +1,465 @@
+//! `ewii-hub serve`: tunnels and enrolment on one QUIC port, the agents'
+//! MCP endpoint, `/healthz` and `/metrics` on HTTP.
+//!
+//! - **QUIC** (ALPN `ewii/1`): a deployment's tunnel. TLS verifies the
+//!   SVID against the trust bundle of the workspace its SPIFFE ID names
+//!   ([`StoreTrust`]); the app-layer handshake proves it again end to end.
+//!   The hub then opens an MCP session with the deployment's adapter
+//!   through the tunnel, lists its tools and registers the deployment.
+//!   Renewal requests arrive on the tunnel's control stream; a session
+//!   whose newest SVID expires is closed.
+//! - **QUIC** (ALPN `ewii-enrol/1`, no client certificate): enrolment. A
+//!   single-use token and a CSR in, a 24 h SVID and the workspace bundle
+//!   out.
+//! - **HTTP** `/mcp`: MCP streamable HTTP for agents, bearer credential on
+//!   every request ([`crate::gateway::agents`]). `/healthz`, `/metrics`.
+//!
+//! Bounded before authentication, so no client can hold the hub:
+//! - QUIC: at most [`ServeOptions::max_handshakes`] connections in their
+//!   handshake at once (more are refused), each closed unless TLS and the
+//!   app-layer handshake (or its enrolment) finish within
+//!   [`ServeOptions::handshake_timeout`]; until then a peer may open one
+//!   stream and have two handshake frames in flight
+//!   ([`ewii_tunnel::net::hub_transport`]).
+//! - HTTP: request headers within [`ServeOptions::header_read_timeout`],
+//!   bodies up to [`ServeOptions::max_body_bytes`], and per agent at most
+//!   [`ServeOptions::max_agent_requests`] requests in flight (429 beyond).
+//! - An MCP session belongs to the agent whose `initialize` opened it: on
+//!   every method, another agent's request naming it gets exactly rmcp's
+//!   answer for an unknown session.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, SystemTime};
+
+use ewii_tunnel::handshake::Credentials;
+use ewii_tunnel::net::{self, KeyMaterial, TlsBinding, close_code};
+use ewii_tunnel::svid::SvidVerifier;
+use rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+use crate::gateway::agents::HubState;
+use crate::gateway::metrics::Metrics;
+use crate::gateway::registry::Registry;
+use crate::state::ca;
+use crate::state::store::{Store, unix};
+use crate::state::trust::StoreTrust;
+
+/// How `serve` runs.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// UDP address for tunnels and enrolment.
+    pub quic: SocketAddr,
+    /// TCP address for agents (`/mcp`), `/healthz` and `/metrics`.
+    pub http: SocketAddr,
+    /// The names clients dial (DNS names or IP literals); the hub's TLS
+    /// certificate carries them all.
+    pub names: Vec<String>,
+    /// An operator-supplied TLS certificate chain and key (PEM files)
+    /// instead of one issued by the hub CA.
+    pub tls: Option<(PathBuf, PathBuf)>,
+    /// Lifetime of issued SVIDs.
+    pub svid_ttl: Duration,
+    /// The longest a routed tool call may take.
+    pub call_timeout: Duration,
+    /// `Host` values accepted on `/mcp` beyond loopback names (`*`: any).
+    pub allowed_hosts: Vec<String>,
+    /// Whether a TLS-terminating relay sits in front of the QUIC port.
+    pub binding: TlsBinding,
+    /// How often the trust bundles are reloaded from the store (replicas
+    /// see each other's imports and new workspaces).
+    pub trust_refresh: Duration,
+    /// How often the store's revocation revision is polled: a revocation
+    /// made by the CLI or another replica closes live tunnels and refuses
+    /// handshakes within about this long.
+    pub revocation_poll: Duration,
+    /// Record statements with their literals replaced by `?`, and no
+    /// bound parameters, in the audit trail.
+    pub audit_redact: bool,
+    /// Where the audit trail is exported (each follows the trail with its
+    /// own cursor; a slow one never holds up calls).
+    pub audit_export: Vec<crate::audit::export::SinkConfig>,
+    /// An extra CA (PEM file) trusted for webhook receivers.
+    pub webhook_ca: Option<PathBuf>,
+    /// Most QUIC connections in their handshake at once (TLS, then the
+    /// app-layer handshake or the enrolment exchange); attempts beyond it
+    /// are refused with `CONNECTION_REFUSED` until some finish.
+    pub max_handshakes: usize,
+    /// The longest a QUIC connection may take from its first packet to a
+    /// completed app-layer handshake (or a completed enrolment) before it
+    /// is closed.
+    pub handshake_timeout: Duration,
+    /// The longest an HTTP client may take to send a request's headers
+    /// (also how long an idle keep-alive connection stays open).
+    pub header_read_timeout: Duration,
+    /// The largest HTTP request body accepted (413 beyond it).
+    pub max_body_bytes: usize,
+    /// Most HTTP requests one agent may have in flight at once, streams
+    /// included (429 beyond it).
+    pub max_agent_requests: usize,
+    /// Most MCP sessions whose owner the hub remembers; when full, the
+    /// bindings of closed sessions are dropped, then the oldest session is
+    /// closed.
+    pub max_sessions: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            quic: SocketAddr::from(([0, 0, 0, 0], 4433)),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            names: vec!["localhost".into(), "127.0.0.1".into()],
+            tls: None,
+            svid_ttl: ca::SVID_TTL,
+            call_timeout: Duration::from_secs(120),
+            allowed_hosts: Vec::new(),
+            binding: TlsBinding::Strict,
+            trust_refresh: Duration::from_secs(10),
+            revocation_poll: Duration::from_millis(25),
+            audit_redact: false,
+            audit_export: Vec::new(),
+            webhook_ca: None,
+            max_handshakes: 256,
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_body_bytes: 4 << 20,
+            max_agent_requests: 32,
+            max_sessions: 10_000,
+        }
+    }
+}
+
+/// A running hub.
+pub struct RunningHub {
+    /// Where the QUIC endpoint listens.
+    pub quic_addr: SocketAddr,
+    /// Where the HTTP endpoint listens.
+    pub http_addr: SocketAddr,
+    /// The hub CA (PEM) clients pin with `--hub-ca`.
+    pub hub_ca_pem: String,
+    /// The same, parsed.
+    pub hub_ca: Vec<CertificateDer<'static>>,
+    /// Shared state (registry, metrics).
+    pub state: Arc<HubState>,
+    /// The SVID verifier (its refusal counters).
+    pub verifier: Arc<SvidVerifier>,
+    cancel: CancellationToken,
+    endpoint: quinn::Endpoint,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for RunningHub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunningHub")
+            .field("quic_addr", &self.quic_addr)
+            .field("http_addr", &self.http_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunningHub {
+    /// The agents' MCP URL.
+    pub fn mcp_url(&self) -> String {
+        format!("http://{}/mcp", self.http_addr)
+    }
+
+    /// Runs until `stop` fires, then shuts down.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+        stop.await;
+        self.shutdown().await;
+    }
+
+    /// Closes every tunnel and both listeners.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        self.endpoint
+            .close(close_code::DONE.into(), b"hub stopping");
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) store: Store,
+    pub(crate) trust: Arc<StoreTrust>,
+    pub(crate) state: Arc<HubState>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) credentials: Credentials,
+    pub(crate) names: Vec<String>,
+    pub(crate) verifier: Arc<SvidVerifier>,
+    pub(crate) options: ServeOptions,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) connections: AtomicU64,
+}
+
+/// Starts serving; returns once both listeners are bound.
+pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Error> {
+    if options.names.is_empty() {
+        return Err(Error::Serve(
+            "give the hub at least one --name (the DNS name or IP clients dial)".into(),
+        ));
+    }
+    let now = SystemTime::now();
+    let hub_ca = store.hub_ca(now).await?;
+    let keys = match &options.tls {
+        Some((cert, key)) => KeyMaterial::from_pem_files(cert, key)
+            .map_err(|e| Error::Serve(format!("--tls-cert/--tls-key: {e}")))?,
+        None => {
+            let server = hub_ca.issue_server_cert(&options.names, now)?;
+            KeyMaterial::from_pem(&server.chain_pem, &server.key_pem)
+                .map_err(|e| Error::Serve(format!("the hub's own certificate: {e}")))?
+        }
+    };
+    let credentials = keys
+        .credentials()
+        .map_err(|e| Error::Serve(format!("the hub's key: {e}")))?;
+    let trust = Arc::new(StoreTrust::load(store.clone()).await?);
+    let verifier = Arc::new(SvidVerifier::new(trust.clone()));
+    let metrics = Arc::new(Metrics::new(verifier.clone()));
+    let registry = Arc::new(Registry::new(metrics.clone()));
+    let state = HubState::new(
+        store.clone(),
+        registry,
+        metrics.clone(),
+        options.call_timeout,
+        options.audit_redact,
+    );
+
+    let server = net::hub_config_with_enrolment(&keys, verifier.clone())
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    let endpoint = quinn::Endpoint::server(server, options.quic).map_err(|e| {
+        Error::Serve(format!(
+            "cannot listen on UDP {}: {e} (is another hub running? choose another with --quic)",
+            options.quic
+        ))
+    })?;
+    let quic_addr = endpoint
+        .local_addr()
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    let listener = tokio::net::TcpListener::bind(options.http)
+        .await
+        .map_err(|e| {
+            Error::Serve(format!(
+                "cannot listen on TCP {}: {e} (choose another with --http)",
+                options.http
+            ))
+        })?;
+    let http_addr = listener
+        .local_addr()
+        .map_err(|e| Error::Serve(e.to_string()))?;
+    if !http_addr.ip().is_loopback() {
+        tracing::warn!(
+            %http_addr,
+            "the agents' endpoint is plain HTTP: put a TLS-terminating proxy in front of it so \
+             bearer credentials never cross a network in the clear"
+        );
+    }
+
+    let cancel = CancellationToken::new();
+    let shared = Arc::new(Shared {
+        store: store.clone(),
+        trust: trust.clone(),
+        state: state.clone(),
+        metrics,
+        credentials,
+        names: options.names.clone(),
+        verifier: verifier.clone(),
+        options: options.clone(),
+        cancel: cancel.clone(),
+        connections: AtomicU64::new(0),
+    });
+
+    let mut tasks = Vec::new();
+    // Tunnels and enrolment. Each connection holds a permit until it is
+    // authenticated (or its enrolment is done): what unauthenticated peers
+    // can make the hub hold is bounded by the permits times the per-
+    // connection windows of `net::hub_transport`.
+    tasks.push(tokio::spawn({
+        let endpoint = endpoint.clone();
+        let shared = shared.clone();
+        let handshakes = Arc::new(tokio::sync::Semaphore::new(options.max_handshakes));
+        async move {
+            while let Some(incoming) = endpoint.accept().await {
+                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                    shared.metrics.limit_hit("quic_handshakes");
+                    tracing::debug!(remote = %incoming.remote_address(), "too many handshakes in progress; connection refused");
+                    incoming.refuse();
+                    continue;
+                };
+                let shared = shared.clone();
+                tokio::spawn(async move { shared.incoming(incoming, permit).await });
+            }
+        }
+    }));
+    // Trust bundles: new workspaces and imports, also from other replicas.
+    tasks.push(tokio::spawn({
+        let trust = trust.clone();
+        let cancel = cancel.clone();
+        let every = options.trust_refresh;
+        async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = cancel.cancelled() => return,
+                }
+                if let Err(e) = trust.refresh().await {
+                    tracing::warn!(error = %e, "cannot reload trust bundles; keeping the old ones");
+                }
+            }
+        }
+    }));
+    // Revocations: from the CLI, other replicas, goodbyes.
+    tasks.push(tokio::spawn({
+        let trust = trust.clone();
+        let registry = state.registry.clone();
+        let cancel = cancel.clone();
+        let every = options.revocation_poll;
+        async move {
+            let mut failing = false;
+            // The revision this task last enforced: other paths (the trust
+            // refresh, a goodbye, an enrolment) reload the cache too.
+            let mut enforced = trust.revocation_revision();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = cancel.cancelled() => return,
+                }
+                match trust.refresh_revocations().await {
+                    Ok(_) => {
+                        if failing {
+                            tracing::info!("revocation state readable again");
+                            failing = false;
+                        }
+                        let now = trust.revocation_revision();
+                        if now != enforced {
+                            close_revoked(&registry, &trust);
+                            enforced = now;
+                        }
+                    }
+                    Err(e) => {
+                        if !failing {
+                            tracing::error!(error = %e, "cannot read the revocation state; enforcing the last one known");
+                            failing = true;
+                        }
+                    }
+                }
+            }
+        }
+    }));
+    // Revocation webhooks.
+    let webhooks =
+        crate::audit::webhook::http_client(Duration::from_secs(10), options.webhook_ca.as_deref())
+            .map_err(|e| Error::Serve(format!("webhook HTTP client: {e}")))?;
+    tasks.push(tokio::spawn(deliver_webhooks(
+        store.clone(),
+        webhooks,
+        cancel.clone(),
+    )));
+    // Audit exporters.
+    for sink in &options.audit_export {
+        tracing::info!(exporter = %sink.name(), "exporting the audit trail");
+        tasks.push(tokio::spawn(crate::audit::export::run(
+            sink.clone(),
+            Arc::new(crate::audit::trail::StoreSource(store.clone())),
+            state.audit.appended.clone(),
+            cancel.clone(),
+        )));
+    }
+    // Agents, health, metrics.
+    let app = crate::gateway::http::router(state.clone(), &options, cancel.clone());
+    tasks.push(tokio::spawn(crate::gateway::http::serve_http(
+        listener,
+        app,
+        options.header_read_timeout,
+        cancel.clone(),
+    )));
+    tracing::info!(%quic_addr, %http_addr, names = ?options.names, "hub serving");
+    Ok(RunningHub {
+        quic_addr,
+        http_addr,
+        hub_ca_pem: hub_ca.certificate_pem().to_owned(),
+        hub_ca: vec![hub_ca.certificate().clone()],
+        state,
+        verifier,
+        cancel,
+        endpoint,
+        tasks,
+    })
+}
+
+/// Delivers queued webhook events until `cancel`: each due delivery is
+/// leased, POSTed, and recorded as delivered or rescheduled with backoff.
+async fn deliver_webhooks(store: Store, client: reqwest::Client, cancel: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let due = match store.due_deliveries(SystemTime::now(), 60, 20).await {
+            Ok(d) => {
+                failing = false;
+                d
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read webhook deliveries");
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        for d in due {
+            let now = SystemTime::now();
+            let delivery = crate::audit::webhook::Delivery {
+                id: &d.id,
+                event: &d.event,
+                url: &d.url,
+                secret: &d.secret,
+                body: d.body.as_bytes(),
+            };
+            let result = crate::audit::webhook::deliver(&client, &delivery, unix(now)).await;
+            let recorded = match result {
+                Ok(status) => {
+                    tracing::info!(delivery = %d.id, url = %d.url, status, "webhook delivered");
+                    store.delivery_succeeded(&d.id, status, now).await
+                }
+                Err(e) => {
+                    let attempt = u32::try_from(d.attempts + 1).unwrap_or(u32::MAX);
+                    let wait = crate::audit::webhook::backoff(attempt);
+                    let next = unix(now)
+                        .saturating_add(i64::try_from(wait.as_secs().max(1)).unwrap_or(i64::MAX));
+                    tracing::warn!(delivery = %d.id, url = %d.url, error = %e, retry_in_s = wait.as_secs(), "webhook delivery failed");
+                    store
+                        .delivery_failed(&d.id, e.status(), &e.to_string(), next)
+                        .await
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "cannot record a webhook delivery");
+            }
+        }
+    }
+}
+
+/// Closes every live tunnel whose deployment or SVID is revoked.
+fn close_revoked(registry: &Registry, trust: &StoreTrust) {
+    for d in registry.snapshot() {
+        if trust.revoked(&d.spiffe_id, &d.session_serial)
+            || trust.revoked(&d.spiffe_id, &d.serial())
+        {
+            tracing::warn!(
+                workspace = %d.workspace, deployment = %d.name, serial = %d.session_serial,
+                "revoked: closing the deployment's tunnel"
+            );
+            d.tunnel
+                .connection()
+                .close(close_code::REVOKED.into(), b"revoked");
+        }
+    }
+}

@@ -1,0 +1,482 @@
+//! The deployments' side of `serve`: enrolment and tunnels on the QUIC
+//! port, each tunnel's MCP session with its adapter, SVID renewal over the
+//! live link, the client's signed goodbye, and expiry.
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use base64::Engine as _;
+use ewii_tunnel::enrol::{self, Control, ENROL_ALPN, EnrolRequest, EnrolResponse, Refusal};
+use ewii_tunnel::handshake::HubConfig;
+use ewii_tunnel::net::{self, EnrolExchange, HubTunnel, close_code};
+use ewii_tunnel::svid::{self};
+use rmcp::ServiceExt;
+use rustls::pki_types::CertificateDer;
+use tokio::sync::mpsc;
+
+use crate::gateway::registry::{Connected, LiveDeployment};
+use crate::gateway::serve::Shared;
+use crate::gateway::upstream::Receipts;
+use crate::state::bundle;
+use crate::state::ca;
+use crate::state::store::{Deployment, RevocationReason, unix};
+use crate::{Error, TokenError};
+
+/// An MCP client session with a deployment's adapter over its tunnel, and
+/// the adapter's tools.
+async fn upstream_session(
+    tunnel: &Arc<HubTunnel>,
+    changed: &mpsc::Sender<()>,
+    lost: &mpsc::Sender<()>,
+    receipts: &Arc<Receipts>,
+) -> Result<
+    (
+        rmcp::service::RunningService<rmcp::RoleClient, crate::gateway::upstream::UpstreamHandler>,
+        Vec<rmcp::model::Tool>,
+    ),
+    String,
+> {
+    let handler = crate::gateway::upstream::UpstreamHandler::new(changed.clone());
+    let client = tokio::time::timeout(
+        Duration::from_secs(15),
+        handler.serve(crate::gateway::upstream::transport(
+            tunnel.clone(),
+            lost.clone(),
+            receipts.clone(),
+        )),
+    )
+    .await
+    .map_err(|_| "the deployment's adapter did not answer initialize within 15 s".to_string())?
+    .map_err(|e| format!("the deployment's adapter refused initialize: {e}"))?;
+    let tools = tokio::time::timeout(Duration::from_secs(15), client.list_all_tools())
+        .await
+        .map_err(|_| "the deployment's adapter did not answer tools/list".to_string())?
+        .map_err(|e| format!("tools/list failed: {e}"))?;
+    Ok((client, tools))
+}
+
+/// The notAfter of a certificate, Unix seconds.
+fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    use x509_parser::prelude::FromDer;
+    let (_, c) = x509_parser::certificate::X509Certificate::from_der(cert).ok()?;
+    Some(c.validity().not_after.timestamp())
+}
+
+fn refusal(reason: &str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        reason: reason.into(),
+        message: message.into(),
+    }
+}
+
+impl Shared {
+    /// One QUIC connection: TLS, then enrolment or the app-layer
+    /// handshake, all within `handshake_timeout`, holding `permit` until
+    /// the peer is authenticated (or its enrolment is answered).
+    pub(crate) async fn incoming(
+        self: Arc<Self>,
+        incoming: quinn::Incoming,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) {
+        let remote = incoming.remote_address();
+        let deadline = tokio::time::Instant::now() + self.options.handshake_timeout;
+        let conn = match tokio::time::timeout_at(deadline, incoming).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                // The SVID verifier counted and logged its refusals.
+                tracing::debug!(%remote, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                // Dropping the handshake closes the connection.
+                self.metrics.limit_hit("handshake_deadline");
+                tracing::debug!(%remote, "TLS handshake not completed in time");
+                return;
+            }
+        };
+        let timed_out = |what: &str| {
+            self.metrics.limit_hit("handshake_deadline");
+            tracing::warn!(%remote, "{what} not completed within {:?}; connection closed", self.options.handshake_timeout);
+            conn.close(close_code::HANDSHAKE.into(), b"handshake deadline");
+        };
+        if net::alpn_of(&conn).as_deref() == Some(ENROL_ALPN) {
+            if tokio::time::timeout_at(deadline, self.enrol(conn.clone()))
+                .await
+                .is_err()
+            {
+                timed_out("enrolment");
+            }
+            return;
+        }
+        let established = tokio::time::timeout_at(deadline, self.establish(conn.clone())).await;
+        drop(permit);
+        match established {
+            Ok(Some(tunnel)) => self.tunnel(tunnel).await,
+            Ok(None) => {}
+            Err(_) => timed_out("the app-layer handshake"),
+        }
+    }
+
+    /// The name this connection dialled: its SNI, or for an IP literal
+    /// (no SNI) the address it arrived on.
+    fn name_for(&self, conn: &quinn::Connection) -> String {
+        let sni = conn
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|d| d.server_name);
+        let candidates = sni
+            .into_iter()
+            .chain(conn.local_ip().map(|ip| ip.to_string()));
+        for c in candidates {
+            if self.names.contains(&c) {
+                return c;
+            }
+        }
+        self.names[0].clone()
+    }
+
+    async fn issue(
+        &self,
+        deployment: &Deployment,
+        csr: &[u8],
+        kind: &str,
+    ) -> Result<enrol::Issued, Refusal> {
+        let internal = |e: Error| {
+            tracing::error!(error = %e, "SVID issuance failed");
+            refusal(
+                "internal",
+                "the hub could not issue the SVID; try again later",
+            )
+        };
+        let now = SystemTime::now();
+        let ca = self
+            .store
+            .workspace_ca(&deployment.workspace)
+            .await
+            .map_err(internal)?;
+        let cert = match ca.issue_svid(csr, &deployment.spiffe_id, self.options.svid_ttl, now) {
+            Ok(c) => c,
+            Err(Error::Csr(why)) => return Err(refusal("bad_csr", why)),
+            Err(e) => return Err(internal(e)),
+        };
+        let bundle = self
+            .store
+            .trust_bundle(&deployment.workspace)
+            .await
+            .map_err(internal)?;
+        let serial = svid::serial_hex(&cert).map_err(|e| internal(Error::Issue(e.to_string())))?;
+        let expires_at = not_after(&cert).unwrap_or_else(|| unix(now));
+        // Recorded before it is handed out, so a deployment revoke always
+        // covers it.
+        self.store
+            .record_svid(&deployment.id, &serial, kind, unix(now), expires_at)
+            .await
+            .map_err(internal)?;
+        let svid_pem = bundle::to_pem(std::slice::from_ref(&cert));
+        Ok(enrol::Issued {
+            spiffe_id: deployment.spiffe_id.to_string(),
+            svid_pem,
+            bundle_pem: bundle::to_pem(&bundle.all()),
+            serial,
+            expires_at,
+        })
+    }
+
+    async fn enrol(&self, conn: quinn::Connection) {
+        let remote = conn.remote_address();
+        let (request, exchange) = match EnrolExchange::read(conn).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%remote, error = %e, "enrolment request unreadable");
+                return;
+            }
+        };
+        let answer = self.enrolment_answer(&request).await;
+        match &answer {
+            EnrolResponse::Issued(i) => {
+                self.metrics.issued("enrolment");
+                tracing::info!(%remote, spiffe_id = %i.spiffe_id, serial = %i.serial, "enrolled");
+                // A new workspace's clients connect next: know its bundle.
+                if let Err(e) = self.trust.refresh().await {
+                    tracing::warn!(error = %e, "cannot reload trust bundles");
+                }
+            }
+            EnrolResponse::Refused(r) => {
+                self.metrics.enrolment_refused(&r.reason);
+                tracing::warn!(%remote, reason = %r.reason, "enrolment refused");
+            }
+        }
+        if let Err(e) = exchange.answer(&answer).await {
+            tracing::warn!(%remote, error = %e, "could not send the enrolment answer");
+        }
+    }
+
+    async fn enrolment_answer(&self, request: &EnrolRequest) -> EnrolResponse {
+        let csr = match base64::engine::general_purpose::STANDARD.decode(&request.csr) {
+            Ok(c) => c,
+            Err(_) => return EnrolResponse::Refused(refusal("bad_csr", "the CSR is not base64")),
+        };
+        // Refuse a bad CSR before the token is spent.
+        if let Err(e) = ca::check_csr(&csr) {
+            return EnrolResponse::Refused(refusal("bad_csr", e.to_string()));
+        }
+        let deployment = match self
+            .store
+            .consume_enrolment_token(&request.token, SystemTime::now())
+            .await
+        {
+            Ok(d) => d,
+            Err(TokenError::Store(e)) => {
+                tracing::error!(error = %e, "cannot check an enrolment token");
+                return EnrolResponse::Refused(refusal(
+                    "internal",
+                    "the hub could not check the token; try again later",
+                ));
+            }
+            Err(e) => return EnrolResponse::Refused(refusal(e.reason(), e.to_string())),
+        };
+        match self.issue(&deployment, &csr, "enrolment").await {
+            Ok(issued) => EnrolResponse::Issued(issued),
+            Err(r) => EnrolResponse::Refused(r),
+        }
+    }
+
+    /// The app-layer handshake on a tunnel connection; `None` when refused
+    /// (counted and logged).
+    async fn establish(&self, conn: quinn::Connection) -> Option<Arc<HubTunnel>> {
+        let remote = conn.remote_address();
+        let config = HubConfig {
+            credentials: self.credentials.clone(),
+            name: self.name_for(&conn),
+            client_verifier: self.verifier.clone(),
+        };
+        match HubTunnel::establish(conn, &config, self.options.binding).await {
+            Ok(t) => Some(Arc::new(t)),
+            Err(e) => {
+                self.metrics.app_handshake_failure(e.reason());
+                tracing::warn!(%remote, reason = e.reason(), error = %e, "tunnel refused");
+                None
+            }
+        }
+    }
+
+    async fn tunnel(&self, tunnel: Arc<HubTunnel>) {
+        let remote = tunnel.connection().remote_address();
+        let spiffe_id = tunnel.peer().identity.clone();
+        let deployment = match self.store.deployment_by_spiffe_id(&spiffe_id).await {
+            Ok(Some(d)) => d,
+            Ok(None) => {
+                tracing::warn!(%remote, %spiffe_id, "no deployment has this SPIFFE ID; create it with `ewii-hub deployment create`");
+                self.metrics.app_handshake_failure("unknown_deployment");
+                tunnel
+                    .connection()
+                    .close(close_code::IDENTITY.into(), b"unknown deployment");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "store unavailable; refusing the tunnel");
+                tunnel.close("hub store unavailable");
+                return;
+            }
+        };
+        if let Err(why) = self.serve_tunnel(tunnel.clone(), &deployment).await {
+            tracing::warn!(
+                workspace = %deployment.workspace, deployment = %deployment.name, reason = %why,
+                "deployment session ended"
+            );
+            tunnel.close(&why);
+        }
+    }
+
+    /// Runs one deployment's session: MCP with its adapter, registration,
+    /// catalog refreshes, renewals, expiry.
+    async fn serve_tunnel(
+        &self,
+        tunnel: Arc<HubTunnel>,
+        deployment: &Deployment,
+    ) -> Result<(), String> {
+        let leaf = tunnel
+            .peer()
+            .chain
+            .first()
+            .cloned()
+            .ok_or("no certificate")?;
+        let serial = svid::serial_hex(&leaf).map_err(|e| e.to_string())?;
+        let expires_at = not_after(&leaf).ok_or("unreadable notAfter")?;
+
+        let (changed_tx, mut changed_rx) = mpsc::channel(4);
+        let (lost_tx, mut lost_rx) = mpsc::channel(1);
+        let receipts = Arc::new(Receipts::default());
+        let (mut client, tools) =
+            upstream_session(&tunnel, &changed_tx, &lost_tx, &receipts).await?;
+
+        let connection = self.connections.fetch_add(1, Ordering::SeqCst);
+        let live = Arc::new(LiveDeployment::new(Connected {
+            workspace: deployment.workspace.clone(),
+            name: deployment.name.clone(),
+            spiffe_id: deployment.spiffe_id.to_string(),
+            serial,
+            expires_at,
+            connection,
+            tunnel: tunnel.clone(),
+            upstream: client.peer().clone(),
+            tools,
+            receipts: receipts.clone(),
+        }));
+        let registry = self.state.registry.clone();
+        if let Some(old) = registry.insert(live.clone()) {
+            old.tunnel
+                .close("replaced by a newer connection of the same deployment");
+        }
+        // A revocation that landed between the handshake and now.
+        if self.trust.revoked(&live.spiffe_id, &live.session_serial) {
+            tunnel
+                .connection()
+                .close(close_code::REVOKED.into(), b"revoked");
+        }
+        tracing::info!(
+            workspace = %deployment.workspace, deployment = %deployment.name,
+            remote = %tunnel.connection().remote_address(), tools = live.tools().len(),
+            "deployment connected"
+        );
+        let ended = loop {
+            let left = Duration::from_secs(
+                u64::try_from(live.expires_at() - unix(SystemTime::now())).unwrap_or(0),
+            );
+            tokio::select! {
+                _ = tunnel.connection().closed() => break Ok(()),
+                _ = self.cancel.cancelled() => break Err("hub stopping".to_string()),
+                Some(()) = lost_rx.recv() => {
+                    tracing::info!(deployment = %deployment.name, "the adapter restarted; new MCP session");
+                    let (fresh, tools) =
+                        upstream_session(&tunnel, &changed_tx, &lost_tx, &receipts).await?;
+                    live.set_upstream(fresh.peer().clone());
+                    client = fresh;
+                    if live.set_tools(tools) {
+                        registry.changed(&deployment.workspace);
+                    }
+                }
+                Some(()) = changed_rx.recv() => {
+                    match client.list_all_tools().await {
+                        Ok(tools) => {
+                            if live.set_tools(tools) {
+                                tracing::info!(deployment = %deployment.name, "catalog changed");
+                                registry.changed(&deployment.workspace);
+                            }
+                        }
+                        Err(e) => tracing::warn!(error = %e, "tools/list after a change failed"),
+                    }
+                }
+                control = tunnel.next_control() => match control {
+                    Some(Ok(Control::Renew { id, csr })) => {
+                        let answer = self.renew(&live, deployment, id, &csr).await;
+                        if let Err(e) = tunnel.send_control(&answer).await {
+                            break Err(format!("cannot answer a renewal: {e}"));
+                        }
+                    }
+                    Some(Ok(Control::Goodbye { at, signature })) => {
+                        self.goodbye(&tunnel, deployment, at, &signature).await;
+                    }
+                    Some(Ok(other)) => tracing::warn!(?other, "unexpected control message ignored"),
+                    Some(Err(e)) => break Err(format!("malformed control message: {e}")),
+                    None => break Ok(()),
+                },
+                _ = tokio::time::sleep(left) => {
+                    if live.expires_at() <= unix(SystemTime::now()) {
+                        tunnel.connection().close(close_code::IDENTITY.into(), b"svid expired");
+                        break Err("its SVID expired before it was renewed".to_string());
+                    }
+                }
+            }
+        };
+        registry.remove(&live.spiffe_id, connection);
+        tracing::info!(
+            workspace = %deployment.workspace, deployment = %deployment.name,
+            reason = tunnel.connection().close_reason().map(|r| r.to_string()).unwrap_or_default(),
+            "deployment disconnected"
+        );
+        drop(client);
+        ended
+    }
+
+    /// A client's signed goodbye: verified against the session's
+    /// certificate, then the deployment is revoked (the customer's
+    /// one-command revoke), acknowledged, and the tunnel closed.
+    async fn goodbye(&self, tunnel: &HubTunnel, deployment: &Deployment, at: i64, signature: &str) {
+        if let Err(e) = tunnel.verify_goodbye(at, signature) {
+            tracing::warn!(deployment = %deployment.name, error = %e, "goodbye refused");
+            return;
+        }
+        match self
+            .store
+            .revoke_deployment(
+                &deployment.workspace,
+                &deployment.name,
+                RevocationReason::Goodbye,
+                SystemTime::now(),
+            )
+            .await
+        {
+            Ok(r) => tracing::info!(
+                workspace = %deployment.workspace, deployment = %deployment.name,
+                serials = r.serials.len(), webhooks = r.webhooks,
+                "revoked on the client's goodbye"
+            ),
+            Err(e) => {
+                // Not acknowledged: the client says the hub was not told.
+                tracing::error!(deployment = %deployment.name, error = %e, "cannot revoke on goodbye");
+                return;
+            }
+        }
+        if let Err(e) = self.trust.refresh_revocations().await {
+            tracing::warn!(error = %e, "cannot reload the revocation state");
+        }
+        if let Err(e) = tunnel.send_control(&Control::GoodbyeAck {}).await {
+            tracing::debug!(error = %e, "goodbye ack not sent");
+        }
+        // Let the client close first (its close carries the ack's meaning
+        // when the ack itself is lost); then close as revoked.
+        let _ = tokio::time::timeout(Duration::from_secs(1), tunnel.connection().closed()).await;
+        tunnel
+            .connection()
+            .close(close_code::REVOKED.into(), b"revoked");
+    }
+
+    async fn renew(
+        &self,
+        live: &LiveDeployment,
+        deployment: &Deployment,
+        id: u64,
+        csr: &str,
+    ) -> Control {
+        let csr = match base64::engine::general_purpose::STANDARD.decode(csr) {
+            Ok(c) => c,
+            Err(_) => {
+                return Control::Refused {
+                    id,
+                    refusal: refusal("bad_csr", "the CSR is not base64"),
+                };
+            }
+        };
+        if self.trust.revoked(&live.spiffe_id, &live.serial()) {
+            return Control::Refused {
+                id,
+                refusal: refusal(
+                    "revoked",
+                    "this deployment is revoked; it comes back only by enrolling with a new token",
+                ),
+            };
+        }
+        match self.issue(deployment, &csr, "renewal").await {
+            Ok(issued) => {
+                self.metrics.issued("renewal");
+                live.renewed(issued.serial.clone(), issued.expires_at);
+                tracing::info!(
+                    deployment = %deployment.name, serial = %issued.serial, "SVID renewed"
+                );
+                Control::Issued { id, issued }
+            }
+            Err(refusal) => Control::Refused { id, refusal },
+        }
+    }
+}
