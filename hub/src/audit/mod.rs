@@ -6,7 +6,10 @@
 //! - [`export`]: exporters that follow the trail to SIEM sinks.
 //! - [`webhook`]: revocation webhooks (HMAC-signed, retried until
 //!   delivered).
+//! - [`egress`]: what both send through: the HTTP client, the URL rule, CA
+//!   files and TLS for receivers, retry delays.
 
+pub mod egress;
 pub mod export;
 pub mod trail;
 pub mod webhook;

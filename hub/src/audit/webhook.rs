@@ -22,18 +22,17 @@
 //! rotated); one matching entry is enough. Unknown schemes (`v2=` …) are
 //! ignored so that new ones can be added without breaking receivers.
 //!
-//! [`http_client`] is also the HTTP client of the HTTPS audit exporter
-//! ([`crate::audit::export`]), and [`check_url`] its URL rule.
+//! Deliveries go out through [`crate::audit::egress`] (its HTTP client, URL
+//! rule and CA handling), like the HTTPS audit exporter's.
 
 use std::fmt;
-use std::net::IpAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use base64::Engine as _;
 use ring::rand::SecureRandom as _;
 use ring::{hmac, rand};
-use rustls::pki_types::CertificateDer;
+
+use crate::audit::egress::{self, EgressError};
 
 /// The signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256>`.
 pub const SIGNATURE_HEADER: &str = "Ewii-Signature";
@@ -94,9 +93,6 @@ pub enum WebhookError {
         /// The refused value.
         value: String,
     },
-    /// A URL that is not allowed as a destination.
-    #[error("refused URL: {0}")]
-    InsecureUrl(String),
     /// The receiver answered, but not with 2xx.
     #[error(
         "the receiver answered HTTP {status}; the delivery is kept and retried until it answers \
@@ -112,17 +108,9 @@ pub enum WebhookError {
          certificate (an in-house CA needs its CA file configured); it will be retried"
     )]
     Send(#[source] reqwest::Error),
-    /// A CA file that cannot be used.
-    #[error("cannot use CA file {}: {reason}; give a PEM file with one or more CERTIFICATE blocks", path.display())]
-    CaFile {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// The HTTP client could not be built.
-    #[error("cannot build the HTTP client: {0}; this is a bug or a broken TLS setup, report it")]
-    Client(#[source] reqwest::Error),
+    /// The destination or its TLS setup was refused.
+    #[error(transparent)]
+    Egress(#[from] EgressError),
     /// The system random generator failed.
     #[error(
         "the system random number generator failed; no secret was made (check /dev/urandom and \
@@ -238,21 +226,7 @@ pub fn generate_secret() -> Result<String, WebhookError> {
 /// failed: 1 s, 2 s, 4 s … capped at 10 min, each ±20 % at random so that
 /// many deliveries failing together do not retry together.
 pub fn backoff(attempt: u32) -> Duration {
-    let exp = attempt.saturating_sub(1).min(31);
-    let delay = BACKOFF_BASE.saturating_mul(1u32 << exp).min(BACKOFF_CAP);
-    jitter(delay, 0.2)
-}
-
-/// Scales `delay` by a random factor in `[1 - spread, 1 + spread]`. If the
-/// random generator fails the delay is returned as is: jitter only spreads
-/// load, it protects nothing.
-pub(crate) fn jitter(delay: Duration, spread: f64) -> Duration {
-    let mut bytes = [0u8; 4];
-    if rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        return delay;
-    }
-    let unit = f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX);
-    delay.mul_f64(1.0 - spread + 2.0 * spread * unit)
+    egress::backoff(attempt, BACKOFF_BASE, BACKOFF_CAP)
 }
 
 /// One webhook delivery.
@@ -290,7 +264,7 @@ pub async fn deliver(
     d: &Delivery<'_>,
     now: i64,
 ) -> Result<u16, WebhookError> {
-    check_url(d.url)?;
+    egress::check_url(d.url)?;
     check_header("id", d.id)?;
     check_header("event", d.event)?;
     let response = client
@@ -310,85 +284,6 @@ pub async fn deliver(
     } else {
         Err(WebhookError::Status { status })
     }
-}
-
-/// The HTTP client for webhooks and the HTTPS audit exporter: rustls with
-/// the system's roots plus the certificates of `extra_ca` (a PEM file),
-/// `timeout` for each whole request, no redirects (a redirect could carry
-/// the signed body or a bearer token elsewhere).
-///
-/// The hub installs the ring provider at start; if none is installed yet
-/// this installs it, rather than letting reqwest panic.
-pub fn http_client(
-    timeout: Duration,
-    extra_ca: Option<&Path>,
-) -> Result<reqwest::Client, WebhookError> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Losing a race with another installer is fine: one is installed.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("ewii-hub/", env!("CARGO_PKG_VERSION")));
-    if let Some(path) = extra_ca {
-        let mut certs = Vec::new();
-        for der in read_ca_file(path)? {
-            certs.push(
-                reqwest::Certificate::from_der(&der).map_err(|e| WebhookError::CaFile {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                })?,
-            );
-        }
-        builder = builder.tls_certs_merge(certs);
-    }
-    builder.build().map_err(WebhookError::Client)
-}
-
-/// Checks that `url` may be a destination: `https://`, or `http://` to a
-/// loopback address only (tests, a local relay); no `user:password@`,
-/// which would end up in logs and in the database.
-pub fn check_url(url: &str) -> Result<(), WebhookError> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| {
-        WebhookError::InsecureUrl(format!("not a URL ({e}); use https://host[:port]/path"))
-    })?;
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(WebhookError::InsecureUrl(
-            "credentials in the URL (user:password@) would be logged and stored; remove them \
-             and use the token setting instead"
-                .into(),
-        ));
-    }
-    let host = parsed.host_str().unwrap_or_default();
-    match parsed.scheme() {
-        "https" if !host.is_empty() => Ok(()),
-        "http" if is_loopback(host) => Ok(()),
-        "http" => Err(WebhookError::InsecureUrl(format!(
-            "http:// to {host:?} would send records and signatures in clear text; use https:// \
-             (http:// is allowed only to a loopback address)"
-        ))),
-        scheme => Err(WebhookError::InsecureUrl(format!(
-            "scheme {scheme:?} is not supported; use https://host[:port]/path"
-        ))),
-    }
-}
-
-/// Whether `host` (as in a URL, IPv6 in brackets) is `localhost` or a
-/// loopback address.
-pub(crate) fn is_loopback(host: &str) -> bool {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    bare.eq_ignore_ascii_case("localhost")
-        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
-}
-
-/// The certificates of a PEM CA file; at least one.
-pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, WebhookError> {
-    ewii_tunnel::net::read_certificates(path).map_err(|e| WebhookError::CaFile {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
 }
 
 fn check_header(field: &'static str, value: &str) -> Result<(), WebhookError> {
@@ -427,85 +322,17 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
-    use std::net::SocketAddr;
+mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::{Arc, Mutex};
 
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
-    use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
-    use tokio::net::{TcpListener, TcpStream};
+    use tokio::net::TcpListener;
     use tokio_rustls::TlsAcceptor;
 
     use super::*;
-
-    pub(crate) fn install_provider() {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-
-    /// A throwaway CA and a server certificate for `localhost` and
-    /// 127.0.0.1 signed by it.
-    pub(crate) struct TestPki {
-        /// The CA certificate, PEM.
-        pub ca_pem: String,
-        /// A rustls server config presenting the server certificate.
-        pub server: Arc<rustls::ServerConfig>,
-    }
-
-    pub(crate) fn test_pki() -> TestPki {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "ewii test CA");
-        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-        let issuer = rcgen::Issuer::new(ca_params, ca_key);
-        let leaf_key = rcgen::KeyPair::generate().unwrap();
-        let leaf_params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
-        let leaf = leaf_params.signed_by(&leaf_key, &issuer).unwrap();
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-        let server = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone(), ca_cert.der().clone()], key)
-        .unwrap();
-        TestPki {
-            ca_pem: ca_cert.pem(),
-            server: Arc::new(server),
-        }
-    }
-
-    /// An axum listener that serves HTTPS with `server`.
-    pub(crate) struct TlsListener {
-        pub tcp: TcpListener,
-        pub acceptor: TlsAcceptor,
-    }
-
-    impl axum::serve::Listener for TlsListener {
-        type Io = tokio_rustls::server::TlsStream<TcpStream>;
-        type Addr = SocketAddr;
-
-        async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-            loop {
-                if let Ok((tcp, addr)) = self.tcp.accept().await
-                    && let Ok(tls) = self.acceptor.accept(tcp).await
-                {
-                    return (tls, addr);
-                }
-            }
-        }
-
-        fn local_addr(&self) -> std::io::Result<Self::Addr> {
-            self.tcp.local_addr()
-        }
-    }
+    use crate::audit::egress::test_support::{TlsListener, install_provider, test_pki};
 
     fn now() -> i64 {
         chrono::Utc::now().timestamp()
@@ -602,25 +429,6 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn urls_must_be_https_or_loopback() {
-        check_url("https://hooks.example.com/ewii").unwrap();
-        check_url("http://127.0.0.1:8080/hook").unwrap();
-        check_url("http://[::1]/hook").unwrap();
-        check_url("http://localhost/hook").unwrap();
-        for bad in [
-            "http://hooks.example.com/ewii",
-            "https://user:pw@hooks.example.com/",
-            "ftp://x/",
-            "not a url",
-        ] {
-            assert!(
-                matches!(check_url(bad), Err(WebhookError::InsecureUrl(_))),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
     fn delivery_debug_hides_the_secret() {
         let d = Delivery {
             id: "d1",
@@ -680,7 +488,7 @@ pub(crate) mod tests {
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-        let client = http_client(Duration::from_secs(5), None).unwrap();
+        let client = egress::http_client(Duration::from_secs(5), None).unwrap();
         let body = br#"{"event":"deployment.revoked","workspace":"acme","deployment":"eu-shop"}"#;
         let d = Delivery {
             id: "dlv_01",
@@ -746,19 +554,19 @@ pub(crate) mod tests {
             secret: SECRET,
             body: b"{}",
         };
-        let untrusting = http_client(Duration::from_secs(5), None).unwrap();
+        let untrusting = egress::http_client(Duration::from_secs(5), None).unwrap();
         let err = deliver(&untrusting, &d, now()).await.unwrap_err();
         assert!(matches!(err, WebhookError::Send(_)), "{err}");
         assert!(format!("{err:?}").contains("UnknownIssuer"), "{err:?}");
 
-        let trusting = http_client(Duration::from_secs(5), Some(&ca)).unwrap();
+        let trusting = egress::http_client(Duration::from_secs(5), Some(&ca)).unwrap();
         assert_eq!(deliver(&trusting, &d, now()).await.unwrap(), 200);
 
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "").unwrap();
         assert!(matches!(
-            http_client(Duration::from_secs(5), Some(&empty)),
-            Err(WebhookError::CaFile { .. })
+            egress::http_client(Duration::from_secs(5), Some(&empty)),
+            Err(egress::EgressError::CaFile { .. })
         ));
         server.abort();
     }

@@ -353,7 +353,7 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     }));
     // Revocation webhooks.
     let webhooks =
-        crate::audit::webhook::http_client(Duration::from_secs(10), options.webhook_ca.as_deref())
+        crate::audit::egress::http_client(Duration::from_secs(10), options.webhook_ca.as_deref())
             .map_err(|e| Error::Serve(format!("webhook HTTP client: {e}")))?;
     tasks.push(tokio::spawn(deliver_webhooks(
         store.clone(),

@@ -402,7 +402,7 @@ impl Store {
         secret: &str,
         now: SystemTime,
     ) -> Result<Webhook, Error> {
-        crate::audit::webhook::check_url(url)
+        crate::audit::egress::check_url(url)
             .map_err(|e| Error::Invalid(format!("webhook URL {url:?} refused: {e}")))?;
         let ws = self.workspace(workspace).await?;
         let dep =
