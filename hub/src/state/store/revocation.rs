@@ -77,7 +77,7 @@ pub struct RevocationState {
 }
 
 /// A registered webhook (without its secret).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct Webhook {
     /// Id, for `webhook remove`.
     pub id: String,
@@ -117,7 +117,7 @@ impl std::fmt::Debug for DueDelivery {
 }
 
 /// A delivery's record, for `webhook deliveries`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
 pub struct DeliveryRecord {
     /// Delivery id.
     pub id: String,
@@ -442,25 +442,15 @@ impl Store {
     /// A workspace's webhooks.
     pub async fn list_webhooks(&self, workspace: &str) -> Result<Vec<Webhook>, Error> {
         let ws = self.workspace(workspace).await?;
-        let rows = sqlx::query(
-            "SELECT h.id, h.url, h.created_at, d.name AS deployment FROM webhooks h \
+        Ok(sqlx::query_as::<_, Webhook>(
+            "SELECT h.id, w.name AS workspace, d.name AS deployment, h.url, h.created_at \
+             FROM webhooks h JOIN workspaces w ON w.id = h.workspace_id \
              LEFT JOIN deployments d ON d.id = h.deployment_id \
              WHERE h.workspace_id = $1 ORDER BY h.created_at, h.id",
         )
         .bind(&ws.id)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Webhook {
-                    id: r.try_get("id")?,
-                    workspace: ws.name.clone(),
-                    deployment: r.try_get("deployment")?,
-                    url: r.try_get("url")?,
-                    created_at: r.try_get("created_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 
     /// Removes a webhook and its pending deliveries.
@@ -590,7 +580,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<DeliveryRecord>, Error> {
         let ws = self.workspace(workspace).await?;
-        let rows = sqlx::query(
+        Ok(sqlx::query_as::<_, DeliveryRecord>(
             "SELECT x.id, x.webhook_id, h.url, x.event, x.created_at, x.attempts, x.delivered_at, \
              x.last_status, x.last_error, x.next_attempt_at \
              FROM webhook_deliveries x JOIN webhooks h ON h.id = x.webhook_id \
@@ -599,23 +589,7 @@ impl Store {
         .bind(&ws.id)
         .bind(limit)
         .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DeliveryRecord {
-                    id: r.try_get("id")?,
-                    webhook_id: r.try_get("webhook_id")?,
-                    url: r.try_get("url")?,
-                    event: r.try_get("event")?,
-                    created_at: r.try_get("created_at")?,
-                    attempts: r.try_get("attempts")?,
-                    delivered_at: r.try_get("delivered_at")?,
-                    last_status: r.try_get("last_status")?,
-                    last_error: r.try_get("last_error")?,
-                    next_attempt_at: r.try_get("next_attempt_at")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 }
 

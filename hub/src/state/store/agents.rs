@@ -1,0 +1,154 @@
+//! Agents: credentials (stored as SHA-256) and policies.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use ewii_tunnel::svid::SpiffeId;
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use serde::Serialize;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use super::*;
+use crate::error::io;
+use crate::state::bundle;
+use crate::state::ca::{HubCa, WorkspaceCa};
+use crate::state::master_key::MasterKey;
+use crate::state::names::{self, DEFAULT_TRUST_DOMAIN};
+use crate::state::tokens::{self, secret_hash};
+use crate::{Error, TokenError};
+use ewii_driver_core::SecretString;
+
+/// `SELECT` of [`Agent`]s from `agents a JOIN workspaces w`, then the rest
+/// of the statement.
+macro_rules! select_agents {
+    ($rest:literal) => {
+        concat!(
+            "SELECT a.id, w.name AS workspace, a.name, a.created_at, a.policy \
+             FROM agents a JOIN workspaces w ON w.id = a.workspace_id ",
+            $rest
+        )
+    };
+}
+
+impl Store {
+    /// Creates an agent and returns its bearer credential (shown once;
+    /// only its SHA-256 is stored).
+    pub async fn create_agent(
+        &self,
+        workspace: &str,
+        name: &str,
+        now: SystemTime,
+    ) -> Result<(Agent, SecretString), Error> {
+        self.create_agent_with_policy(workspace, name, None, now)
+            .await
+    }
+
+    /// Creates an agent with a policy (TOML, validated by the caller).
+    pub async fn create_agent_with_policy(
+        &self,
+        workspace: &str,
+        name: &str,
+        policy: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(Agent, SecretString), Error> {
+        names::validate_name("agent", name)?;
+        let ws = self.workspace(workspace).await?;
+        let exists = || Error::AgentExists {
+            workspace: workspace.to_owned(),
+            agent: name.to_owned(),
+        };
+        let taken = sqlx::query("SELECT id FROM agents WHERE workspace_id = $1 AND name = $2")
+            .bind(&ws.id)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        if taken.is_some() {
+            return Err(exists());
+        }
+        let agent = Agent {
+            id: tokens::random_id()?,
+            workspace: ws.name.clone(),
+            name: name.to_owned(),
+            created_at: unix(now),
+            policy: policy.map(str::to_owned),
+        };
+        let credential = tokens::new_agent_credential()?;
+        let inserted = sqlx::query(
+            "INSERT INTO agents (id, workspace_id, name, credential_hash, created_at, policy) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&agent.id)
+        .bind(&ws.id)
+        .bind(&agent.name)
+        .bind(secret_hash(credential.expose()))
+        .bind(agent.created_at)
+        .bind(&agent.policy)
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => Err(exists()),
+            Err(e) => Err(e.into()),
+            Ok(_) => Ok((agent, credential)),
+        }
+    }
+
+    /// The agents of a workspace, by name.
+    pub async fn list_agents(&self, workspace: &str) -> Result<Vec<Agent>, Error> {
+        let ws = self.workspace(workspace).await?;
+        Ok(
+            sqlx::query_as::<_, Agent>(select_agents!("WHERE a.workspace_id = $1 ORDER BY a.name"))
+                .bind(&ws.id)
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Sets (or with `None` removes) an agent's policy (TOML, validated by
+    /// the caller). Takes effect on the agent's next call.
+    pub async fn set_agent_policy(
+        &self,
+        workspace: &str,
+        agent: &str,
+        policy: Option<&str>,
+    ) -> Result<Agent, Error> {
+        let ws = self.workspace(workspace).await?;
+        let updated =
+            sqlx::query("UPDATE agents SET policy = $1 WHERE workspace_id = $2 AND name = $3")
+                .bind(policy)
+                .bind(&ws.id)
+                .bind(agent)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        if updated == 0 {
+            return Err(Error::Invalid(format!(
+                "no agent named {agent:?} in workspace {workspace:?}; see `ewii-hub agent list \
+                 --workspace {workspace}`"
+            )));
+        }
+        self.list_agents(workspace)
+            .await?
+            .into_iter()
+            .find(|a| a.name == agent)
+            .ok_or_else(|| Error::Corrupt("the agent vanished while its policy was set".into()))
+    }
+
+    /// The agent whose credential is `bearer`, if any. The lookup is by
+    /// SHA-256, so the comparison never touches the secret itself.
+    pub async fn authenticate_agent(&self, bearer: &str) -> Result<Option<Agent>, Error> {
+        if !bearer.starts_with(tokens::AGENT_CREDENTIAL_PREFIX) {
+            return Ok(None);
+        }
+        Ok(
+            sqlx::query_as::<_, Agent>(select_agents!("WHERE a.credential_hash = $1"))
+                .bind(tokens::secret_hash(bearer))
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+}
