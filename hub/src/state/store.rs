@@ -27,18 +27,13 @@ use std::time::{Duration, SystemTime};
 
 use ewii_tunnel::svid::SpiffeId;
 use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 use serde::Serialize;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::AnyPool;
+use sqlx::any::AnyPoolOptions;
 
+use crate::Error;
 use crate::error::io;
-use crate::state::bundle;
-use crate::state::ca::{HubCa, WorkspaceCa};
 use crate::state::master_key::MasterKey;
-use crate::state::names::{self, DEFAULT_TRUST_DOMAIN};
-use crate::state::tokens::{self, secret_hash};
-use crate::{Error, TokenError};
 use ewii_driver_core::SecretString;
 
 mod agents;
@@ -157,11 +152,11 @@ pub fn unix(t: SystemTime) -> i64 {
         .unwrap_or(0)
 }
 
-fn unix_after(now: SystemTime, ttl: Duration) -> i64 {
+pub(super) fn unix_after(now: SystemTime, ttl: Duration) -> i64 {
     unix(now).saturating_add(i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX))
 }
 
-fn is_unique_violation(err: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
@@ -223,37 +218,17 @@ impl Store {
     }
 }
 
-async fn insert_token(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    token: &SecretString,
-    deployment_id: &str,
-    expires_at: i64,
-    now: SystemTime,
-) -> Result<(), Error> {
-    sqlx::query(
-        "INSERT INTO enrolment_tokens (token_hash, deployment_id, expires_at, used_at, created_at) \
-         VALUES ($1, $2, $3, NULL, $4)",
-    )
-    .bind(secret_hash(token.expose()))
-    .bind(deployment_id)
-    .bind(expires_at)
-    .bind(unix(now))
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 /// Associated data of a sealed CA key: binds it to its workspace row.
-const HUB_CA_AAD: &[u8] = b"ewii-hub/hub-ca-key/v1";
+pub(super) const HUB_CA_AAD: &[u8] = b"ewii-hub/hub-ca-key/v1";
 
-fn ca_key_aad(workspace_id: &str) -> Vec<u8> {
+pub(super) fn ca_key_aad(workspace_id: &str) -> Vec<u8> {
     format!("ewii-hub/workspace-ca-key/v1\0{workspace_id}").into_bytes()
 }
 
 /// A `deployments` row joined with its workspace's name (`w.name AS
 /// workspace`), as every deployment query selects it.
 #[derive(sqlx::FromRow)]
-struct DeploymentRow {
+pub(super) struct DeploymentRow {
     id: String,
     workspace: String,
     name: String,

@@ -1,26 +1,11 @@
 //! Agents: credentials (stored as SHA-256) and policies.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use super::{Agent, Store, is_unique_violation, unix};
+use std::time::SystemTime;
 
-use ewii_tunnel::svid::SpiffeId;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use serde::Serialize;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
-
-use super::*;
-use crate::error::io;
-use crate::state::bundle;
-use crate::state::ca::{HubCa, WorkspaceCa};
-use crate::state::master_key::MasterKey;
-use crate::state::names::{self, DEFAULT_TRUST_DOMAIN};
+use crate::Error;
+use crate::state::names::{self};
 use crate::state::tokens::{self, secret_hash};
-use crate::{Error, TokenError};
 use ewii_driver_core::SecretString;
 
 /// `SELECT` of [`Agent`]s from `agents a JOIN workspaces w`, then the rest

@@ -1,24 +1,14 @@
 //! Deployments and their enrolment tokens.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use super::{
+    Deployment, DeploymentRow, EnrolmentToken, Store, Workspace, is_unique_violation, revocation,
+    select_deployments, unix, unix_after,
+};
 use std::time::{Duration, SystemTime};
 
-use ewii_tunnel::svid::SpiffeId;
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
-use serde::Serialize;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 
-use super::*;
-use crate::error::io;
-use crate::state::bundle;
-use crate::state::ca::{HubCa, WorkspaceCa};
-use crate::state::master_key::MasterKey;
-use crate::state::names::{self, DEFAULT_TRUST_DOMAIN};
+use crate::state::names::{self};
 use crate::state::tokens::{self, secret_hash};
 use crate::{Error, TokenError};
 use ewii_driver_core::SecretString;
@@ -239,4 +229,25 @@ impl Store {
             .await?
             .try_into()
     }
+}
+
+/// Stores the hash of a new enrolment token for `deployment_id`.
+async fn insert_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    token: &SecretString,
+    deployment_id: &str,
+    expires_at: i64,
+    now: SystemTime,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO enrolment_tokens (token_hash, deployment_id, expires_at, used_at, created_at) \
+         VALUES ($1, $2, $3, NULL, $4)",
+    )
+    .bind(secret_hash(token.expose()))
+    .bind(deployment_id)
+    .bind(expires_at)
+    .bind(unix(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }

@@ -1,27 +1,20 @@
 //! Workspaces, their CAs and trust bundles, and the hub's own CA.
 
-use std::fs;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use super::{
+    HUB_CA_AAD, Store, Workspace, WorkspaceBundle, ca_key_aad, is_unique_violation,
+    select_workspaces, unix,
+};
+use std::time::SystemTime;
 
-use ewii_tunnel::svid::SpiffeId;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use serde::Serialize;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::Row;
 
-use super::*;
-use crate::error::io;
+use crate::Error;
 use crate::state::bundle;
 use crate::state::ca::{HubCa, WorkspaceCa};
-use crate::state::master_key::MasterKey;
 use crate::state::names::{self, DEFAULT_TRUST_DOMAIN};
-use crate::state::tokens::{self, secret_hash};
-use crate::{Error, TokenError};
-use ewii_driver_core::SecretString;
+use crate::state::tokens::{self};
 
 impl Store {
     /// Creates a workspace and its CA. `trust_domain` defaults to

@@ -1,0 +1,173 @@
+//! `ewii-hub serve`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use ewii_hub::Store;
+use ewii_hub::audit::export::SinkConfig;
+use ewii_hub::gateway::serve::{self, ServeOptions};
+use ewii_hub::state::names;
+use ewii_tunnel::net::TlsBinding;
+use serde_json::json;
+
+pub(crate) const SERVE_HELP: &str = "\
+Clients dial the QUIC port (UDP) outbound; nothing on the customer side listens. Give the hub
+every name clients use to reach it with --name: its TLS certificate (issued by the hub CA, see
+`ewii-hub hub-ca`) carries them all. Agents use http://HTTP/mcp with
+`Authorization: Bearer <credential from ewii-hub agent create>`; put a TLS-terminating proxy in
+front of a non-loopback --http.
+
+Example:
+  ewii-hub serve --quic 0.0.0.0:4433 --http 127.0.0.1:8080 --name hub.example.com";
+
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// UDP address for tunnels and enrolment.
+    #[arg(
+        long,
+        env = "EWII_HUB_QUIC",
+        default_value = "0.0.0.0:4433",
+        value_name = "ADDR"
+    )]
+    quic: std::net::SocketAddr,
+    /// TCP address for agents (/mcp), /healthz and /metrics.
+    #[arg(
+        long,
+        env = "EWII_HUB_HTTP",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    http: std::net::SocketAddr,
+    /// A name clients dial (DNS name or IP literal); repeat for several.
+    #[arg(
+        long = "name",
+        env = "EWII_HUB_NAMES",
+        value_delimiter = ',',
+        default_values_t = vec!["localhost".to_string(), "127.0.0.1".to_string()],
+        value_name = "NAME"
+    )]
+    names: Vec<String>,
+    /// Serve this TLS certificate chain (PEM) instead of one from the hub CA.
+    #[arg(long, requires = "tls_key", value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The key of --tls-cert (PEM).
+    #[arg(long, requires = "tls_cert", value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Lifetime of the SVIDs the hub issues (clients renew at about half of it).
+    #[arg(
+        long,
+        env = "EWII_HUB_SVID_TTL",
+        default_value = "24h",
+        value_name = "DURATION"
+    )]
+    svid_ttl: String,
+    /// The longest a routed tool call may take before the agent gets an error.
+    #[arg(long, default_value = "120s", value_name = "DURATION")]
+    call_timeout: String,
+    /// The longest a QUIC connection may take to authenticate (TLS and the
+    /// app-layer handshake, or its enrolment) before it is closed.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    handshake_timeout: String,
+    /// The longest an HTTP client may take to send a request's headers.
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    header_read_timeout: String,
+    /// A Host header value accepted on /mcp beyond loopback names (`*` for any);
+    /// repeat for several.
+    #[arg(
+        long = "allowed-host",
+        env = "EWII_HUB_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    allowed_hosts: Vec<String>,
+    /// A TLS-terminating relay sits in front of the QUIC port: identify
+    /// deployments by the end-to-end handshake alone.
+    #[arg(long)]
+    relayed: bool,
+    /// Audit statements with literals replaced by `?` and without bound
+    /// parameters.
+    #[arg(long, env = "EWII_HUB_AUDIT_REDACT")]
+    audit_redact: bool,
+    /// Export the audit trail (repeatable): jsonl:/path/audit.jsonl,
+    /// syslog+tcp://host:port, syslog+tls://host:port, https://host/path.
+    #[arg(
+        long = "audit-export",
+        env = "EWII_HUB_AUDIT_EXPORT",
+        value_delimiter = ',',
+        value_name = "SPEC"
+    )]
+    audit_export: Vec<String>,
+    /// An extra CA (PEM) trusted for webhook receivers.
+    #[arg(long, env = "EWII_HUB_WEBHOOK_CA", value_name = "FILE")]
+    webhook_ca: Option<PathBuf>,
+}
+
+pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<()> {
+    let options = ServeOptions {
+        quic: args.quic,
+        http: args.http,
+        names: args.names,
+        tls: args.tls_cert.zip(args.tls_key),
+        svid_ttl: names::parse_duration(&args.svid_ttl).context("--svid-ttl")?,
+        call_timeout: names::parse_duration(&args.call_timeout).context("--call-timeout")?,
+        handshake_timeout: names::parse_duration(&args.handshake_timeout)
+            .context("--handshake-timeout")?,
+        header_read_timeout: names::parse_duration(&args.header_read_timeout)
+            .context("--header-read-timeout")?,
+        allowed_hosts: args.allowed_hosts,
+        binding: if args.relayed {
+            TlsBinding::Relayed
+        } else {
+            TlsBinding::Strict
+        },
+        audit_redact: args.audit_redact,
+        audit_export: args
+            .audit_export
+            .iter()
+            .map(|spec| SinkConfig::parse(spec).with_context(|| format!("--audit-export {spec}")))
+            .collect::<Result<_>>()?,
+        webhook_ca: args.webhook_ca,
+        ..ServeOptions::default()
+    };
+    let hub = serve::start(store.clone(), options.clone()).await?;
+    if json {
+        println!(
+            "{}",
+            json!({
+                "quic": hub.quic_addr.to_string(),
+                "http": hub.http_addr.to_string(),
+                "mcp_url": hub.mcp_url(),
+                "names": options.names,
+            })
+        );
+    } else {
+        println!("ewii-hub serving");
+        println!("  tunnels + enrolment  quic://{} (UDP)", hub.quic_addr);
+        println!("  agents' MCP          {}", hub.mcp_url());
+        println!(
+            "  health, metrics      http://{}/healthz  /metrics",
+            hub.http_addr
+        );
+        println!("  names                {}", options.names.join(", "));
+        println!("  hub CA for clients   ewii-hub hub-ca > hub-ca.pem");
+    }
+    hub.run_until(shutdown_signal()).await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
