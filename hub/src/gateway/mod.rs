@@ -1,9 +1,12 @@
 //! The gateway plane: what serves agents and deployments.
 //!
-//! - [`serve`]: `ewii-hub serve`: tunnels and enrolment on one QUIC port,
-//!   the agents' MCP endpoint, `/healthz` and `/metrics` on HTTP, and the
-//!   background duties (trust refresh, revocation enforcement, webhook
-//!   delivery, audit export).
+//! - [`serve`]: `ewii-hub serve`: starts the listeners and the background
+//!   duties (trust refresh, revocation enforcement, webhook delivery,
+//!   audit export), and stops them.
+//! - [`tunnels`]: the deployments' side: enrolment and tunnels on the QUIC
+//!   port, each tunnel's MCP session with its adapter, renewal, goodbye.
+//! - [`http`]: the agents' HTTP edge: `/mcp` behind the bearer gate,
+//!   `/healthz`, `/metrics`.
 //! - [`agents`]: the agents' MCP service: the workspace's tools, policy,
 //!   routing and auditing of every call.
 //! - [`registry`]: the live deployments and their catalogs.
