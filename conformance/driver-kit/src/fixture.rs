@@ -83,7 +83,10 @@ pub(crate) async fn load(kit: &Kit<'_>) -> Check {
         statements: Some(StatementClasses::all()),
         ..CallContext::default()
     };
-    for sql in fixture_statements().into_iter().chain(kit.h.extra_fixture()) {
+    for sql in fixture_statements()
+        .into_iter()
+        .chain(kit.h.extra_fixture())
+    {
         dispatch(
             db.as_ref(),
             StandardTool::Query,
@@ -111,7 +114,9 @@ mod tests {
         assert!(customers.contains("(7, 'Customer 07', NULL, 'DE')"));
         // DE customers above 20: what the parameter check expects.
         for id in [22, 25, 28] {
-            assert!(customers.contains(&format!("({id}, 'Customer {id}', 'c{id}@example.com', 'DE')")));
+            assert!(customers.contains(&format!(
+                "({id}, 'Customer {id}', 'c{id}@example.com', 'DE')"
+            )));
         }
         assert_eq!(s[4].matches("'note ").count() as i64, ORDERS - ORDERS / 4);
     }

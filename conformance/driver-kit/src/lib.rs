@@ -65,10 +65,7 @@ pub async fn run(h: &dyn KitHarness) -> KitReport {
     };
     let kit = Kit { h, base };
 
-    report.push(
-        "load fixture (read-write query)",
-        fixture::load(&kit).await,
-    );
+    report.push("load fixture (read-write query)", fixture::load(&kit).await);
     if report.any_failed() {
         return report;
     }

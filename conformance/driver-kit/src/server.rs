@@ -153,7 +153,7 @@ impl Engine {
             }
             Engine::MariaDb => {
                 let mut c = MySqlConnection::connect(server).await?;
-                let sessions: Vec<u64> = sqlx::query_scalar(
+                let sessions: Vec<i64> = sqlx::query_scalar(
                     "SELECT ID FROM information_schema.PROCESSLIST \
                      WHERE DB = ? AND ID <> CONNECTION_ID()",
                 )

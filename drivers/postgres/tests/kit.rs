@@ -267,7 +267,10 @@ async fn connection_problems_are_one_line_with_what_to_do() {
             "postgres://ewii:ewii@127.0.0.1:1/x".to_owned(),
             "cannot reach a PostgreSQL server at 127.0.0.1:1",
         ),
-        (kit::with_database(&url, "no_such_db"), "check the database name"),
+        (
+            kit::with_database(&url, "no_such_db"),
+            "check the database name",
+        ),
     ];
     for (u, want) in cases {
         let db = open(&cfg(u)).await;

@@ -31,7 +31,12 @@ async fn empty_db(dir: &TempDir) -> DatabaseConfig {
         .await
         .unwrap();
     conn.close().await.unwrap();
-    kit::database_config("kit", "sqlite", &format!("sqlite://{}", path.display()), false)
+    kit::database_config(
+        "kit",
+        "sqlite",
+        &format!("sqlite://{}", path.display()),
+        false,
+    )
 }
 
 #[async_trait]

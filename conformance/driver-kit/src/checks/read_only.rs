@@ -4,7 +4,7 @@
 //! "Refused" means the data is unchanged, not just an error.
 
 use ewii_driver_core::schema::StandardTool;
-use ewii_driver_core::{Database, ToolError};
+use ewii_driver_core::{Database, Limits, ToolError};
 use serde_json::json;
 
 use crate::calls::{as_i64, call, placeholder, rows};
@@ -76,7 +76,7 @@ pub(crate) async fn refused_by_ewii(kit: &Kit<'_>, ro: &dyn Database) -> Check {
 /// "read-only: the engine refuses writes even without the classifier"
 pub(crate) async fn refused_by_engine(kit: &Kit<'_>, ro: &dyn Database) -> Check {
     let extra_fp = kit.h.extra_fingerprint();
-    let ro_cfg = kit.config(true, ewii_driver_core::Limits::default());
+    let ro_cfg = kit.config(true, Limits::default());
     let before = fingerprint(ro, &extra_fp).await?;
     for sql in ENGINE_ATTACKS {
         if kit.h.execute_unguarded(&ro_cfg, sql).await.is_ok() {
