@@ -241,7 +241,7 @@ async fn a_call_whose_intent_cannot_be_written_is_not_sent(backend: &Backend) {
 }
 
 async fn the_intent_is_in_the_store_while_the_statement_runs(backend: &Backend) {
-    let Some(pg) = ewii_driver_core::testkit::server_url("EWII_TEST_POSTGRES_URL", true) else {
+    let Some(pg) = ewii_driver_kit::server_url("EWII_TEST_POSTGRES_URL", true) else {
         return;
     };
     let store = &backend.store;

@@ -73,8 +73,8 @@ DO $$ BEGIN FOR i IN 1..40 LOOP EXECUTE format('CREATE TABLE wide_table_with_a_l
 
 impl PgTarget {
     async fn create() -> Option<PgTarget> {
-        let admin = ewii_driver_core::testkit::server_url("EWII_TEST_POSTGRES_ADMIN_URL", true)?;
-        let user_url = ewii_driver_core::testkit::server_url("EWII_TEST_POSTGRES_URL", true)?;
+        let admin = ewii_driver_kit::server_url("EWII_TEST_POSTGRES_ADMIN_URL", true)?;
+        let user_url = ewii_driver_kit::server_url("EWII_TEST_POSTGRES_URL", true)?;
         let user = user_url
             .split("://")
             .nth(1)
@@ -172,7 +172,7 @@ struct MariaTarget {
 
 impl MariaTarget {
     async fn create() -> Option<MariaTarget> {
-        let user_url = ewii_driver_core::testkit::server_url("EWII_TEST_MARIADB_URL", true)?;
+        let user_url = ewii_driver_kit::server_url("EWII_TEST_MARIADB_URL", true)?;
         let name = format!("ewii_fence_{}", hex());
         let mut c = sqlx::MySqlConnection::connect(&user_url).await.unwrap();
         sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))

@@ -11,8 +11,10 @@
 //!   databases and routes `tools/call` to the right one;
 //! - [`classify`], the statement classifier that gives clear errors before a
 //!   read-only engine refuses a write;
-//! - [`ResultBuilder`], the one implementation of row/byte limits and paging;
-//! - `testkit` (feature `testkit`), the driver test kit every driver passes.
+//! - [`ResultBuilder`], the one implementation of row/byte limits and paging.
+//!
+//! The driver test kit every driver passes is the `ewii-driver-kit` crate
+//! (`conformance/driver-kit/`).
 #![forbid(unsafe_code)]
 
 mod bounded;
@@ -22,9 +24,6 @@ mod config;
 mod driver;
 mod error;
 pub mod values;
-
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use bounded::{Next, ResultBuilder, byte_truncation, row_size};
 pub use catalog::{

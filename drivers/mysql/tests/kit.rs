@@ -7,8 +7,8 @@ mod common;
 use std::sync::Mutex;
 
 use async_trait::async_trait;
-use ewii_driver_core::testkit::{self, KitHarness};
 use ewii_driver_core::{DatabaseConfig, Driver, Limits, SqlDialect};
+use ewii_driver_kit::{self as kit, KitHarness, ServerDatabase};
 use ewii_driver_mysql::{MYSQL_DRIVER, begin_read_only, connect_options, init_connection};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
 
@@ -17,22 +17,16 @@ struct MariaHarness {
     /// A marker that only this run's slow statement carries, so that other
     /// tests' statements in the process list do not count.
     slow_marker: String,
-    created: Mutex<Vec<String>>,
+    /// The databases the kit asked for, dropped with the harness.
+    created: Mutex<Vec<ServerDatabase>>,
 }
 
 impl MariaHarness {
     fn new(server: String) -> Self {
         MariaHarness {
             server,
-            slow_marker: common::unique("kit_slow"),
+            slow_marker: kit::unique_name("kit_slow"),
             created: Mutex::new(Vec::new()),
-        }
-    }
-
-    async fn drop_databases(&self) {
-        let names = std::mem::take(&mut *self.created.lock().unwrap());
-        for name in names {
-            common::drop_database(&self.server, &name).await;
         }
     }
 }
@@ -48,12 +42,15 @@ impl KitHarness for MariaHarness {
     }
 
     async fn create_empty(&self) -> Result<DatabaseConfig, String> {
-        let (name, url) = common::create_database(&self.server, "ewii_kit").await;
-        self.created.lock().unwrap().push(name);
-        Ok(DatabaseConfig {
+        let db = ServerDatabase::create(&self.server, "ewii_kit")
+            .await
+            .map_err(|e| e.to_string())?;
+        let config = DatabaseConfig {
             name: "kit".into(),
-            ..common::config(&url, false, Limits::default())
-        })
+            ..common::config(db.url(), false, Limits::default())
+        };
+        self.created.lock().unwrap().push(db);
+        Ok(config)
     }
 
     fn slow_query(&self) -> String {
@@ -131,8 +128,5 @@ async fn driver_test_kit() {
     let Some(server) = common::server_url() else {
         return;
     };
-    let harness = MariaHarness::new(server);
-    let report = testkit::run(&harness).await;
-    harness.drop_databases().await;
-    report.assert_passed();
+    kit::run(&MariaHarness::new(server)).await.assert_passed();
 }

@@ -10,18 +10,14 @@ use std::time::{Duration, Instant};
 
 use ewii_driver_core::schema::StandardTool;
 use ewii_driver_core::{
-    CallContext, Database, DatabaseConfig, Driver, DriverError, Limits, SecretString, ToolError,
-    dispatch,
+    CallContext, Database, DatabaseConfig, Driver, DriverError, Limits, ToolError, dispatch,
 };
+use ewii_driver_kit::{self as kit, assert_unparsable_needs_other, call, classes};
 use ewii_driver_mysql::MYSQL_DRIVER;
 use serde_json::{Value, json};
 
 async fn open(config: &DatabaseConfig) -> Arc<dyn Database> {
     MYSQL_DRIVER.open(config).await.expect("open")
-}
-
-async fn call(db: &dyn Database, tool: StandardTool, args: Value) -> Result<Value, ToolError> {
-    dispatch(db, tool, args, &CallContext::default()).await
 }
 
 async fn query(db: &dyn Database, sql: &str, params: Value) -> Value {
@@ -32,29 +28,6 @@ async fn query(db: &dyn Database, sql: &str, params: Value) -> Value {
     )
     .await
     .unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
-}
-
-/// A fresh database on the test server, dropped at the end of the test.
-struct TempDatabase {
-    server: String,
-    name: String,
-    url: String,
-}
-
-impl TempDatabase {
-    async fn new(prefix: &str) -> Option<TempDatabase> {
-        let server = common::server_url()?;
-        let (name, url) = common::create_database(&server, prefix).await;
-        Some(TempDatabase { server, name, url })
-    }
-
-    fn config(&self, read_only: bool, limits: Limits) -> DatabaseConfig {
-        common::config(&self.url, read_only, limits)
-    }
-
-    async fn drop(self) {
-        common::drop_database(&self.server, &self.name).await;
-    }
 }
 
 const TYPED_TABLE: &str = "CREATE TABLE typed (
@@ -82,17 +55,17 @@ const TYPED_ROW: &str = "INSERT INTO typed VALUES (1,
 
 #[tokio::test]
 async fn values_map_to_exact_json() {
-    let Some(tmp) = TempDatabase::new("ewii_types").await else {
+    let Some(tmp) = common::temp_database("ewii_types").await else {
         return;
     };
-    let rw = open(&tmp.config(false, Limits::default())).await;
+    let rw = open(&common::config(tmp.url(), false, Limits::default())).await;
     query(rw.as_ref(), TYPED_TABLE, json!([])).await;
     let inserted = query(rw.as_ref(), TYPED_ROW, json!([])).await;
     assert_eq!(inserted["affected_rows"], 1);
     query(rw.as_ref(), "INSERT INTO typed (id) VALUES (?)", json!([2])).await;
     rw.close().await;
 
-    let ro = open(&tmp.config(true, Limits::default())).await;
+    let ro = open(&common::config(tmp.url(), true, Limits::default())).await;
     let r = query(ro.as_ref(), "SELECT * FROM typed ORDER BY id", json!([])).await;
     let first = json!([
         1,
@@ -204,26 +177,25 @@ async fn values_map_to_exact_json() {
     assert_eq!(column("flag")["data_type"], "tinyint(1)");
     assert!(column("txt").get("default").is_none(), "{d}");
     ro.close().await;
-    tmp.drop().await;
 }
 
 #[tokio::test]
 async fn timeout_stops_the_statement_on_the_server() {
-    let Some(tmp) = TempDatabase::new("ewii_timeout").await else {
+    let Some(tmp) = common::temp_database("ewii_timeout").await else {
         return;
     };
     let limits = Limits {
         timeout: Duration::from_secs(1),
         ..Limits::default()
     };
-    let db = open(&tmp.config(true, limits)).await;
-    let marker = common::unique("timeout_probe");
+    let db = open(&common::config(tmp.url(), true, limits)).await;
+    let marker = kit::unique_name("timeout_probe");
     let sql = format!("SELECT SLEEP(30) AS {marker}");
 
     // The statement, looked up by its full text as the kit does, is
     // visible while it runs: the check below is not vacuous.
     let watcher = {
-        let url = tmp.url.clone();
+        let url = tmp.url().to_owned();
         let sql = sql.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(400)).await;
@@ -244,27 +216,26 @@ async fn timeout_stops_the_statement_on_the_server() {
     );
     assert!(took < Duration::from_secs(2), "timeout took {took:?}");
     assert!(
-        common::gone_within(&tmp.url, &marker, Duration::from_millis(300)).await,
+        common::gone_within(tmp.url(), &marker, Duration::from_millis(300)).await,
         "the statement is still running on the server"
     );
     let ok = query(db.as_ref(), "SELECT 1", json!([])).await;
     assert_eq!(ok["rows"], json!([[1]]));
     db.close().await;
-    tmp.drop().await;
 }
 
 #[tokio::test]
 async fn client_cancellation_kills_the_statement() {
-    let Some(tmp) = TempDatabase::new("ewii_cancel").await else {
+    let Some(tmp) = common::temp_database("ewii_cancel").await else {
         return;
     };
     // A long limit: only KILL QUERY can stop the statement this early.
-    let db = open(&tmp.config(true, Limits::default())).await;
-    let marker = common::unique("cancel_probe");
+    let db = open(&common::config(tmp.url(), true, Limits::default())).await;
+    let marker = kit::unique_name("cancel_probe");
     let sql = format!("SELECT SLEEP(30) AS {marker}");
     let ctx = CallContext::default();
     let cancel = ctx.cancel.clone();
-    let url = tmp.url.clone();
+    let url = tmp.url().to_owned();
     let probe_marker = marker.clone();
     let canceller = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -282,13 +253,12 @@ async fn client_cancellation_kills_the_statement() {
     assert!(matches!(r, Err(ToolError::Cancelled)), "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
     assert!(
-        common::gone_within(&tmp.url, &marker, Duration::from_millis(300)).await,
+        common::gone_within(tmp.url(), &marker, Duration::from_millis(300)).await,
         "the statement is still running on the server after KILL QUERY"
     );
     let ok = query(db.as_ref(), "SELECT 2", json!([])).await;
     assert_eq!(ok["rows"], json!([[2]]));
     db.close().await;
-    tmp.drop().await;
 }
 
 fn assert_one_line_without_secret(message: &str, secret: &str) {
@@ -297,13 +267,7 @@ fn assert_one_line_without_secret(message: &str, secret: &str) {
 }
 
 fn url_config(url: &str) -> DatabaseConfig {
-    DatabaseConfig {
-        name: "maria".into(),
-        driver: "mysql".into(),
-        url: SecretString::new(url),
-        read_only: true,
-        limits: Limits::default(),
-    }
+    kit::database_config("maria", "mysql", url, true)
 }
 
 async fn check_error(url: &str) -> String {
@@ -355,7 +319,7 @@ async fn bad_urls_and_unreachable_servers_say_what_to_fix() {
     assert!(m.contains("password"), "{m}");
     assert_one_line_without_secret(&m, "s3cr3t-pw");
 
-    let m = check_error(&common::with_database(&server, "ewii_no_such_db")).await;
+    let m = check_error(&kit::with_database(&server, "ewii_no_such_db")).await;
     assert!(
         m.contains("ewii_no_such_db") && m.contains("database name"),
         "{m}"
@@ -372,12 +336,12 @@ async fn bad_urls_and_unreachable_servers_say_what_to_fix() {
 
 #[tokio::test]
 async fn check_reports_the_engine_mode_and_warns_about_writable_accounts() {
-    let Some(tmp) = TempDatabase::new("ewii_check").await else {
+    let Some(tmp) = common::temp_database("ewii_check").await else {
         return;
     };
     // The test account has ALL PRIVILEGES: a read-only database still
     // holds, but check() says the account could write.
-    let db = open(&tmp.config(true, Limits::default())).await;
+    let db = open(&common::config(tmp.url(), true, Limits::default())).await;
     let report = db.check().await.expect("check");
     assert!(report.engine_read_only, "{report:?}");
     assert!(
@@ -398,29 +362,29 @@ async fn check_reports_the_engine_mode_and_warns_about_writable_accounts() {
     db.close().await;
 
     // An account with SELECT only: no warning.
-    let reader = common::unique("ewii_reader");
+    let reader = kit::unique_name("ewii_reader");
     common::exec(
-        &tmp.server,
+        tmp.server(),
         &format!("CREATE USER '{reader}'@'%' IDENTIFIED BY 'reader-pw'"),
     )
     .await;
     common::exec(
-        &tmp.server,
-        &format!("GRANT SELECT ON `{}`.* TO '{reader}'@'%'", tmp.name),
+        tmp.server(),
+        &format!("GRANT SELECT ON `{}`.* TO '{reader}'@'%'", tmp.name()),
     )
     .await;
     let reader_url = tmp
-        .url
+        .url()
         .replacen("ewii:ewii@", &format!("{reader}:reader-pw@"), 1);
     let db = open(&common::config(&reader_url, true, Limits::default())).await;
     let report = db.check().await.expect("check as reader");
     assert!(report.engine_read_only, "{report:?}");
     assert!(report.warnings.is_empty(), "{report:?}");
     db.close().await;
-    common::exec(&tmp.server, &format!("DROP USER '{reader}'@'%'")).await;
+    common::exec(tmp.server(), &format!("DROP USER '{reader}'@'%'")).await;
 
     // Read-write: honest about it.
-    let db = open(&tmp.config(false, Limits::default())).await;
+    let db = open(&common::config(tmp.url(), false, Limits::default())).await;
     let report = db.check().await.expect("check read-write");
     assert!(!report.engine_read_only, "{report:?}");
     assert!(
@@ -428,18 +392,17 @@ async fn check_reports_the_engine_mode_and_warns_about_writable_accounts() {
         "{report:?}"
     );
     db.close().await;
-    tmp.drop().await;
 }
 
 #[tokio::test]
 async fn read_only_refuses_what_a_read_only_transaction_allows() {
-    let Some(tmp) = TempDatabase::new("ewii_fences").await else {
+    let Some(tmp) = common::temp_database("ewii_fences").await else {
         return;
     };
-    common::exec(&tmp.url, "CREATE TABLE t (a INT)").await;
-    common::exec(&tmp.url, "INSERT INTO t VALUES (1)").await;
-    let db = open(&tmp.config(true, Limits::default())).await;
-    let file = format!("/tmp/{}", common::unique("ewii_outfile"));
+    common::exec(tmp.url(), "CREATE TABLE t (a INT)").await;
+    common::exec(tmp.url(), "INSERT INTO t VALUES (1)").await;
+    let db = open(&common::config(tmp.url(), true, Limits::default())).await;
+    let file = format!("/tmp/{}", kit::unique_name("ewii_outfile"));
     for sql in [
         format!("SELECT * FROM t INTO OUTFILE '{file}'"),
         // MariaDB runs the content of /*M! … */; a parser may skip it.
@@ -469,16 +432,15 @@ async fn read_only_refuses_what_a_read_only_transaction_allows() {
     let r = query(db.as_ref(), "SELECT 'a\\', sleep(0) -- '", json!([])).await;
     assert_eq!(r["rows"], json!([["a', sleep(0) -- "]]));
     db.close().await;
-    tmp.drop().await;
 }
 
 #[tokio::test]
 async fn explain_returns_the_json_plan() {
-    let Some(tmp) = TempDatabase::new("ewii_explain").await else {
+    let Some(tmp) = common::temp_database("ewii_explain").await else {
         return;
     };
-    common::exec(&tmp.url, "CREATE TABLE t (a INT PRIMARY KEY, b INT)").await;
-    let db = open(&tmp.config(true, Limits::default())).await;
+    common::exec(tmp.url(), "CREATE TABLE t (a INT PRIMARY KEY, b INT)").await;
+    let db = open(&common::config(tmp.url(), true, Limits::default())).await;
     let r = call(
         db.as_ref(),
         StandardTool::Explain,
@@ -511,8 +473,8 @@ async fn explain_returns_the_json_plan() {
     db.close().await;
 
     // Read-write: ANALYZE runs reads, never writes.
-    common::exec(&tmp.url, "INSERT INTO t VALUES (1, 10), (2, 20)").await;
-    let rw = open(&tmp.config(false, Limits::default())).await;
+    common::exec(tmp.url(), "INSERT INTO t VALUES (1, 10), (2, 20)").await;
+    let rw = open(&common::config(tmp.url(), false, Limits::default())).await;
     let r = call(
         rw.as_ref(),
         StandardTool::Explain,
@@ -532,7 +494,6 @@ async fn explain_returns_the_json_plan() {
     let count = query(rw.as_ref(), "SELECT count(*) FROM t", json!([])).await;
     assert_eq!(count["rows"], json!([[2]]));
     rw.close().await;
-    tmp.drop().await;
 }
 
 #[tokio::test]
@@ -561,21 +522,12 @@ async fn sessions_tokenise_sql_like_the_classifier() {
     conn.close().await.ok();
 }
 
-fn classes(names: &[&str]) -> CallContext {
-    CallContext {
-        statements: Some(
-            ewii_driver_core::StatementClasses::from_names(names.iter().copied()).unwrap(),
-        ),
-        ..CallContext::default()
-    }
-}
-
 #[tokio::test]
 async fn a_read_only_call_cannot_write_on_a_read_write_database() {
-    let Some(db) = TempDatabase::new("callro").await else {
+    let Some(db) = common::temp_database("callro").await else {
         return;
     };
-    let rw = open(&db.config(false, Limits::default())).await;
+    let rw = open(&common::config(db.url(), false, Limits::default())).await;
     query(
         rw.as_ref(),
         "CREATE TABLE t (a INT) ENGINE=InnoDB",
@@ -584,13 +536,13 @@ async fn a_read_only_call_cannot_write_on_a_read_write_database() {
     .await;
     query(rw.as_ref(), "INSERT INTO t VALUES (1), (2)", json!([])).await;
     common::exec(
-        &db.url,
+        db.url(),
         "CREATE FUNCTION wipe() RETURNS INT MODIFIES SQL DATA BEGIN DELETE FROM t; RETURN 1; END",
     )
     .await;
-    common::exec(&db.url, "CREATE TABLE log (a INT) ENGINE=InnoDB").await;
+    common::exec(db.url(), "CREATE TABLE log (a INT) ENGINE=InnoDB").await;
     common::exec(
-        &db.url,
+        db.url(),
         "CREATE TRIGGER wipe_on_log AFTER INSERT ON log FOR EACH ROW DELETE FROM t",
     )
     .await;
@@ -610,12 +562,7 @@ async fn a_read_only_call_cannot_write_on_a_read_write_database() {
     .unwrap_err();
     assert!(matches!(err, ToolError::Refused { .. }), "{err}");
     // Unparsable: refused without `other`, also for a direct caller.
-    for ctx in [classes(&["read", "write", "ddl"]), CallContext::default()] {
-        let err = dispatch(rw.as_ref(), StandardTool::Query, q("HANDLER t OPEN"), &ctx)
-            .await
-            .unwrap_err();
-        assert!(err.to_string().contains("`other`"), "{err}");
-    }
+    assert_unparsable_needs_other(rw.as_ref(), "HANDLER t OPEN").await;
     assert_eq!(
         query(rw.as_ref(), "SELECT count(*) FROM t", json!([])).await["rows"],
         json!([[2]])
@@ -635,5 +582,4 @@ async fn a_read_only_call_cannot_write_on_a_read_write_database() {
         json!([[0]])
     );
     rw.close().await;
-    db.drop().await;
 }

@@ -3,34 +3,23 @@
 //! (`scripts/test-databases.sh start`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use ewii_driver_core::schema::StandardTool;
-use ewii_driver_core::testkit::{self, KitHarness};
 use ewii_driver_core::{
-    CallContext, Database, DatabaseConfig, Driver, Limits, SecretString, SqlDialect, ToolError,
-    dispatch,
+    CallContext, Database, DatabaseConfig, Driver, SecretString, SqlDialect, ToolError, dispatch,
+};
+use ewii_driver_kit::{
+    self as kit, KitHarness, ServerDatabase, assert_unparsable_needs_other, classes, query,
+    query_as,
 };
 use ewii_driver_postgres::{POSTGRES_DRIVER, connect_options};
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor, PgConnection};
 
 const URL_VAR: &str = "EWII_TEST_POSTGRES_URL";
-
-/// `url` with its database name replaced.
-fn with_database(url: &str, db: &str) -> String {
-    let (base, query) = url
-        .split_once('?')
-        .map_or((url, None), |(b, q)| (b, Some(q)));
-    let cut = base.rfind('/').unwrap();
-    let mut out = format!("{}/{db}", &base[..cut]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
 
 async fn admin(url: &str) -> PgConnection {
     PgConnection::connect(url)
@@ -38,32 +27,20 @@ async fn admin(url: &str) -> PgConnection {
         .expect("connect to the test server")
 }
 
-/// Creates a fresh database for one test.
-async fn fresh_database(url: &str, tag: &str) -> DatabaseConfig {
-    let name = format!(
-        "kit_{tag}_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos()
-    );
-    let mut c = admin(url).await;
-    c.execute(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+/// A throwaway database for one test (dropped with the returned value) and
+/// a read-write configuration for it.
+async fn fresh_database(url: &str, tag: &str) -> (ServerDatabase, DatabaseConfig) {
+    let db = ServerDatabase::create(url, &format!("kit_{tag}"))
         .await
-        .unwrap();
-    c.close().await.unwrap();
-    DatabaseConfig {
-        name: "kit".into(),
-        driver: "postgres".into(),
-        url: SecretString::new(with_database(url, &name)),
-        read_only: false,
-        limits: Limits::default(),
-    }
+        .expect("create a test database");
+    let config = kit::database_config("kit", "postgres", db.url(), false);
+    (db, config)
 }
 
 struct PgHarness {
     url: String,
+    /// The databases the kit asked for, dropped with the harness.
+    created: Mutex<Vec<ServerDatabase>>,
 }
 
 #[async_trait]
@@ -77,7 +54,9 @@ impl KitHarness for PgHarness {
     }
 
     async fn create_empty(&self) -> Result<DatabaseConfig, String> {
-        Ok(fresh_database(&self.url, "main").await)
+        let (db, config) = fresh_database(&self.url, "main").await;
+        self.created.lock().unwrap().push(db);
+        Ok(config)
     }
 
     fn slow_query(&self) -> String {
@@ -174,32 +153,26 @@ impl KitHarness for PgHarness {
 
 #[tokio::test]
 async fn driver_test_kit() {
-    let Some(url) = testkit::server_url(URL_VAR, true) else {
+    let Some(url) = kit::server_url(URL_VAR, true) else {
         return;
     };
-    testkit::run(&PgHarness { url }).await.assert_passed();
+    let harness = PgHarness {
+        url,
+        created: Mutex::default(),
+    };
+    kit::run(&harness).await.assert_passed();
 }
 
 async fn open(config: &DatabaseConfig) -> std::sync::Arc<dyn Database> {
     POSTGRES_DRIVER.open(config).await.unwrap()
 }
 
-async fn query(db: &dyn Database, sql: &str) -> Result<Value, ToolError> {
-    dispatch(
-        db,
-        StandardTool::Query,
-        json!({ "sql": sql }),
-        &CallContext::default(),
-    )
-    .await
-}
-
 #[tokio::test]
 async fn types_map_to_json_as_documented() {
-    let Some(url) = testkit::server_url(URL_VAR, true) else {
+    let Some(url) = kit::server_url(URL_VAR, true) else {
         return;
     };
-    let cfg = fresh_database(&url, "types").await;
+    let (_db, cfg) = fresh_database(&url, "types").await;
     let db = open(&cfg).await;
     let r = query(
         db.as_ref(),
@@ -234,10 +207,10 @@ async fn types_map_to_json_as_documented() {
 
 #[tokio::test]
 async fn timeout_cancels_pg_sleep_on_the_server_within_a_second() {
-    let Some(url) = testkit::server_url(URL_VAR, true) else {
+    let Some(url) = kit::server_url(URL_VAR, true) else {
         return;
     };
-    let mut cfg = fresh_database(&url, "timeout").await;
+    let (_db, mut cfg) = fresh_database(&url, "timeout").await;
     cfg.read_only = true;
     cfg.limits.timeout = Duration::from_secs(1);
     let db = open(&cfg).await;
@@ -263,10 +236,10 @@ async fn timeout_cancels_pg_sleep_on_the_server_within_a_second() {
 
 #[tokio::test]
 async fn truncated_results_do_not_leave_the_statement_running() {
-    let Some(url) = testkit::server_url(URL_VAR, true) else {
+    let Some(url) = kit::server_url(URL_VAR, true) else {
         return;
     };
-    let mut cfg = fresh_database(&url, "trunc").await;
+    let (_db, mut cfg) = fresh_database(&url, "trunc").await;
     cfg.read_only = true;
     cfg.limits.max_rows = 5;
     let db = open(&cfg).await;
@@ -283,16 +256,10 @@ async fn truncated_results_do_not_leave_the_statement_running() {
 
 #[tokio::test]
 async fn connection_problems_are_one_line_with_what_to_do() {
-    let Some(url) = testkit::server_url(URL_VAR, true) else {
+    let Some(url) = kit::server_url(URL_VAR, true) else {
         return;
     };
-    let cfg = |u: String| DatabaseConfig {
-        name: "x".into(),
-        driver: "postgres".into(),
-        url: SecretString::new(u),
-        read_only: true,
-        limits: Limits::default(),
-    };
+    let cfg = |u: String| kit::database_config("x", "postgres", &u, true);
     let wrong_pw = url.replacen("ewii:ewii@", "ewii:wrong-password@", 1);
     let cases = [
         (wrong_pw, "check the user name and password"),
@@ -300,7 +267,10 @@ async fn connection_problems_are_one_line_with_what_to_do() {
             "postgres://ewii:ewii@127.0.0.1:1/x".to_owned(),
             "cannot reach a PostgreSQL server at 127.0.0.1:1",
         ),
-        (with_database(&url, "no_such_db"), "check the database name"),
+        (
+            kit::with_database(&url, "no_such_db"),
+            "check the database name",
+        ),
     ];
     for (u, want) in cases {
         let db = open(&cfg(u)).await;
@@ -322,10 +292,10 @@ async fn connection_problems_are_one_line_with_what_to_do() {
 
 #[tokio::test]
 async fn read_only_check_warns_when_the_role_can_write() {
-    let Some(url) = testkit::server_url(URL_VAR, true) else {
+    let Some(url) = kit::server_url(URL_VAR, true) else {
         return;
     };
-    let mut cfg = fresh_database(&url, "grants").await;
+    let (tmp, mut cfg) = fresh_database(&url, "grants").await;
     let rw = open(&cfg).await;
     query(rw.as_ref(), "CREATE TABLE t (a int)").await.unwrap();
     rw.close().await;
@@ -340,12 +310,12 @@ async fn read_only_check_warns_when_the_role_can_write() {
     db.close().await;
 
     // A least-privilege role (SELECT only) gets no such warning.
-    let Some(admin_url) = testkit::server_url("EWII_TEST_POSTGRES_ADMIN_URL", true) else {
+    let Some(admin_url) = kit::server_url("EWII_TEST_POSTGRES_ADMIN_URL", true) else {
         return;
     };
     let role = format!("kit_reader_{}", std::process::id());
-    let dbname = cfg.url.expose().rsplit('/').next().unwrap().to_owned();
-    let mut a = admin(&with_database(&admin_url, &dbname)).await;
+    let dbname = tmp.name();
+    let mut a = admin(&kit::with_database(&admin_url, dbname)).await;
     for sql in [
         format!("CREATE ROLE {role} LOGIN PASSWORD 'reader-pw'"),
         format!("GRANT CONNECT ON DATABASE {dbname} TO {role}"),
@@ -372,14 +342,16 @@ async fn read_only_check_warns_when_the_role_can_write() {
     for sql in [format!("DROP OWNED BY {role}"), format!("DROP ROLE {role}")] {
         let _ = a.execute(AssertSqlSafe(sql)).await;
     }
+    // The test user drops the database: no superuser session may remain.
+    a.close().await.ok();
 }
 
 #[tokio::test]
 async fn explain_analyze_only_on_read_write() {
-    let Some(url) = testkit::server_url(URL_VAR, true) else {
+    let Some(url) = kit::server_url(URL_VAR, true) else {
         return;
     };
-    let mut cfg = fresh_database(&url, "explain").await;
+    let (_db, mut cfg) = fresh_database(&url, "explain").await;
     let rw = open(&cfg).await;
     query(rw.as_ref(), "CREATE TABLE t (a int)").await.unwrap();
     // ANALYZE of a write runs it, then rolls it back.
@@ -410,25 +382,12 @@ async fn explain_analyze_only_on_read_write() {
     ro.close().await;
 }
 
-fn classes(names: &[&str]) -> CallContext {
-    CallContext {
-        statements: Some(
-            ewii_driver_core::StatementClasses::from_names(names.iter().copied()).unwrap(),
-        ),
-        ..CallContext::default()
-    }
-}
-
-async fn query_as(db: &dyn Database, sql: &str, ctx: &CallContext) -> Result<Value, ToolError> {
-    dispatch(db, StandardTool::Query, json!({ "sql": sql }), ctx).await
-}
-
 #[tokio::test]
 async fn a_read_only_call_cannot_write_on_a_read_write_database() {
-    let Some(url) = testkit::server_url(URL_VAR, true) else {
+    let Some(url) = kit::server_url(URL_VAR, true) else {
         return;
     };
-    let cfg = fresh_database(&url, "callro").await;
+    let (_db, cfg) = fresh_database(&url, "callro").await;
     let rw = open(&cfg).await;
     query(rw.as_ref(), "CREATE TABLE t (a int)").await.unwrap();
     query(rw.as_ref(), "INSERT INTO t VALUES (1), (2)")
@@ -459,14 +418,7 @@ async fn a_read_only_call_cannot_write_on_a_read_write_database() {
     assert!(matches!(err, ToolError::Refused { .. }), "{err}");
     // Unparsable SQL on a read-write database: refused without `other`,
     // from the hub and from a direct caller alike.
-    let weird = "SELECT 1 FROM t WHERE a IS OF (int)";
-    for ctx in [classes(&["read", "write", "ddl"]), CallContext::default()] {
-        let err = query_as(rw.as_ref(), weird, &ctx).await.unwrap_err();
-        assert!(
-            matches!(err, ToolError::Refused { .. }) && err.to_string().contains("`other`"),
-            "{err}"
-        );
-    }
+    assert_unparsable_needs_other(rw.as_ref(), "SELECT 1 FROM t WHERE a IS OF (int)").await;
     let all = classes(&["read", "write", "ddl", "other"]);
     let r = query_as(rw.as_ref(), "DO $$ BEGIN PERFORM 1; END $$", &all).await;
     assert!(

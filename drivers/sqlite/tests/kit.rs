@@ -3,8 +3,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use async_trait::async_trait;
-use ewii_driver_core::testkit::{self, KitHarness};
-use ewii_driver_core::{DatabaseConfig, Driver, Limits, SecretString, SqlDialect};
+use ewii_driver_core::{DatabaseConfig, Driver, SqlDialect};
+use ewii_driver_kit::{self as kit, KitHarness};
 use ewii_driver_sqlite::{SQLITE_DRIVER, connect_options};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Executor};
@@ -31,13 +31,12 @@ async fn empty_db(dir: &TempDir) -> DatabaseConfig {
         .await
         .unwrap();
     conn.close().await.unwrap();
-    DatabaseConfig {
-        name: "kit".into(),
-        driver: "sqlite".into(),
-        url: SecretString::new(format!("sqlite://{}", path.display())),
-        read_only: false,
-        limits: Limits::default(),
-    }
+    kit::database_config(
+        "kit",
+        "sqlite",
+        &format!("sqlite://{}", path.display()),
+        false,
+    )
 }
 
 #[async_trait]
@@ -97,7 +96,7 @@ impl KitHarness for SqliteHarness {
 
 #[tokio::test]
 async fn driver_test_kit() {
-    testkit::run(&SqliteHarness::new()).await.assert_passed();
+    kit::run(&SqliteHarness::new()).await.assert_passed();
 }
 
 #[tokio::test]
@@ -136,13 +135,7 @@ async fn engine_read_only_survives_turning_query_only_off() {
 
 #[tokio::test]
 async fn missing_file_and_memory_urls_are_clear_errors() {
-    let cfg = |url: &str| DatabaseConfig {
-        name: "x".into(),
-        driver: "sqlite".into(),
-        url: SecretString::new(url),
-        read_only: true,
-        limits: Limits::default(),
-    };
+    let cfg = |url: &str| kit::database_config("x", "sqlite", url, true);
     let err = SQLITE_DRIVER
         .open(&cfg("sqlite:///nonexistent/dir/x.db"))
         .await
@@ -165,64 +158,30 @@ async fn missing_file_and_memory_urls_are_clear_errors() {
 
 #[tokio::test]
 async fn a_read_only_call_runs_query_only_on_a_read_write_database() {
-    use ewii_driver_core::schema::StandardTool;
-    use ewii_driver_core::{CallContext, StatementClasses, ToolError, dispatch};
+    use ewii_driver_core::{CallContext, ToolError};
+    use kit::{assert_unparsable_needs_other, classes, query_as};
     use serde_json::json;
     let dir = tempfile::tempdir().unwrap();
     let cfg = empty_db(&dir).await;
     let db = SQLITE_DRIVER.open(&cfg).await.unwrap();
-    let ctx = |names: &[&str]| CallContext {
-        statements: Some(StatementClasses::from_names(names.iter().copied()).unwrap()),
-        ..CallContext::default()
-    };
-    let q = |sql: &str| json!({ "sql": sql });
-    let all = ctx(&["read", "write", "ddl", "other"]);
-    dispatch(
-        db.as_ref(),
-        StandardTool::Query,
-        q("CREATE TABLE t (a INT)"),
-        &all,
-    )
-    .await
-    .unwrap();
-    dispatch(
-        db.as_ref(),
-        StandardTool::Query,
-        q("CREATE TABLE log (a INT)"),
-        &all,
-    )
-    .await
-    .unwrap();
-    dispatch(
-        db.as_ref(),
-        StandardTool::Query,
-        q("CREATE TRIGGER wipe AFTER INSERT ON log BEGIN DELETE FROM t; END"),
-        &all,
-    )
-    .await
-    .unwrap();
-    dispatch(
-        db.as_ref(),
-        StandardTool::Query,
-        q("INSERT INTO t VALUES (1), (2)"),
-        &all,
-    )
-    .await
-    .unwrap();
-    let read = ctx(&["read"]);
+    let all = classes(&["read", "write", "ddl", "other"]);
+    for sql in [
+        "CREATE TABLE t (a INT)",
+        "CREATE TABLE log (a INT)",
+        "CREATE TRIGGER wipe AFTER INSERT ON log BEGIN DELETE FROM t; END",
+        "INSERT INTO t VALUES (1), (2)",
+    ] {
+        query_as(db.as_ref(), sql, &all).await.unwrap();
+    }
+    let read = classes(&["read"]);
     // The engine's read-only mode is on for the read-only call, and off
     // again for the next call on the same pool.
     let mode = |ctx: CallContext| {
         let db = db.clone();
         async move {
-            dispatch(
-                db.as_ref(),
-                StandardTool::Query,
-                json!({"sql": "SELECT * FROM pragma_query_only"}),
-                &ctx,
-            )
-            .await
-            .unwrap()["rows"][0][0]
+            query_as(db.as_ref(), "SELECT * FROM pragma_query_only", &ctx)
+                .await
+                .unwrap()["rows"][0][0]
                 .clone()
         }
     };
@@ -233,34 +192,14 @@ async fn a_read_only_call_runs_query_only_on_a_read_write_database() {
     }
     // A write (that would fire the trigger) is refused; unparsable SQL is
     // refused without `other`, also for a direct caller.
-    let err = dispatch(
-        db.as_ref(),
-        StandardTool::Query,
-        q("INSERT INTO log VALUES (1)"),
-        &read,
-    )
-    .await
-    .unwrap_err();
-    assert!(matches!(err, ToolError::Refused { .. }), "{err}");
-    for c in [ctx(&["read", "write", "ddl"]), CallContext::default()] {
-        let err = dispatch(
-            db.as_ref(),
-            StandardTool::Query,
-            q("SELECT 1 FROM t WHERE a GLOB"),
-            &c,
-        )
+    let err = query_as(db.as_ref(), "INSERT INTO log VALUES (1)", &read)
         .await
         .unwrap_err();
-        assert!(err.to_string().contains("`other`"), "{err}");
-    }
-    let n = dispatch(
-        db.as_ref(),
-        StandardTool::Query,
-        q("SELECT count(*) FROM t"),
-        &read,
-    )
-    .await
-    .unwrap();
+    assert!(matches!(err, ToolError::Refused { .. }), "{err}");
+    assert_unparsable_needs_other(db.as_ref(), "SELECT 1 FROM t WHERE a GLOB").await;
+    let n = query_as(db.as_ref(), "SELECT count(*) FROM t", &read)
+        .await
+        .unwrap();
     assert_eq!(n["rows"], json!([[2]]));
     db.close().await;
 }

@@ -89,7 +89,7 @@ impl Backend {
     /// A fresh PostgreSQL database `ewii_hub_test_<random>`, or `None`
     /// (with `SKIPPED: …` printed) when no server is configured.
     pub async fn postgres() -> Option<Backend> {
-        let admin = ewii_driver_core::testkit::server_url("EWII_TEST_POSTGRES_ADMIN_URL", true)?;
+        let admin = ewii_driver_kit::server_url("EWII_TEST_POSTGRES_ADMIN_URL", true)?;
         let name = format!("ewii_hub_test_{}", random_hex());
         let mut conn = sqlx::PgConnection::connect(&admin)
             .await

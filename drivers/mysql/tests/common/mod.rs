@@ -2,46 +2,17 @@
 //! (`EWII_TEST_MARIADB_URL`, e.g. started by `scripts/test-databases.sh`).
 #![allow(dead_code)]
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ewii_driver_core::testkit;
-use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
+use ewii_driver_core::{DatabaseConfig, Limits};
+use ewii_driver_kit::ServerDatabase;
 use sqlx::mysql::MySqlConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor, Row};
 
 /// The test server's URL; `None` (test skipped) when it is not configured
 /// outside CI.
 pub fn server_url() -> Option<String> {
-    testkit::server_url("EWII_TEST_MARIADB_URL", true)
-}
-
-/// A name no other test (of this run or another) uses.
-pub fn unique(prefix: &str) -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos());
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{prefix}_{}_{nanos}_{n}", std::process::id())
-}
-
-/// `url` with its database path replaced by `database`.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = head.find("://").map_or(0, |i| i + 3);
-    let path_start = head[authority_start..]
-        .find('/')
-        .map_or(head.len(), |i| authority_start + i);
-    let mut out = format!("{}/{database}", &head[..path_start]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
+    ewii_driver_kit::server_url("EWII_TEST_MARIADB_URL", true)
 }
 
 pub async fn connect(url: &str) -> MySqlConnection {
@@ -59,25 +30,21 @@ pub async fn exec(url: &str, sql: &str) {
     conn.close().await.ok();
 }
 
-/// Creates a fresh database and returns its name and URL.
-pub async fn create_database(server: &str, prefix: &str) -> (String, String) {
-    let name = unique(prefix);
-    exec(server, &format!("CREATE DATABASE `{name}`")).await;
-    let url = with_database(server, &name);
-    (name, url)
-}
-
-pub async fn drop_database(server: &str, name: &str) {
-    exec(server, &format!("DROP DATABASE IF EXISTS `{name}`")).await;
+/// A fresh database on the test server, dropped with the returned value;
+/// `None` (test skipped) when the server is not configured outside CI.
+pub async fn temp_database(prefix: &str) -> Option<ServerDatabase> {
+    let server = server_url()?;
+    Some(
+        ServerDatabase::create(&server, prefix)
+            .await
+            .expect("create a test database"),
+    )
 }
 
 pub fn config(url: &str, read_only: bool, limits: Limits) -> DatabaseConfig {
     DatabaseConfig {
-        name: "maria".into(),
-        driver: "mariadb".into(),
-        url: SecretString::new(url),
-        read_only,
         limits,
+        ..ewii_driver_kit::database_config("maria", "mariadb", url, read_only)
     }
 }
 
