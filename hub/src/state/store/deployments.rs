@@ -73,14 +73,7 @@ impl Store {
         ttl: Duration,
         now: SystemTime,
     ) -> Result<EnrolmentToken, Error> {
-        let ws = self.workspace(workspace).await?;
-        let dep = self
-            .find_deployment(&ws, deployment)
-            .await?
-            .ok_or_else(|| Error::NoDeployment {
-                workspace: workspace.to_owned(),
-                deployment: deployment.to_owned(),
-            })?;
+        let (_, dep) = self.existing_deployment(workspace, deployment).await?;
         let token = tokens::new_enrolment_token()?;
         let expires_at = unix_after(now, ttl);
         let mut tx = self.pool.begin().await?;
@@ -117,6 +110,23 @@ impl Store {
     pub async fn ping(&self) -> Result<(), Error> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    /// The workspace `workspace` and its deployment `deployment`, or
+    /// [`Error::NoDeployment`].
+    pub(super) async fn existing_deployment(
+        &self,
+        workspace: &str,
+        deployment: &str,
+    ) -> Result<(Workspace, Deployment), Error> {
+        let ws = self.workspace(workspace).await?;
+        match self.find_deployment(&ws, deployment).await? {
+            Some(dep) => Ok((ws, dep)),
+            None => Err(Error::NoDeployment {
+                workspace: workspace.to_owned(),
+                deployment: deployment.to_owned(),
+            }),
+        }
     }
 
     /// The deployment `name` of `ws`, if any.

@@ -204,14 +204,7 @@ impl Store {
         reason: RevocationReason,
         now: SystemTime,
     ) -> Result<Revoked, Error> {
-        let ws = self.workspace(workspace).await?;
-        let dep = self
-            .find_deployment(&ws, deployment)
-            .await?
-            .ok_or_else(|| Error::NoDeployment {
-                workspace: workspace.to_owned(),
-                deployment: deployment.to_owned(),
-            })?;
+        let (ws, dep) = self.existing_deployment(workspace, deployment).await?;
         let at = unix(now);
         let mut tx = self.pool.begin().await?;
         // First, so that this transaction takes the token rows before the
