@@ -24,7 +24,7 @@
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::frame::MAX_HANDSHAKE;
+use crate::frame::{self, FrameType, MAX_HANDSHAKE};
 
 /// The ALPN protocol id of an enrolment connection.
 pub const ENROL_ALPN: &[u8] = b"ewii-enrol/1";
@@ -122,7 +122,7 @@ pub enum Control {
         signature: String,
     },
     /// Hub → client: the goodbye verified and the deployment is revoked;
-    /// the hub then closes with [`crate::net::close_code::REVOKED`].
+    /// the hub then closes the connection as revoked.
     GoodbyeAck {},
 }
 
@@ -144,6 +144,14 @@ pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, EnrolError> {
         return Err(EnrolError::TooLarge(bytes.len()));
     }
     Ok(bytes)
+}
+
+/// An enrolment message as the one clear `Message` frame that carries it on
+/// an enrolment connection.
+pub fn encode_frame<T: Serialize>(message: &T) -> Result<Vec<u8>, EnrolError> {
+    let body = encode(message)?;
+    frame::encode(FrameType::Message, &body, MAX_HANDSHAKE)
+        .map_err(|_| EnrolError::TooLarge(body.len()))
 }
 
 /// Decodes a JSON message of at most [`MAX_HANDSHAKE`] bytes.

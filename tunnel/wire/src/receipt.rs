@@ -13,19 +13,18 @@
 //!   ([`sign_goodbye`], [`verify_goodbye`]).
 //!
 //! Signing and verification are the handshake's own
-//! ([`crate::handshake`]): the ring provider, the schemes of
-//! [`SCHEMES`]. The session key is the handshake's: a renewal does not
-//! change it, so every receipt of a session verifies with the leaf the hub
-//! verified at the handshake.
+//! ([`crate::handshake`], [`crate::pki`]): the schemes of [`SCHEMES`]. The
+//! session key is the handshake's: a renewal does not change it, so every
+//! receipt of a session verifies with the leaf the hub verified at the
+//! handshake.
 
 use bytes::Bytes;
-use rustls::SignatureScheme;
-use rustls::pki_types::CertificateDer;
-use rustls::sign::SigningKey;
 
 use crate::codec::{DecodeError, Reader, put_vec16};
 use crate::frame::{Frame, FrameType};
 use crate::handshake::{self, HandshakeError, MAX_SIGNATURE, SCHEMES};
+use crate::pki::{Certificate, Signer};
+use crate::refusal::Refused;
 
 /// What a receipt signature covers first.
 pub const RECEIPT_CONTEXT: &[u8] = b"ewii-receipt/1\0";
@@ -47,6 +46,9 @@ pub enum ReceiptError {
     /// The receipt frame could not be decoded.
     #[error("malformed receipt: {0}")]
     Malformed(#[from] DecodeError),
+    /// The `Refused` frame could not be decoded.
+    #[error("malformed refusal: {0}")]
+    MalformedRefusal(DecodeError),
     /// The signature does not verify with the session's leaf certificate
     /// (or uses a scheme outside [`SCHEMES`]).
     #[error("the receipt does not verify with the client's SVID: {0}")]
@@ -122,16 +124,15 @@ pub struct Receipt {
 
 impl Receipt {
     /// Signs the reply `response` to the request whose digest is
-    /// `request_digest` with `key` (the session's SVID key).
+    /// `request_digest` with `signer` (the session's SVID key).
     pub fn sign(
-        key: &dyn SigningKey,
+        signer: &dyn Signer,
         request_digest: [u8; 32],
         response: &[u8],
     ) -> Result<Receipt, ReceiptError> {
         let response_digest = digest(response);
-        let signer = handshake::signer(key).map_err(ReceiptError::Signing)?;
         let signature = handshake::sign(
-            &*signer,
+            signer,
             RECEIPT_CONTEXT,
             &[request_digest, response_digest].concat(),
         )
@@ -139,7 +140,7 @@ impl Receipt {
         Ok(Receipt {
             request_digest,
             response_digest,
-            scheme: u16::from(signer.scheme()),
+            scheme: signer.scheme().code(),
             signature,
         })
     }
@@ -183,7 +184,7 @@ impl Receipt {
 
     /// Verifies the signature with the public key of `leaf` (the session
     /// peer's leaf certificate, `peer().chain[0]`).
-    pub fn verify(&self, leaf: &CertificateDer<'_>) -> Result<(), ReceiptError> {
+    pub fn verify(&self, leaf: &Certificate) -> Result<(), ReceiptError> {
         handshake::verify_signature(
             leaf,
             self.scheme,
@@ -221,8 +222,8 @@ pub enum Reply {
         /// The client's signature over the request and this message.
         receipt: Receipt,
     },
-    /// The client refused to forward the request.
-    Refused(String),
+    /// The client refused to forward the request, and said why.
+    Refused(Refused),
 }
 
 /// The hub's check of the replies on one request stream: every `Message`
@@ -230,14 +231,14 @@ pub enum Reply {
 /// session's leaf; only then is the message handed out.
 #[derive(Debug)]
 pub struct ReplyCheck {
-    leaf: CertificateDer<'static>,
+    leaf: Certificate,
     request_digest: [u8; 32],
     pending: Option<Vec<u8>>,
 }
 
 impl ReplyCheck {
     /// Checks replies to `request` against `leaf`.
-    pub fn new(leaf: CertificateDer<'static>, request: &[u8]) -> ReplyCheck {
+    pub fn new(leaf: Certificate, request: &[u8]) -> ReplyCheck {
         ReplyCheck {
             leaf,
             request_digest: digest(request),
@@ -263,7 +264,7 @@ impl ReplyCheck {
                 }))
             }
             (FrameType::Refused, None) => Ok(Some(Reply::Refused(
-                String::from_utf8_lossy(&frame.body).into_owned(),
+                Refused::decode(&frame.body).map_err(ReceiptError::MalformedRefusal)?,
             ))),
             (FrameType::Receipt, None) => Err(ReceiptError::Orphan),
             (FrameType::Message | FrameType::Refused, Some(_)) => Err(ReceiptError::Missing),
@@ -289,13 +290,8 @@ pub fn goodbye_message(spiffe_id: &str, at: i64) -> Vec<u8> {
 /// The client's goodbye signature (base64) for `spiffe_id` at `at` (Unix
 /// seconds), with the session's SVID key. The scheme is the first of
 /// [`SCHEMES`] the key supports.
-pub fn sign_goodbye(
-    key: &dyn SigningKey,
-    spiffe_id: &str,
-    at: i64,
-) -> Result<String, GoodbyeError> {
-    let signer = handshake::signer(key).map_err(GoodbyeError::Signing)?;
-    let signature = handshake::sign(&*signer, GOODBYE_CONTEXT, &goodbye_message(spiffe_id, at))
+pub fn sign_goodbye(signer: &dyn Signer, spiffe_id: &str, at: i64) -> Result<String, GoodbyeError> {
+    let signature = handshake::sign(signer, GOODBYE_CONTEXT, &goodbye_message(spiffe_id, at))
         .map_err(GoodbyeError::Signing)?;
     Ok(base64(&signature))
 }
@@ -306,7 +302,7 @@ pub fn sign_goodbye(
 /// [`SCHEMES`] is tried (a key verifies only under the schemes of its
 /// type).
 pub fn verify_goodbye(
-    leaf: &CertificateDer<'_>,
+    leaf: &Certificate,
     spiffe_id: &str,
     at: i64,
     signature_b64: &str,
@@ -325,15 +321,9 @@ pub fn verify_goodbye(
     let message = goodbye_message(spiffe_id, at);
     SCHEMES
         .iter()
-        .any(|scheme: &SignatureScheme| {
-            handshake::verify_signature(
-                leaf,
-                u16::from(*scheme),
-                GOODBYE_CONTEXT,
-                &message,
-                &signature,
-            )
-            .is_ok()
+        .any(|scheme| {
+            handshake::verify_signature(leaf, scheme.code(), GOODBYE_CONTEXT, &message, &signature)
+                .is_ok()
         })
         .then_some(())
         .ok_or(GoodbyeError::BadSignature)

@@ -3,30 +3,21 @@
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use rcgen::{CertificateParams, KeyPair, SanType};
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use super::*;
+use crate::refusal::{RefusalCode, Refused};
+use crate::testdata::{self, CLIENT_ID as ID};
 
-const ID: &str = "spiffe://example.org/ws/acme/dep/eu";
 const REQUEST: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
 const RESPONSE: &[u8] = br#"{"jsonrpc":"2.0","id":1,"result":{"tools":[]}}"#;
 
-/// A self-signed leaf for `ID` and its signing key.
-fn svid(alg: &'static rcgen::SignatureAlgorithm) -> (CertificateDer<'static>, Arc<dyn SigningKey>) {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.subject_alt_names = vec![SanType::URI(ID.try_into().unwrap())];
-    let key = KeyPair::generate_for(alg).unwrap();
-    let cert = p.self_signed(&key).unwrap();
-    let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    (
-        cert.der().clone(),
-        rustls::crypto::ring::sign::any_supported_type(&der).unwrap(),
-    )
+/// A checked-in leaf for `ID` and its signing key.
+fn svid(name: &str) -> (Certificate, Arc<dyn Signer>) {
+    (testdata::cert(name), testdata::signer(name))
 }
 
-fn p256() -> (CertificateDer<'static>, Arc<dyn SigningKey>) {
-    svid(&rcgen::PKCS_ECDSA_P256_SHA256)
+fn p256() -> (Certificate, Arc<dyn Signer>) {
+    svid("svid-p256")
 }
 
 fn frame(kind: FrameType, body: &[u8]) -> Frame {
@@ -37,7 +28,7 @@ fn frame(kind: FrameType, body: &[u8]) -> Frame {
 }
 
 /// The frames the client sends for one reply.
-fn reply_frames(key: &dyn SigningKey, request: &[u8], response: &[u8]) -> [Frame; 2] {
+fn reply_frames(key: &dyn Signer, request: &[u8], response: &[u8]) -> [Frame; 2] {
     let receipt = Receipt::sign(key, digest(request), response).unwrap();
     [
         frame(FrameType::Message, response),
@@ -46,7 +37,7 @@ fn reply_frames(key: &dyn SigningKey, request: &[u8], response: &[u8]) -> [Frame
 }
 
 /// What the hub makes of `frames` as replies to `REQUEST`.
-fn check(leaf: &CertificateDer<'static>, frames: Vec<Frame>) -> Result<Vec<Reply>, ReceiptError> {
+fn check(leaf: &Certificate, frames: Vec<Frame>) -> Result<Vec<Reply>, ReceiptError> {
     let mut c = ReplyCheck::new(leaf.clone(), REQUEST);
     let mut out = Vec::new();
     for f in frames {
@@ -58,8 +49,8 @@ fn check(leaf: &CertificateDer<'static>, frames: Vec<Frame>) -> Result<Vec<Reply
 
 #[test]
 fn a_valid_receipt_verifies_and_names_both_digests() {
-    for alg in [&rcgen::PKCS_ECDSA_P256_SHA256, &rcgen::PKCS_ED25519] {
-        let (leaf, key) = svid(alg);
+    for name in ["svid-p256", "svid-ed25519", "svid-p384", "svid-rsa"] {
+        let (leaf, key) = svid(name);
         let replies = check(&leaf, reply_frames(&*key, REQUEST, RESPONSE).into()).unwrap();
         let [Reply::Message { message, receipt }] = replies.as_slice() else {
             panic!("{replies:?}");
@@ -96,12 +87,13 @@ fn several_replies_each_carry_their_own_receipt_and_refusals_need_none() {
     let (leaf, key) = p256();
     let mut frames: Vec<Frame> = reply_frames(&*key, REQUEST, b"first").into();
     frames.extend(reply_frames(&*key, REQUEST, b"second"));
-    frames.push(frame(FrameType::Refused, b"adapter gone"));
+    let refused = Refused::new(RefusalCode::AdapterUnreachable, "adapter gone");
+    frames.push(frame(FrameType::Refused, &refused.encode()));
     let replies = check(&leaf, frames).unwrap();
     assert_eq!(replies.len(), 3);
     assert!(matches!(&replies[0], Reply::Message { message, .. } if message.as_ref() == b"first"));
     assert!(matches!(&replies[1], Reply::Message { message, .. } if message.as_ref() == b"second"));
-    assert_eq!(replies[2], Reply::Refused("adapter gone".into()));
+    assert_eq!(replies[2], Reply::Refused(refused));
 }
 
 #[test]
@@ -138,9 +130,10 @@ fn a_flipped_byte_in_the_signature_is_refused() {
         );
     }
     // Another scheme than the one signed with, or one outside the list.
-    for scheme in [SignatureScheme::ED25519, SignatureScheme::RSA_PKCS1_SHA256] {
+    // (ed25519, rsa_pkcs1_sha256)
+    for scheme in [0x0807_u16, 0x0401] {
         let mut bad = receipt.clone();
-        bad.body[..2].copy_from_slice(&u16::from(scheme).to_be_bytes());
+        bad.body[..2].copy_from_slice(&scheme.to_be_bytes());
         let err = check(&leaf, vec![message.clone(), bad]).unwrap_err();
         assert!(
             matches!(err, ReceiptError::Signature(_)),
@@ -152,7 +145,7 @@ fn a_flipped_byte_in_the_signature_is_refused() {
 #[test]
 fn a_receipt_signed_by_another_key_is_refused() {
     let (leaf, _) = p256();
-    let (_, other) = p256();
+    let (_, other) = svid("svid-other");
     let err = check(&leaf, reply_frames(&*other, REQUEST, RESPONSE).into()).unwrap_err();
     assert_eq!(err, ReceiptError::Signature(HandshakeError::BadSignature));
 }
@@ -168,7 +161,7 @@ fn a_missing_or_malformed_receipt_is_refused() {
             ReceiptError::Missing,
         ),
         (
-            vec![message.clone(), frame(FrameType::Refused, b"x")],
+            vec![message.clone(), frame(FrameType::Refused, &[0, 1])],
             ReceiptError::Missing,
         ),
         (vec![receipt.clone()], ReceiptError::Orphan),
@@ -206,8 +199,8 @@ fn a_missing_or_malformed_receipt_is_refused() {
 #[test]
 fn a_goodbye_verifies_only_for_its_identity_time_and_key() {
     let now = 1_750_000_000;
-    for alg in [&rcgen::PKCS_ECDSA_P256_SHA256, &rcgen::PKCS_ED25519] {
-        let (leaf, key) = svid(alg);
+    for (name, other) in [("svid-p256", "svid-other"), ("svid-ed25519", "svid-p256")] {
+        let (leaf, key) = svid(name);
         let sig = sign_goodbye(&*key, ID, now).unwrap();
         verify_goodbye(&leaf, ID, now, &sig, now).unwrap();
         verify_goodbye(&leaf, ID, now, &sig, now + 300).unwrap();
@@ -222,7 +215,7 @@ fn a_goodbye_verifies_only_for_its_identity_time_and_key() {
             verify_goodbye(&leaf, "spiffe://example.org/ws/acme/dep/us", now, &sig, now),
             Err(GoodbyeError::BadSignature)
         );
-        let (_, other) = svid(alg);
+        let (_, other) = svid(other);
         let forged = sign_goodbye(&*other, ID, now).unwrap();
         assert_eq!(
             verify_goodbye(&leaf, ID, now, &forged, now),
@@ -264,7 +257,7 @@ proptest! {
             0..8,
         )
     ) {
-        let (leaf, _) = svid(&rcgen::PKCS_ED25519);
+        let (leaf, _) = svid("svid-ed25519");
         let kinds = [
             FrameType::Message,
             FrameType::Receipt,
@@ -281,5 +274,17 @@ proptest! {
         if let Ok(replies) = check(&leaf, frames) {
             prop_assert!(replies.iter().all(|r| matches!(r, Reply::Refused(_))));
         }
+    }
+}
+
+#[test]
+fn a_malformed_refusal_is_refused() {
+    let (leaf, _) = p256();
+    for body in [&[][..], &[0x00]] {
+        let err = check(&leaf, vec![frame(FrameType::Refused, body)]).unwrap_err();
+        assert!(
+            matches!(err, ReceiptError::MalformedRefusal(_)),
+            "{body:?}: {err:?}"
+        );
     }
 }

@@ -1,39 +1,33 @@
-//! SPIFFE X509-SVID validation of the tunnel's client certificates.
+//! The SPIFFE X509-SVID rules that are pure functions over DER: SPIFFE ID
+//! syntax, the leaf rules, the serial number.
 //!
 //! The customer's client authenticates to the hub with an X.509 SPIFFE
-//! Verifiable Identity Document (X509-SVID) during the TLS 1.3 handshake.
-//! This module decides whether such a certificate is acceptable:
+//! Verifiable Identity Document (X509-SVID). This module holds the parts of
+//! deciding whether such a certificate is acceptable that need no trust
+//! store and no clock:
 //!
-//! 1. [`check_leaf`] applies the pure X509-SVID leaf rules (one URI SAN
-//!    holding a well-formed `spiffe://` ID with a path, not a CA, key usage
-//!    critical with `digitalSignature` and without `keyCertSign`/`cRLSign`,
-//!    `clientAuth` if an EKU is present).
-//! 2. [`SvidVerifier::verify`] asks a [`TrustSource`] for the trust bundle of
-//!    the workspace the SPIFFE ID belongs to, verifies the chain to it with
-//!    webpki (RFC 5280 path validation, validity period, `clientAuth`), and
-//!    checks the serial against the revocation list.
-//! 3. [`SvidVerifier`] also implements rustls' [`ClientCertVerifier`], so
-//!    the hub plugs it straight into its `ServerConfig`.
+//! - [`SpiffeId`] parses and prints SPIFFE IDs strictly.
+//! - [`check_leaf`] applies the X509-SVID leaf rules (one URI SAN holding a
+//!   well-formed `spiffe://` ID with a path, not a CA, key usage critical
+//!   with `digitalSignature` and without `keyCertSign`/`cRLSign`,
+//!   `clientAuth` if an EKU is present).
+//! - [`serial_hex`] is the one form of a serial number (revocation lists,
+//!   audit records).
 //!
-//! Every refusal has a precise [`SvidError`] with a stable machine-readable
-//! [`SvidError::reason`]; the verifier counts refusals by reason
-//! ([`SvidVerifier::refusals`]) and logs each one once.
+//! Chain validation to a workspace's trust bundle, validity periods and
+//! revocation are the QUIC binding's `SvidVerifier` (webpki); every refusal
+//! either makes is a precise [`SvidError`] with a stable machine-readable
+//! [`SvidError::reason`].
 //!
 //! References: the SPIFFE ID specification (`standards/SPIFFE-ID.md`) and
 //! the X509-SVID specification (`standards/X509-SVID.md`) of
 //! <https://github.com/spiffe/spiffe>; section numbers below refer to them.
 
-use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
-use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use x509_parser::extensions::GeneralName;
+
+use crate::pki::Certificate;
 
 /// The URI scheme and separator every SPIFFE ID starts with.
 const SCHEME: &str = "spiffe://";
@@ -167,30 +161,6 @@ impl SvidError {
             SvidError::Malformed(_) => "malformed",
             SvidError::EmptyBundle => "empty_bundle",
             SvidError::InvalidChain(_) => "invalid_chain",
-        }
-    }
-
-    /// Maps a webpki path-validation error onto the refusal it means here.
-    fn from_webpki(err: webpki::Error) -> SvidError {
-        use webpki::Error as W;
-        match err {
-            // A wrong signature from a CA with the right name is, for the
-            // operator, the same thing as an unknown CA: the chain does not
-            // verify to the bundle.
-            W::UnknownIssuer | W::InvalidSignatureForPublicKey => SvidError::UntrustedIssuer,
-            W::CertExpired { .. } => SvidError::Expired,
-            W::CertNotValidYet { .. } => SvidError::NotYetValid,
-            W::CaUsedAsEndEntity => SvidError::CaAsLeaf,
-            W::RequiredEkuNotFoundContext(_) => SvidError::EkuWithoutClientAuth,
-            W::BadDer
-            | W::BadDerTime
-            | W::TrailingData(_)
-            | W::UnsupportedCertVersion
-            | W::MalformedExtensions
-            | W::ExtensionValueInvalid
-            | W::InvalidSerialNumber
-            | W::InvalidCertValidity => SvidError::Malformed(err.to_string()),
-            other => SvidError::InvalidChain(other.to_string()),
         }
     }
 }
@@ -380,7 +350,7 @@ pub struct SvidLeaf {
 /// The serial number of a certificate in the form used throughout this
 /// module (and by revocation lists): lowercase hex, no separators, of the
 /// DER INTEGER's content bytes as encoded.
-pub fn serial_hex(cert: &CertificateDer<'_>) -> Result<String, SvidError> {
+pub fn serial_hex(cert: &Certificate) -> Result<String, SvidError> {
     let parsed = parse_cert(cert)?;
     Ok(hex(parsed.raw_serial()))
 }
@@ -396,9 +366,9 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn parse_cert<'a>(
-    cert: &'a CertificateDer<'_>,
+    cert: &'a Certificate,
 ) -> Result<x509_parser::certificate::X509Certificate<'a>, SvidError> {
-    let (rest, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+    let (rest, parsed) = x509_parser::parse_x509_certificate(cert.as_der())
         .map_err(|e| SvidError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(SvidError::Malformed(format!(
@@ -410,8 +380,8 @@ fn parse_cert<'a>(
 }
 
 /// Applies the X509-SVID leaf rules to a client's end-entity certificate,
-/// without verifying its chain or validity period (that is
-/// [`SvidVerifier::verify`]'s job).
+/// without verifying its chain or validity period (that is the QUIC
+/// binding's `SvidVerifier`).
 ///
 /// The rules, in the order they are checked:
 /// - basicConstraints, if present, has `cA=false` (X509-SVID §4.1, §5.2);
@@ -423,7 +393,7 @@ fn parse_cert<'a>(
 ///
 /// This is also how the hub reads the SPIFFE ID of an already-verified
 /// peer after the handshake: rustls keeps the certificate, not our result.
-pub fn check_leaf(end_entity: &CertificateDer<'_>) -> Result<SvidLeaf, SvidError> {
+pub fn check_leaf(end_entity: &Certificate) -> Result<SvidLeaf, SvidError> {
     let cert = parse_cert(end_entity)?;
     let malformed = |e: x509_parser::error::X509Error| SvidError::Malformed(e.to_string());
 
@@ -500,8 +470,8 @@ pub fn check_leaf(end_entity: &CertificateDer<'_>) -> Result<SvidLeaf, SvidError
 
 /// Best-effort extraction of the URI SAN a refused certificate claims, for
 /// the log line only (never for a decision).
-fn claimed_id(end_entity: &CertificateDer<'_>) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_ref()).ok()?;
+pub fn claimed_id(end_entity: &Certificate) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_der()).ok()?;
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|name| match name {
         GeneralName::URI(uri) => Some((*uri).to_owned()),
@@ -509,371 +479,11 @@ fn claimed_id(end_entity: &CertificateDer<'_>) -> Option<String> {
     })
 }
 
-// ---------------------------------------------------------------------------
-// Trust bundles and trust sources
-// ---------------------------------------------------------------------------
-
-/// The CA certificates trusted to issue SVIDs for one workspace
-/// (X509-SVID §5.1: the "CA bundle").
-#[derive(Clone, Debug)]
-pub struct TrustBundle {
-    certs: Vec<CertificateDer<'static>>,
-    anchors: Vec<TrustAnchor<'static>>,
-}
-
-impl TrustBundle {
-    /// Reads every `CERTIFICATE` block of a PEM document (other blocks, such
-    /// as keys, are skipped).
-    pub fn from_pem(pem: &str) -> Result<TrustBundle, SvidError> {
-        let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| SvidError::Malformed(format!("trust bundle PEM: {e}")))?;
-        TrustBundle::from_der(certs)
-    }
-
-    /// Builds a bundle from DER certificates. Each must parse as a trust
-    /// anchor; an empty list is refused ([`SvidError::EmptyBundle`]) rather
-    /// than silently trusting nothing.
-    pub fn from_der(certs: Vec<CertificateDer<'static>>) -> Result<TrustBundle, SvidError> {
-        if certs.is_empty() {
-            return Err(SvidError::EmptyBundle);
-        }
-        let anchors = certs
-            .iter()
-            .enumerate()
-            .map(|(i, cert)| {
-                webpki::anchor_from_trusted_cert(cert)
-                    .map(|anchor| anchor.to_owned())
-                    .map_err(|e| {
-                        SvidError::Malformed(format!("trust bundle certificate #{}: {e}", i + 1))
-                    })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(TrustBundle { certs, anchors })
-    }
-
-    /// The trust anchors, as webpki wants them.
-    pub fn anchors(&self) -> &[TrustAnchor<'static>] {
-        &self.anchors
-    }
-
-    /// The CA certificates, in the order given.
-    pub fn certificates(&self) -> &[CertificateDer<'static>] {
-        &self.certs
-    }
-}
-
-/// Maps a SPIFFE ID to its workspace's trust bundle and checks revocation.
-///
-/// The hub implements it over its store; tests use [`InMemoryTrust`].
-/// Called during TLS handshakes, so implementations should answer from
-/// memory and not block.
-pub trait TrustSource: Send + Sync + fmt::Debug {
-    /// The trust bundle that may issue SVIDs for `id`, if any.
-    fn bundle_for(&self, id: &SpiffeId) -> Option<Arc<TrustBundle>>;
-    /// Whether the SVID of `id` with this serial (in the form of
-    /// [`SvidLeaf::serial`]) has been revoked.
-    fn is_revoked(&self, id: &SpiffeId, serial: &str) -> bool;
-}
-
-/// An in-memory [`TrustSource`]: bundles registered under SPIFFE ID
-/// prefixes, and a set of revoked serials.
-///
-/// A prefix such as `spiffe://example.org` or `spiffe://example.org/ws/acme`
-/// covers the IDs under it on path-segment boundaries (`/ws/acme` covers
-/// `/ws/acme/client`, not `/ws/acme2`); the longest matching prefix wins.
-#[derive(Debug, Default)]
-pub struct InMemoryTrust {
-    bundles: Vec<(SpiffeId, Arc<TrustBundle>)>,
-    revoked: RwLock<HashSet<String>>,
-}
-
-impl InMemoryTrust {
-    /// No bundles, nothing revoked.
-    pub fn new() -> InMemoryTrust {
-        InMemoryTrust::default()
-    }
-
-    /// Registers `bundle` for the IDs under `prefix` (replacing any bundle
-    /// registered for the same prefix).
-    ///
-    /// An invalid prefix is logged and ignored, so IDs under it are refused
-    /// with [`SvidError::UnknownTrustDomain`]; use
-    /// [`InMemoryTrust::try_with_bundle`] to get the error instead.
-    pub fn with_bundle(self, prefix: &str, bundle: TrustBundle) -> InMemoryTrust {
-        match Self::parse_prefix(prefix) {
-            Ok(prefix) => self.insert(prefix, bundle),
-            Err(err) => {
-                tracing::warn!(prefix = ?prefix, "trust bundle ignored: {err}");
-                self
-            }
-        }
-    }
-
-    /// Like [`InMemoryTrust::with_bundle`], but an invalid prefix is an
-    /// error.
-    pub fn try_with_bundle(
-        self,
-        prefix: &str,
-        bundle: TrustBundle,
-    ) -> Result<InMemoryTrust, SvidError> {
-        Ok(self.insert(Self::parse_prefix(prefix)?, bundle))
-    }
-
-    /// Revokes a serial number (in the form of [`SvidLeaf::serial`]; case
-    /// is ignored).
-    pub fn revoke(&self, serial: &str) {
-        self.revoked
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(serial.to_ascii_lowercase());
-    }
-
-    fn parse_prefix(prefix: &str) -> Result<SpiffeId, SvidError> {
-        // Tolerate one trailing `/`: "everything under example.org/ws/".
-        let trimmed = match prefix.strip_suffix('/') {
-            Some(p) if p.len() > SCHEME.len() => p,
-            _ => prefix,
-        };
-        SpiffeId::parse(trimmed)
-    }
-
-    fn insert(mut self, prefix: SpiffeId, bundle: TrustBundle) -> InMemoryTrust {
-        self.bundles.retain(|(p, _)| *p != prefix);
-        self.bundles.push((prefix, Arc::new(bundle)));
-        self
-    }
-}
-
-impl TrustSource for InMemoryTrust {
-    fn bundle_for(&self, id: &SpiffeId) -> Option<Arc<TrustBundle>> {
-        self.bundles
-            .iter()
-            .filter(|(prefix, _)| prefix.is_prefix_of(id))
-            // All matches are prefixes of the same ID: the longest path is
-            // the most specific.
-            .max_by_key(|(prefix, _)| prefix.path().len())
-            .map(|(_, bundle)| Arc::clone(bundle))
-    }
-
-    fn is_revoked(&self, _id: &SpiffeId, serial: &str) -> bool {
-        self.revoked
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&serial.to_ascii_lowercase())
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Verifier
-// ---------------------------------------------------------------------------
-
-/// A client SVID that passed every check.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct VerifiedSvid {
-    /// The client's SPIFFE ID.
-    pub id: SpiffeId,
-    /// The leaf's serial number, in the form of [`SvidLeaf::serial`].
-    pub serial: String,
-    /// The leaf's notAfter, in seconds since the Unix epoch.
-    pub not_after: i64,
-}
-
-/// Verifies client X509-SVIDs against per-workspace trust bundles, counts
-/// refusals by reason, and serves as the hub's rustls
-/// [`ClientCertVerifier`] (TLS 1.3 only).
-#[derive(Debug)]
-pub struct SvidVerifier {
-    trust: Arc<dyn TrustSource>,
-    algorithms: WebPkiSupportedAlgorithms,
-    refusals: Mutex<BTreeMap<&'static str, u64>>,
-}
-
-impl SvidVerifier {
-    /// A verifier over `trust`, using the ring provider's signature
-    /// algorithms.
-    pub fn new(trust: Arc<dyn TrustSource>) -> SvidVerifier {
-        SvidVerifier {
-            trust,
-            algorithms: rustls::crypto::ring::default_provider().signature_verification_algorithms,
-            refusals: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// Verifies a client's certificate chain at time `now`: the leaf rules
-    /// ([`check_leaf`]), the trust bundle of its SPIFFE ID, RFC 5280 path
-    /// validation to that bundle for `clientAuth` (X509-SVID §5.1), then
-    /// revocation.
-    ///
-    /// Each refusal is counted under its [`SvidError::reason`] and logged
-    /// once at `warn`.
-    pub fn verify(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<VerifiedSvid, SvidError> {
-        let result = self.verify_inner(end_entity, intermediates, now);
-        if let Err(err) = &result {
-            self.refused(end_entity, err);
-        }
-        result
-    }
-
-    fn verify_inner(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<VerifiedSvid, SvidError> {
-        let leaf = check_leaf(end_entity)?;
-
-        let bundle = self
-            .trust
-            .bundle_for(&leaf.id)
-            .ok_or_else(|| SvidError::UnknownTrustDomain(leaf.id.to_string()))?;
-
-        // X509-SVID §5.1: standard RFC 5280 path validation to the bundle.
-        // No CRLs: revocation is the trust source's serial list below.
-        let cert = webpki::EndEntityCert::try_from(end_entity).map_err(SvidError::from_webpki)?;
-        cert.verify_for_usage(
-            self.algorithms.all,
-            bundle.anchors(),
-            intermediates,
-            now,
-            webpki::KeyUsage::client_auth(),
-            None,
-            None,
-        )
-        .map_err(SvidError::from_webpki)?;
-
-        if self.trust.is_revoked(&leaf.id, &leaf.serial) {
-            return Err(SvidError::Revoked {
-                id: leaf.id,
-                serial: leaf.serial,
-            });
-        }
-
-        Ok(VerifiedSvid {
-            id: leaf.id,
-            serial: leaf.serial,
-            not_after: leaf.not_after,
-        })
-    }
-
-    fn refused(&self, end_entity: &CertificateDer<'_>, err: &SvidError) {
-        *self
-            .refusals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(err.reason())
-            .or_insert(0) += 1;
-        let claimed = claimed_id(end_entity);
-        let spiffe_id = claimed.as_deref().unwrap_or("-");
-        tracing::warn!(
-            reason = err.reason(),
-            spiffe_id = ?spiffe_id,
-            "client SVID refused: {err}"
-        );
-    }
-
-    /// Refusals so far, by [`SvidError::reason`] (the hub's "handshake
-    /// failures by reason" metric). Reasons never seen are absent.
-    pub fn refusals(&self) -> BTreeMap<&'static str, u64> {
-        self.refusals
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl ClientCertVerifier for SvidVerifier {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        // Every tunnel client authenticates with its SVID.
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        // Bundles are per workspace and the ID is only known from the
-        // certificate, so there is no single list of CAs to hint.
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        self.verify(end_entity, intermediates, now)
-            .map(|_| ClientCertVerified::assertion())
-            .map_err(|err| match err {
-                // rustls sends `certificate_revoked` for this one (every
-                // `Other` becomes `certificate_unknown`), which tells the
-                // client to stop retrying with this SVID.
-                SvidError::Revoked { .. } => {
-                    rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
-                }
-                err => rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
-                    rustls::OtherError(Arc::new(err)),
-                )),
-            })
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General(
-            "TLS 1.2 is not allowed: the Ewii tunnel requires TLS 1.3".to_owned(),
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
-}
-
-/// The [`SvidError`] inside a rustls error produced by
-/// [`SvidVerifier`]'s `verify_client_cert`, if it is one. A revoked SVID is
-/// `CertificateError::Revoked` (so the client gets the
-/// `certificate_revoked` alert) and carries none: see [`reason_of`].
-pub fn svid_error(err: &rustls::Error) -> Option<&SvidError> {
-    let other = match err {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)) => other,
-        rustls::Error::Other(other) => other,
-        _ => return None,
-    };
-    other.0.downcast_ref::<SvidError>()
-}
-
-/// The [`SvidError::reason`] inside a rustls error produced by
-/// [`SvidVerifier`]'s `verify_client_cert`, if it is one.
-pub fn reason_of(err: &rustls::Error) -> Option<&'static str> {
-    match err {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked) => Some("revoked"),
-        err => svid_error(err).map(SvidError::reason),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::collections::HashSet;
 
     use super::*;
 
@@ -1063,7 +673,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage_der() {
-        let err = check_leaf(&CertificateDer::from(vec![0x30, 0x03, 0x01])).unwrap_err();
+        let err = check_leaf(&Certificate::from_der(vec![0x30, 0x03, 0x01])).unwrap_err();
         assert_eq!(err.reason(), "malformed");
     }
 }

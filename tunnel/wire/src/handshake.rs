@@ -23,19 +23,25 @@
 //!   client sends nothing.
 //!
 //! Pure functions over bytes: randomness comes in as [`Entropy`], time as
-//! `now`. Wire formats and vectors are in `docs/protocol.md`.
+//! `now`, keys as [`Signer`]s and judges of certificate chains as
+//! [`PeerVerifier`]s (the QUIC binding implements both over rustls and
+//! webpki). Wire formats ([`message`]) and vectors are in
+//! `docs/protocol.md`.
 
 use std::sync::Arc;
 
 use ring::{digest, hkdf, hmac};
-use rustls::SignatureScheme;
-use rustls::pki_types::{CertificateDer, UnixTime};
-use rustls::sign::SigningKey;
 use zeroize::Zeroize;
 
-use crate::codec::{DecodeError, Reader, put_vec16};
+use crate::codec::{DecodeError, put_vec16};
 use crate::frame::{self, FrameType, MAX_HANDSHAKE};
+use crate::pki::{Certificate, SignatureError, Signer, UnixTime};
 use crate::session::{Role, Session, SessionSecrets};
+
+pub mod message;
+
+pub use message::{Message, alert, decode};
+use message::{expect, put_chain, unexpected};
 
 /// Handshake protocol version.
 pub const PROTOCOL_VERSION: u16 = 1;
@@ -48,17 +54,9 @@ pub const MAX_IDENTITY: usize = 2048;
 /// Longest signature accepted.
 pub const MAX_SIGNATURE: usize = 1024;
 
-/// Signature schemes a handshake may use: the TLS 1.3 ones rustls verifies
-/// with ring. SPIRE issues EC P-256 keys; Ed25519 keeps the vectors
-/// deterministic.
-pub const SCHEMES: &[SignatureScheme] = &[
-    SignatureScheme::ECDSA_NISTP256_SHA256,
-    SignatureScheme::ED25519,
-    SignatureScheme::ECDSA_NISTP384_SHA384,
-    SignatureScheme::RSA_PSS_SHA256,
-    SignatureScheme::RSA_PSS_SHA384,
-    SignatureScheme::RSA_PSS_SHA512,
-];
+/// Signature schemes a handshake may use. SPIRE issues EC P-256 keys;
+/// Ed25519 keeps the vectors deterministic.
+pub use crate::pki::SCHEMES;
 
 const HUB_CONTEXT: &[u8] = b"ewii/1 hub handshake\0";
 const CLIENT_CONTEXT: &[u8] = b"ewii/1 client handshake\0";
@@ -101,9 +99,6 @@ pub enum HandshakeError {
     /// A signature scheme outside [`SCHEMES`].
     #[error("signature scheme 0x{0:04x} is not allowed")]
     Scheme(u16),
-    /// Our own key supports none of [`SCHEMES`].
-    #[error("the local key supports none of the allowed signature schemes")]
-    NoSigningScheme,
     /// Signing failed.
     #[error("signing the transcript failed: {0}")]
     Signing(String),
@@ -121,9 +116,6 @@ pub enum HandshakeError {
         /// Its explanation.
         detail: String,
     },
-    /// The system random source failed.
-    #[error("no randomness available")]
-    Randomness,
 }
 
 impl HandshakeError {
@@ -138,12 +130,10 @@ impl HandshakeError {
             HandshakeError::HubName { .. } => "hub_name",
             HandshakeError::BadSignature => "bad_signature",
             HandshakeError::Scheme(_) => "signature_scheme",
-            HandshakeError::NoSigningScheme => "no_signing_scheme",
             HandshakeError::Signing(_) => "signing",
             HandshakeError::WeakShare => "weak_share",
             HandshakeError::KeyConfirmation => "key_confirmation",
             HandshakeError::Alert { .. } => "peer_alert",
-            HandshakeError::Randomness => "randomness",
         }
     }
 
@@ -166,16 +156,16 @@ pub struct Refusal {
 pub trait PeerVerifier: Send + Sync {
     /// Verifies `chain` (leaf first) at `now`; returns the identity (a
     /// SPIFFE ID for clients, the hub name for hubs).
-    fn verify_peer(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<String, Refusal>;
+    fn verify_peer(&self, chain: &[Certificate], now: UnixTime) -> Result<String, Refusal>;
 }
 
 /// One side's certificate chain and key.
 #[derive(Clone, Debug)]
 pub struct Credentials {
     /// Leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
-    /// The leaf's private key.
-    pub key: Arc<dyn SigningKey>,
+    pub chain: Vec<Certificate>,
+    /// The leaf's private key: signs transcripts, receipts and goodbyes.
+    pub signer: Arc<dyn Signer>,
 }
 
 /// The randomness one handshake consumes, handed in so that tests and
@@ -193,83 +183,6 @@ impl Drop for Entropy {
     }
 }
 
-impl Entropy {
-    /// Fresh randomness from the operating system.
-    pub fn from_system() -> Result<Entropy, HandshakeError> {
-        use ring::rand::SecureRandom;
-        let rng = ring::rand::SystemRandom::new();
-        let mut e = Entropy {
-            random: [0; 32],
-            x25519: [0; 32],
-        };
-        rng.fill(&mut e.random)
-            .and_then(|()| rng.fill(&mut e.x25519))
-            .map_err(|_| HandshakeError::Randomness)?;
-        Ok(e)
-    }
-}
-
-/// The Alert frame: a reason code and a sentence.
-pub fn alert(code: &str, detail: &str) -> Vec<u8> {
-    let mut body = Vec::new();
-    let code = truncate(code, 64);
-    let detail = truncate(detail, 1024);
-    // Both fit a vec16 by construction.
-    let _ = put_vec16(&mut body, "alert code", code.as_bytes());
-    let _ = put_vec16(&mut body, "alert detail", detail.as_bytes());
-    frame::encode(FrameType::Alert, &body, MAX_HANDSHAKE).unwrap_or_default()
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn put_chain(out: &mut Vec<u8>, chain: &[CertificateDer<'_>]) -> Result<(), HandshakeError> {
-    if chain.is_empty() || chain.len() > MAX_CHAIN {
-        return Err(HandshakeError::Decode(DecodeError::Invalid {
-            field: "certificate chain",
-            why: "must hold 1 to 4 certificates",
-        }));
-    }
-    out.push(chain.len() as u8);
-    for c in chain {
-        if c.len() > MAX_CERT {
-            return Err(HandshakeError::Decode(DecodeError::TooLong {
-                field: "certificate",
-                len: c.len(),
-                max: MAX_CERT,
-            }));
-        }
-        put_vec16(out, "certificate", c)?;
-    }
-    Ok(())
-}
-
-fn read_chain(r: &mut Reader<'_>) -> Result<Vec<CertificateDer<'static>>, HandshakeError> {
-    let n = usize::from(r.u8("certificate count")?);
-    if n == 0 || n > MAX_CHAIN {
-        return Err(DecodeError::Invalid {
-            field: "certificate count",
-            why: "must be 1 to 4",
-        }
-        .into());
-    }
-    (0..n)
-        .map(|_| {
-            Ok(CertificateDer::from(
-                r.vec16("certificate", MAX_CERT)?.to_vec(),
-            ))
-        })
-        .collect()
-}
-
 pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     let mut ctx = digest::Context::new(&digest::SHA256);
     for p in parts {
@@ -280,52 +193,33 @@ pub(crate) fn sha256(parts: &[&[u8]]) -> [u8; 32] {
     out
 }
 
-/// The signer of `key` for the first scheme of [`SCHEMES`] it supports.
-pub(crate) fn signer(
-    key: &dyn SigningKey,
-) -> Result<Box<dyn rustls::sign::Signer>, HandshakeError> {
-    key.choose_scheme(SCHEMES)
-        .ok_or(HandshakeError::NoSigningScheme)
-}
-
 /// Signs `context || message` with `signer`: the one signing path of the
 /// tree (handshake transcripts, response receipts, goodbyes).
 pub(crate) fn sign(
-    signer: &dyn rustls::sign::Signer,
+    signer: &dyn Signer,
     context: &[u8],
     message: &[u8],
 ) -> Result<Vec<u8>, HandshakeError> {
     signer
         .sign(&[context, message].concat())
-        .map_err(|e| HandshakeError::Signing(e.to_string()))
+        .map_err(|e| HandshakeError::Signing(e.0))
 }
 
 /// Verifies a signature over `context || message` with the public key of
-/// `leaf`, using the algorithms of the ring provider (the one crypto
-/// provider of the tree): the one verification path for handshake
-/// transcripts, response receipts and goodbyes.
+/// `leaf` ([`crate::pki::verify`]): the one verification path for
+/// handshake transcripts, response receipts and goodbyes.
 pub(crate) fn verify_signature(
-    leaf: &CertificateDer<'_>,
+    leaf: &Certificate,
     scheme: u16,
     context: &[u8],
     message: &[u8],
     signature: &[u8],
 ) -> Result<(), HandshakeError> {
-    let scheme = SignatureScheme::from(scheme);
-    if !SCHEMES.contains(&scheme) {
-        return Err(HandshakeError::Scheme(u16::from(scheme)));
-    }
-    let algs = rustls::crypto::ring::default_provider().signature_verification_algorithms;
-    let alg = algs
-        .mapping
-        .iter()
-        .find(|(s, _)| *s == scheme)
-        .and_then(|(_, algs)| algs.first())
-        .ok_or(HandshakeError::Scheme(u16::from(scheme)))?;
-    let cert = webpki::EndEntityCert::try_from(leaf).map_err(|_| HandshakeError::BadSignature)?;
     let msg = [context, message].concat();
-    cert.verify_signature(*alg, &msg, signature)
-        .map_err(|_| HandshakeError::BadSignature)
+    crate::pki::verify(leaf, scheme, &msg, signature).map_err(|e| match e {
+        SignatureError::Scheme(s) => HandshakeError::Scheme(s),
+        _ => HandshakeError::BadSignature,
+    })
 }
 
 fn x25519(secret: &[u8; 32], peer: &[u8; 32]) -> Result<[u8; 32], HandshakeError> {
@@ -386,167 +280,13 @@ fn finished_mac(key: &[u8; 32], th: &[u8; 32]) -> hmac::Tag {
     hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, key), th)
 }
 
-fn read_hello_start(r: &mut Reader<'_>) -> Result<([u8; 32], [u8; 32]), HandshakeError> {
-    let version = r.u16("version")?;
-    if version != PROTOCOL_VERSION {
-        return Err(HandshakeError::Version(version));
-    }
-    Ok((r.array("random")?, r.array("key share")?))
-}
-
-/// A decoded handshake message (wire formats in docs/protocol.md). Every
-/// field is bounded and checked; nothing is verified yet.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Message {
-    /// `version u16 | random [32] | x25519 share [32] | chain`
-    ClientHello {
-        /// Hello random.
-        random: [u8; 32],
-        /// X25519 public share.
-        share: [u8; 32],
-        /// Certificate chain, leaf first.
-        chain: Vec<CertificateDer<'static>>,
-    },
-    /// `version u16 | random [32] | share [32] | hub name vec16 | chain |
-    /// scheme u16 | signature vec16`
-    ServerHello {
-        /// Hello random.
-        random: [u8; 32],
-        /// X25519 public share.
-        share: [u8; 32],
-        /// The hub's name.
-        name: String,
-        /// Certificate chain, leaf first.
-        chain: Vec<CertificateDer<'static>>,
-        /// Signature scheme.
-        scheme: u16,
-        /// Bytes of the body covered by the signature (up to the scheme).
-        signed_len: usize,
-        /// The signature.
-        signature: Vec<u8>,
-    },
-    /// `scheme u16 | signature vec16`
-    ClientFinish {
-        /// Signature scheme.
-        scheme: u16,
-        /// The signature.
-        signature: Vec<u8>,
-    },
-    /// `verify data [32]`
-    ServerFinish {
-        /// HMAC-SHA256 of the transcript under the finished key.
-        mac: [u8; 32],
-    },
-    /// `code vec16 | detail vec16`
-    Alert {
-        /// Reason code.
-        code: String,
-        /// Explanation.
-        detail: String,
-    },
-}
-
-/// Decodes one handshake frame. Never panics; refuses anything malformed,
-/// over a limit, or with trailing bytes.
-pub fn decode(frame: &frame::Frame) -> Result<Message, HandshakeError> {
-    let mut r = Reader::new(&frame.body);
-    let m = match frame.kind {
-        FrameType::ClientHello => {
-            let (random, share) = read_hello_start(&mut r)?;
-            Message::ClientHello {
-                random,
-                share,
-                chain: read_chain(&mut r)?,
-            }
-        }
-        FrameType::ServerHello => {
-            let (random, share) = read_hello_start(&mut r)?;
-            let name = r.vec16("hub name", MAX_IDENTITY)?;
-            let name = std::str::from_utf8(name)
-                .map_err(|_| DecodeError::Invalid {
-                    field: "hub name",
-                    why: "not UTF-8",
-                })?
-                .to_owned();
-            let chain = read_chain(&mut r)?;
-            let scheme = r.u16("signature scheme")?;
-            let signed_len = frame.body.len() - r.remaining();
-            let signature = r.vec16("signature", MAX_SIGNATURE)?.to_vec();
-            Message::ServerHello {
-                random,
-                share,
-                name,
-                chain,
-                scheme,
-                signed_len,
-                signature,
-            }
-        }
-        FrameType::ClientFinish => Message::ClientFinish {
-            scheme: r.u16("signature scheme")?,
-            signature: r.vec16("signature", MAX_SIGNATURE)?.to_vec(),
-        },
-        FrameType::ServerFinish => Message::ServerFinish {
-            mac: r.array("verify data")?,
-        },
-        FrameType::Alert => {
-            let code = String::from_utf8_lossy(r.vec16("alert code", 64)?).into_owned();
-            let detail = String::from_utf8_lossy(r.vec16("alert detail", 1024)?).into_owned();
-            Message::Alert { code, detail }
-        }
-        other => {
-            return Err(DecodeError::Invalid {
-                field: "handshake frame type",
-                why: if matches!(
-                    other,
-                    FrameType::Message
-                        | FrameType::Route
-                        | FrameType::Refused
-                        | FrameType::Control
-                        | FrameType::Receipt
-                ) {
-                    "a data frame before the handshake completed"
-                } else {
-                    "unknown"
-                },
-            }
-            .into());
-        }
-    };
-    r.finish()?;
-    Ok(m)
-}
-
-fn unexpected(expected: FrameType, frame: &frame::Frame) -> HandshakeError {
-    HandshakeError::Unexpected {
-        expected,
-        got: frame.kind,
-    }
-}
-
-/// Decodes `frame`, which must be of type `expected`; an Alert becomes the
-/// peer's refusal.
-fn expect(frame: &frame::Frame, expected: FrameType) -> Result<Message, HandshakeError> {
-    match frame.kind {
-        k if k == expected => decode(frame),
-        FrameType::Alert => match decode(frame)? {
-            Message::Alert { code, detail } => Err(HandshakeError::Alert { code, detail }),
-            _ => Err(HandshakeError::Unexpected {
-                expected,
-                got: FrameType::Alert,
-            }),
-        },
-        got => Err(HandshakeError::Unexpected { expected, got }),
-    }
-}
-
 /// What a finished handshake established about the peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Peer {
     /// The verified identity (SPIFFE ID of a client, name of a hub).
     pub identity: String,
     /// Its certificate chain, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
+    pub chain: Vec<Certificate>,
 }
 
 // ---------------------------------------------------------------- client
@@ -637,11 +377,11 @@ impl ClientHandshake {
         let shared = x25519(&self.secret, &share)?;
 
         // ClientFinish: our signature over CH || SH || scheme.
-        let signer = signer(&*self.config.credentials.key)?;
-        let scheme = u16::from(signer.scheme());
+        let signer = &*self.config.credentials.signer;
+        let scheme = signer.scheme().code();
         let mut finish = scheme.to_be_bytes().to_vec();
         let client_hash = sha256(&[&self.client_hello, body, &finish]);
-        let sig = sign(&*signer, CLIENT_CONTEXT, &client_hash)?;
+        let sig = sign(signer, CLIENT_CONTEXT, &client_hash)?;
         put_vec16(&mut finish, "signature", &sig)?;
         let th = sha256(&[&self.client_hello, body, &finish]);
         let (secrets, mut finished_key) =
@@ -746,10 +486,10 @@ pub fn hub_read_client_hello(
     }
     put_vec16(&mut sh, "hub name", config.name.as_bytes())?;
     put_chain(&mut sh, &config.credentials.chain)?;
-    let signer = signer(&*config.credentials.key)?;
-    sh.extend_from_slice(&u16::from(signer.scheme()).to_be_bytes());
+    let signer = &*config.credentials.signer;
+    sh.extend_from_slice(&signer.scheme().code().to_be_bytes());
     let hash = sha256(&[body, &sh]);
-    let sig = sign(&*signer, HUB_CONTEXT, &hash)?;
+    let sig = sign(signer, HUB_CONTEXT, &hash)?;
     put_vec16(&mut sh, "signature", &sig)?;
     let out = frame::encode(FrameType::ServerHello, &sh, MAX_HANDSHAKE)
         .map_err(|e| HandshakeError::Decode(e.into()))?;
@@ -799,119 +539,6 @@ impl HubAwaitFinish {
         let out = frame::encode(FrameType::ServerFinish, mac.as_ref(), MAX_HANDSHAKE)
             .map_err(|e| HandshakeError::Decode(e.into()))?;
         Ok((Session::new(Role::Hub, secrets), self.peer.clone(), out))
-    }
-}
-
-// ------------------------------------------------------------- verifiers
-
-/// The client's judge of the hub: the hub's chain must lead to the hub CA
-/// the client was installed with and name the host it dialled. The same
-/// verifier serves the TLS layer ([`HubCertVerifier::tls`]) and the app
-/// layer, so both layers hold the hub to one rule.
-#[derive(Debug, Clone)]
-pub struct HubCertVerifier {
-    tls: Arc<rustls::client::WebPkiServerVerifier>,
-    name: rustls::pki_types::ServerName<'static>,
-}
-
-/// The hub CA file or the hub name is unusable.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HubTrustError {
-    /// No certificate could be used as a trust anchor.
-    #[error("the hub CA holds no usable certificate: {0}")]
-    NoAnchor(String),
-    /// The hub name is not a DNS name or IP address.
-    #[error("{0:?} is not a valid hub host name")]
-    Name(String),
-}
-
-impl HubCertVerifier {
-    /// Trusts `roots` (the hub CA) for the hub called `name`.
-    pub fn new(
-        roots: &[CertificateDer<'static>],
-        name: &str,
-    ) -> Result<HubCertVerifier, HubTrustError> {
-        let mut store = rustls::RootCertStore::empty();
-        for root in roots {
-            store
-                .add(root.clone())
-                .map_err(|e| HubTrustError::NoAnchor(e.to_string()))?;
-        }
-        if store.is_empty() {
-            return Err(HubTrustError::NoAnchor("the file is empty".into()));
-        }
-        let tls = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(store),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .build()
-        .map_err(|e| HubTrustError::NoAnchor(e.to_string()))?;
-        let name = rustls::pki_types::ServerName::try_from(name.to_owned())
-            .map_err(|_| HubTrustError::Name(name.to_owned()))?;
-        Ok(HubCertVerifier { tls, name })
-    }
-
-    /// The verifier for the TLS layer.
-    pub fn tls(&self) -> Arc<rustls::client::WebPkiServerVerifier> {
-        self.tls.clone()
-    }
-
-    /// The hub name as rustls takes it (SNI and name check).
-    pub fn server_name(&self) -> &rustls::pki_types::ServerName<'static> {
-        &self.name
-    }
-}
-
-/// A stable reason code for a certificate error from rustls.
-pub fn certificate_reason(err: &rustls::Error) -> &'static str {
-    use rustls::CertificateError as C;
-    match err {
-        rustls::Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => "untrusted_issuer",
-            C::Expired | C::ExpiredContext { .. } => "expired",
-            C::NotValidYet | C::NotValidYetContext { .. } => "not_yet_valid",
-            C::NotValidForName | C::NotValidForNameContext { .. } => "wrong_name",
-            C::Revoked => "revoked",
-            C::BadSignature => "bad_certificate_signature",
-            C::InvalidPurpose | C::InvalidPurposeContext { .. } => "invalid_purpose",
-            _ => "invalid_certificate",
-        },
-        _ => "invalid_certificate",
-    }
-}
-
-impl PeerVerifier for HubCertVerifier {
-    fn verify_peer(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<String, Refusal> {
-        use rustls::client::danger::ServerCertVerifier;
-        let (leaf, intermediates) = chain.split_first().ok_or_else(|| Refusal {
-            reason: "no_certificate",
-            detail: "the hub sent no certificate".into(),
-        })?;
-        self.tls
-            .verify_server_cert(leaf, intermediates, &self.name, &[], now)
-            .map_err(|e| Refusal {
-                reason: certificate_reason(&e),
-                detail: format!("hub certificate: {e}"),
-            })?;
-        Ok(self.name.to_str().into_owned())
-    }
-}
-
-/// The hub judges clients with the same SVID verifier as its TLS layer:
-/// the trust bundle of the workspace named in the SPIFFE ID, the X509-SVID
-/// rules, revocation.
-impl PeerVerifier for crate::svid::SvidVerifier {
-    fn verify_peer(&self, chain: &[CertificateDer<'_>], now: UnixTime) -> Result<String, Refusal> {
-        let (leaf, intermediates) = chain.split_first().ok_or_else(|| Refusal {
-            reason: "no_certificate",
-            detail: "the client sent no certificate".into(),
-        })?;
-        self.verify(leaf, intermediates, now)
-            .map(|v| v.id.to_string())
-            .map_err(|e| Refusal {
-                reason: e.reason(),
-                detail: e.to_string(),
-            })
     }
 }
 

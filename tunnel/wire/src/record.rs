@@ -705,9 +705,7 @@ mod vectors {
     /// so an implementation in another language can check itself against it.
     #[test]
     fn protocol_doc_vectors_match_byte_for_byte() {
-        let doc =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/protocol.md"))
-                .expect("docs/protocol.md");
+        let doc = include_str!("../../../docs/protocol.md");
         for (name, want) in vector_records() {
             let line = doc
                 .lines()
