@@ -75,7 +75,7 @@ fn generate() {
     write("ca.key.pem", &ca_key.serialize_pem());
     let issuer = Issuer::new(ca, ca_key);
 
-    let mut issue = |name: &str, p: CertificateParams, key: Option<KeyPair>| {
+    let issue = |name: &str, p: CertificateParams, key: Option<KeyPair>| {
         let key = key.unwrap_or_else(|| self::key(name, &rcgen::PKCS_ECDSA_P256_SHA256));
         let cert = p.signed_by(&key, &issuer).unwrap();
         write(&format!("{name}.pem"), &cert.pem());
@@ -116,13 +116,18 @@ fn generate() {
     p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     issue("bad-ca-as-leaf", p, None);
     let mut p = svid_params(9, CLIENT_ID);
-    p.subject_alt_names
-        .push(SanType::URI("spiffe://example.org/ws/acme/dep/us".try_into().unwrap()));
+    p.subject_alt_names.push(SanType::URI(
+        "spiffe://example.org/ws/acme/dep/us".try_into().unwrap(),
+    ));
     issue("bad-uri-san-count", p, None);
     let mut p = svid_params(10, CLIENT_ID);
     p.key_usages = Vec::new();
     issue("bad-missing-key-usage", p, None);
-    issue("bad-root-path", svid_params(11, "spiffe://example.org"), None);
+    issue(
+        "bad-root-path",
+        svid_params(11, "spiffe://example.org"),
+        None,
+    );
     issue(
         "bad-not-spiffe",
         svid_params(12, "https://example.org/ws/acme"),
@@ -135,8 +140,8 @@ fn generate() {
 
 fn cert(name: &str) -> Certificate {
     let path = dir().join(format!("{name}.pem"));
-    let der = CertificateDer::from_pem_file(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let der =
+        CertificateDer::from_pem_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     Certificate::from_der(der.to_vec())
 }
 

@@ -27,8 +27,6 @@ use std::fmt;
 
 use x509_parser::extensions::GeneralName;
 
-use crate::pki::Certificate;
-
 /// The URI scheme and separator every SPIFFE ID starts with.
 const SCHEME: &str = "spiffe://";
 /// SPIFFE-ID §2.3: implementations must support IDs up to 2048 bytes and
@@ -350,7 +348,7 @@ pub struct SvidLeaf {
 /// The serial number of a certificate in the form used throughout this
 /// module (and by revocation lists): lowercase hex, no separators, of the
 /// DER INTEGER's content bytes as encoded.
-pub fn serial_hex(cert: &Certificate) -> Result<String, SvidError> {
+pub fn serial_hex(cert: &[u8]) -> Result<String, SvidError> {
     let parsed = parse_cert(cert)?;
     Ok(hex(parsed.raw_serial()))
 }
@@ -366,9 +364,9 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn parse_cert<'a>(
-    cert: &'a Certificate,
+    cert: &'a [u8],
 ) -> Result<x509_parser::certificate::X509Certificate<'a>, SvidError> {
-    let (rest, parsed) = x509_parser::parse_x509_certificate(cert.as_der())
+    let (rest, parsed) = x509_parser::parse_x509_certificate(cert)
         .map_err(|e| SvidError::Malformed(e.to_string()))?;
     if !rest.is_empty() {
         return Err(SvidError::Malformed(format!(
@@ -393,7 +391,7 @@ fn parse_cert<'a>(
 ///
 /// This is also how the hub reads the SPIFFE ID of an already-verified
 /// peer after the handshake: rustls keeps the certificate, not our result.
-pub fn check_leaf(end_entity: &Certificate) -> Result<SvidLeaf, SvidError> {
+pub fn check_leaf(end_entity: &[u8]) -> Result<SvidLeaf, SvidError> {
     let cert = parse_cert(end_entity)?;
     let malformed = |e: x509_parser::error::X509Error| SvidError::Malformed(e.to_string());
 
@@ -470,8 +468,8 @@ pub fn check_leaf(end_entity: &Certificate) -> Result<SvidLeaf, SvidError> {
 
 /// Best-effort extraction of the URI SAN a refused certificate claims, for
 /// the log line only (never for a decision).
-pub fn claimed_id(end_entity: &Certificate) -> Option<String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(end_entity.as_der()).ok()?;
+pub fn claimed_id(end_entity: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(end_entity).ok()?;
     let san = cert.subject_alternative_name().ok()??;
     san.value.general_names.iter().find_map(|name| match name {
         GeneralName::URI(uri) => Some((*uri).to_owned()),
@@ -673,7 +671,7 @@ mod tests {
 
     #[test]
     fn rejects_garbage_der() {
-        let err = check_leaf(&Certificate::from_der(vec![0x30, 0x03, 0x01])).unwrap_err();
+        let err = check_leaf(&[0x30, 0x03, 0x01]).unwrap_err();
         assert_eq!(err.reason(), "malformed");
     }
 }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ewii_tunnel::svid::TrustBundle;
+use ewii_quic::TrustBundle;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -62,7 +62,7 @@ pub struct Leaf {
     pub cert_pem: String,
     /// The private key, PKCS#8 PEM.
     pub key_pem: String,
-    /// The serial number, in the form of `ewii_tunnel::svid::SvidLeaf::serial`.
+    /// The serial number, in the form of `ewii_wire::svid::SvidLeaf::serial`.
     pub serial: String,
 }
 
@@ -166,7 +166,7 @@ impl TestCa {
         let key = p256();
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         let der = cert.der().clone();
-        let serial = ewii_tunnel::svid::serial_hex(&der).unwrap();
+        let serial = ewii_wire::svid::serial_hex(&der).unwrap();
         Leaf {
             chain: vec![der],
             key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),

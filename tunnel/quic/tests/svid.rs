@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use common::pki::{Leaf, TestCa, install_crypto_provider, set_validity};
-use ewii_tunnel::svid::{
-    InMemoryTrust, SpiffeId, SvidError, SvidVerifier, TrustBundle, TrustSource, check_leaf,
-    reason_of, svid_error,
+use ewii_quic::verifier::{
+    InMemoryTrust, SvidVerifier, TrustBundle, TrustSource, reason_of, svid_error,
 };
+use ewii_wire::svid::{SpiffeId, SvidError, check_leaf};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName,
     ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose, SanType,
