@@ -83,6 +83,9 @@ pub enum Closed {
     Revoked(String),
     /// The link went silent past the idle timeout (keep-alives lost).
     TimedOut,
+    /// The peer closed it in an orderly way ([`close_code::DONE`]), saying
+    /// why.
+    Done(String),
     /// The peer closed it for another reason, or the transport failed; a
     /// sentence for the log.
     Other(String),
@@ -94,6 +97,7 @@ impl fmt::Display for Closed {
             Closed::Locally => f.write_str("closed"),
             Closed::Revoked(how) => f.write_str(how),
             Closed::TimedOut => f.write_str("timed out"),
+            Closed::Done(why) => write!(f, "closed by the peer: {why}"),
             Closed::Other(why) => f.write_str(why),
         }
     }
@@ -108,6 +112,11 @@ impl Closed {
         match reason {
             quinn::ConnectionError::LocallyClosed => Closed::Locally,
             quinn::ConnectionError::TimedOut => Closed::TimedOut,
+            quinn::ConnectionError::ApplicationClosed(close)
+                if close.error_code == quinn::VarInt::from_u32(close_code::DONE) =>
+            {
+                Closed::Done(printable(&close.reason))
+            }
             other => Closed::Other(other.to_string()),
         }
     }
@@ -194,6 +203,11 @@ mod tests {
             Closed::of(&application_close(close_code::IDENTITY)),
             Closed::Other(_)
         ));
+        assert_eq!(
+            Closed::of(&application_close(close_code::DONE)),
+            Closed::Done("revoked by the operator".into()),
+            "only the code says revoked, never the text"
+        );
         assert_eq!(Closed::TimedOut.to_string(), "timed out");
     }
 }

@@ -162,8 +162,10 @@ impl ClientQuicConfig {
 /// TLS client authentication becomes optional; a certificate that is
 /// presented is still judged by `client_verifier`, and a tunnel connection
 /// (ALPN `ewii/1`) without one is refused by the app-layer handshake
-/// ([`crate::TlsBinding::Strict`]).
-pub(crate) fn hub_config(
+/// ([`crate::TlsBinding::Strict`]). The hub gets it through
+/// [`crate::HubListener`]; it is public for tests and tools that run their
+/// own quinn server (a relay in front of a hub).
+pub fn hub_config(
     keys: &KeyMaterial,
     client_verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
     enrolment: bool,

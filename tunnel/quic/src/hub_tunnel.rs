@@ -131,6 +131,12 @@ impl HubTunnel {
         self.conn.remote_address()
     }
 
+    /// A number unique to this tunnel's connection among the live ones
+    /// (quinn's stable id), for logs and tests.
+    pub fn stable_id(&self) -> usize {
+        self.conn.stable_id()
+    }
+
     /// The next server-initiated message from the adapter (e.g.
     /// `notifications/tools/list_changed`); `None` once the tunnel closed.
     pub async fn next_notification(&self) -> Option<Bytes> {

@@ -14,34 +14,35 @@
 //! - Stopping an enrolled client can revoke it ([`Client::revoke_on_stop`]):
 //!   a signed goodbye to the hub, then `svid.pem` and `svid.key` deleted.
 //!   A crash or a lost link changes nothing: the saved SVID reconnects.
-//! - When the hub says the SVID is revoked (it closes the tunnel with
-//!   [`net::close_code::REVOKED`], or refuses the SVID in TLS with
-//!   `certificate_revoked`), the client stops retrying, moves an enrolled
+//! - When the hub says the SVID is revoked (it closes the tunnel as
+//!   revoked, or refuses the SVID in TLS with `certificate_revoked`), the
+//!   client stops retrying, moves an enrolled
 //!   SVID and key aside, and [`Client::run`] ends with
 //!   [`ClientError::Revoked`].
 //! - Every forward, refusal, tunnel up and tunnel down, enrolment,
 //!   renewal, goodbye and revocation goes to the JSON-lines connection log.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::Bytes;
+use ewii_quic::{
+    ClientQuicConfig, ClientTunnel, Dialer, HubCertVerifier, HubTrustError, KeyMaterial, NetError,
+};
+use ewii_wire::handshake::ClientConfig;
 use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
-use zeroize::Zeroizing;
 
 use crate::connlog::{ConnectionLog, ConnectionRecord};
-use crate::enrol::EnrolResponse;
-use crate::forward::{AdapterCredential, AdapterLink, AllowList, Destination};
-use crate::handshake::{ClientConfig, HubCertVerifier, HubTrustError};
+use crate::forward::{AdapterCredential, AllowList};
 use crate::identity::{
-    CurrentIdentity, IdentityError, IdentitySource, IdentityStore, KeyRequest, SvidInfo,
-    random_unit, retry_delay,
+    CurrentIdentity, IdentityError, IdentitySource, IdentityStore, SvidInfo, random_unit,
 };
-use crate::net::{self, ClientTunnel, IncomingRequest, KeyMaterial, NetError};
+
+mod enrolment;
+mod renewal;
+mod serving;
 
 /// How long the hub may take to answer a renewal.
 pub const RENEW_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,9 +127,6 @@ pub enum ClientError {
     /// The hub CA or name is unusable.
     #[error(transparent)]
     HubTrust(#[from] HubTrustError),
-    /// Local network setup failed.
-    #[error("cannot open a UDP socket: {0}")]
-    Socket(std::io::Error),
     /// Configuration of TLS or QUIC failed.
     #[error(transparent)]
     Net(#[from] NetError),
@@ -234,17 +232,7 @@ impl Backoff {
 /// The identity in use and the QUIC config presenting it.
 struct Active {
     identity: CurrentIdentity,
-    quic: quinn::ClientConfig,
-}
-
-/// What one renewal attempt came to.
-enum Renewal {
-    /// Renewed; the next one is due then.
-    Renewed(SystemTime),
-    /// Failed; try again later.
-    Retry,
-    /// The hub will never renew this SVID.
-    Stop,
+    quic: ClientQuicConfig,
 }
 
 /// Text from the network, made one printable line.
@@ -275,7 +263,7 @@ fn log_to(log: &Option<Arc<ConnectionLog>>, record: ConnectionRecord) {
 /// The hub command that revokes the deployment named by `spiffe_id`
 /// (`spiffe://TD/ws/W/dep/D`).
 fn revoke_command(spiffe_id: &str) -> String {
-    let path = crate::svid::SpiffeId::parse(spiffe_id)
+    let path = ewii_wire::svid::SpiffeId::parse(spiffe_id)
         .map(|id| id.path().to_owned())
         .unwrap_or_default();
     match path.split('/').collect::<Vec<_>>().as_slice() {
@@ -296,7 +284,8 @@ pub struct Client {
     /// The SPIFFE ID: renewal keeps it, so it never changes.
     identity: String,
     app_verifier: Arc<HubCertVerifier>,
-    tls_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    /// Judges the hub's TLS certificate: the hub CA, or `tls_ca`.
+    tls_verifier: HubCertVerifier,
     /// The identity the next connection presents; renewal swaps it.
     current: RwLock<Arc<Active>>,
     /// Where an enrolled identity is kept; `None` for a static one.
@@ -400,12 +389,11 @@ impl Client {
         store: Option<IdentityStore>,
     ) -> Result<Client, ClientError> {
         let app_verifier = Arc::new(HubCertVerifier::new(&settings.hub_ca, &settings.hub_name)?);
-        let tls_verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> =
-            match &settings.tls_ca {
-                Some(roots) => HubCertVerifier::new(roots, &settings.hub_name)?.tls(),
-                None => app_verifier.tls(),
-            };
-        let quic = net::client_config(identity.keys(), tls_verifier.clone())?;
+        let tls_verifier = match &settings.tls_ca {
+            Some(roots) => HubCertVerifier::new(roots, &settings.hub_name)?,
+            None => (*app_verifier).clone(),
+        };
+        let quic = ClientQuicConfig::tunnel(identity.keys(), &tls_verifier)?;
         Ok(Client {
             identity: identity.spiffe_id().to_owned(),
             settings,
@@ -431,78 +419,6 @@ impl Client {
     /// Whether a stop says goodbye (an enrolled identity, revoke on stop).
     fn says_goodbye(&self) -> bool {
         self.revoke_on_stop && self.store.is_some()
-    }
-
-    /// Enrols with `token`, retrying while the hub cannot be reached.
-    async fn enrol(
-        settings: &ClientSettings,
-        store: &IdentityStore,
-        token: &Zeroizing<String>,
-        cancel: &CancellationToken,
-    ) -> Result<CurrentIdentity, ClientError> {
-        // The token travels in TLS only (there is no app layer yet), so
-        // the hub must prove itself under the hub CA right there: a
-        // TLS-terminating relay (`tls_ca`) never sees the token.
-        let verifier = HubCertVerifier::new(&settings.hub_ca, &settings.hub_name)?;
-        let quic = net::enrol_client_config(verifier.tls())?;
-        let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
-        let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Socket)?;
-        let mut backoff = new_backoff();
-        let outcome = loop {
-            let request = KeyRequest::generate()?;
-            let started = Instant::now();
-            let attempt = async {
-                let addr = resolve(&settings.hub).await?;
-                net::enrol(
-                    &endpoint,
-                    quic.clone(),
-                    addr,
-                    &settings.hub_name,
-                    &request.enrol_request(token),
-                )
-                .await
-            };
-            let answer = tokio::select! {
-                a = attempt => a,
-                _ = cancel.cancelled() => break Err(ClientError::Cancelled),
-            };
-            match answer {
-                Ok(EnrolResponse::Issued(issued)) => {
-                    let issued = request.accept(&issued)?;
-                    store.save(&issued)?;
-                    let identity = issued.into_identity();
-                    tracing::info!(
-                        spiffe_id = identity.spiffe_id(),
-                        serial = %identity.svid().serial,
-                        expires = %identity.svid().expires_at_rfc3339(),
-                        state = %store.dir().display(),
-                        "enrolled"
-                    );
-                    let mut record = ConnectionRecord::now(identity.spiffe_id(), "enrolled");
-                    record.destination = Some(settings.hub.clone());
-                    record.duration_ms = started.elapsed().as_millis() as u64;
-                    record.outcome = identity.svid().serial.clone();
-                    log_to(&settings.log, record);
-                    break Ok(identity);
-                }
-                Ok(EnrolResponse::Refused(refusal)) => {
-                    break Err(ClientError::Refused {
-                        reason: one_line(&refusal.reason),
-                        message: one_line(&refusal.message),
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(hub = %settings.hub, reason = e.reason(), error = %e, "cannot enrol with the hub; retrying");
-                }
-            }
-            let delay = backoff.next_delay(random_unit());
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = cancel.cancelled() => break Err(ClientError::Cancelled),
-            }
-        };
-        endpoint.close(net::close_code::DONE.into(), b"enrolment over");
-        outcome
     }
 
     /// The client's own SPIFFE ID.
@@ -532,7 +448,7 @@ impl Client {
         log_to(&self.settings.log, record);
     }
 
-    async fn connect(&self, endpoint: &quinn::Endpoint) -> Result<ClientTunnel, NetError> {
+    async fn connect(&self, dialer: &Dialer) -> Result<ClientTunnel, NetError> {
         let addr = resolve(&self.settings.hub).await?;
         let active = self.active();
         let credentials = active.identity.keys().credentials()?;
@@ -542,7 +458,7 @@ impl Client {
             hub_name: self.settings.hub_name.clone(),
             hub_verifier: self.app_verifier.clone(),
         };
-        ClientTunnel::connect(endpoint, active.quic.clone(), addr, config).await
+        dialer.connect(&active.quic, addr, config).await
     }
 
     /// Says why a connection failed when the SVID has expired.
@@ -573,10 +489,8 @@ impl Client {
     /// ([`ClientError::Revoked`]). Every other failure is retried.
     pub async fn run(self, cancel: CancellationToken) -> Result<Stopped, ClientError> {
         let this = Arc::new(self);
-        // Outbound only: an ephemeral local port, no server config, so the
-        // endpoint refuses every incoming connection.
-        let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
-        let endpoint = quinn::Endpoint::client(bind).map_err(ClientError::Socket)?;
+        // Outbound only: the dialer refuses every incoming connection.
+        let dialer = Dialer::bind()?;
         let mut backoff = new_backoff();
         // Ok(goodbye outcome, if one was said) on stop, Err(how) on revocation.
         let ended: Result<Option<Result<(), String>>, String> = loop {
@@ -584,7 +498,7 @@ impl Client {
                 break Ok(None);
             }
             let attempt_at = Instant::now();
-            match this.connect(&endpoint).await {
+            match this.connect(&dialer).await {
                 Ok(tunnel) => {
                     tracing::info!(hub = %this.settings.hub, identity = %this.identity, "tunnel up");
                     let mut up = ConnectionRecord::now(&this.identity, "tunnel_up");
@@ -642,9 +556,8 @@ impl Client {
                 _ = cancel.cancelled() => break Ok(None),
             }
         };
-        endpoint.close(net::close_code::DONE.into(), b"client stopping");
         // Let the close reach the hub.
-        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+        dialer.close("client stopping").await;
         match ended {
             Ok(goodbye) => this.stopped(goodbye),
             Err(how) => Err(this.revoked(how)),
@@ -719,340 +632,6 @@ impl Client {
             how,
             next_step,
         }
-    }
-
-    /// Serves one tunnel until it closes; returns how it ended.
-    async fn serve(self: Arc<Self>, tunnel: ClientTunnel, cancel: &CancellationToken) -> TunnelEnd {
-        let tunnel = Arc::new(tunnel);
-        // A new hub session starts new MCP sessions with the adapters.
-        let links: Arc<HashMap<Destination, Arc<AdapterLink>>> = Arc::new(
-            self.settings
-                .allow
-                .iter()
-                .map(|d| {
-                    let credential = self.settings.adapter_credential.clone();
-                    (d.clone(), Arc::new(AdapterLink::new(d.clone(), credential)))
-                })
-                .collect(),
-        );
-        let session_cancel = cancel.child_token();
-        if self.renews() {
-            tokio::spawn(
-                self.clone()
-                    .keep_renewing(tunnel.clone(), session_cancel.clone()),
-            );
-        }
-        let listening = Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
-        let reason = loop {
-            tokio::select! {
-                next = tunnel.next_request() => match next {
-                    Some(Ok(request)) => {
-                        let this = self.clone();
-                        let links = links.clone();
-                        let tunnel = tunnel.clone();
-                        let listening = listening.clone();
-                        let session_cancel = session_cancel.clone();
-                        tokio::spawn(async move {
-                            this.forward(request, &links, &tunnel, &listening, &session_cancel).await;
-                        });
-                    }
-                    Some(Err(e)) => {
-                        tracing::warn!(error = %e, "request stream refused");
-                        if matches!(e, NetError::Session(_) | NetError::Stream(_)) {
-                            tunnel.connection().close(net::close_code::PROTOCOL.into(), b"stream refused");
-                        }
-                    }
-                    None => {
-                        let closed = tunnel.connection().close_reason();
-                        if let Some(how) = closed.as_ref().and_then(net::revoked_by_peer) {
-                            break TunnelEnd::Revoked(how);
-                        }
-                        break TunnelEnd::Lost(
-                            closed.map(|r| r.to_string()).unwrap_or_else(|| "closed".into()),
-                        );
-                    }
-                },
-                _ = cancel.cancelled() => {
-                    if !self.says_goodbye() {
-                        tunnel.close("client stopping");
-                        break TunnelEnd::Stopped(None);
-                    }
-                    // The renewal task stops with `cancel` (its token is a
-                    // child), so the control stream is free for the goodbye.
-                    let said = tunnel.goodbye(GOODBYE_TIMEOUT).await.map_err(|e| {
-                        tunnel.close("client stopping");
-                        e.to_string()
-                    });
-                    break TunnelEnd::Stopped(Some(said));
-                }
-            }
-        };
-        session_cancel.cancel();
-        for link in links.values() {
-            link.close().await;
-        }
-        reason
-    }
-
-    /// Renews the SVID over `tunnel` about half-way through each SVID's
-    /// life, until the tunnel ends (`cancel`) or the hub says the SVID is
-    /// not renewable.
-    async fn keep_renewing(self: Arc<Self>, tunnel: Arc<ClientTunnel>, cancel: CancellationToken) {
-        let mut due = self.active().identity.renew_at();
-        loop {
-            let wait = due
-                .duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO);
-            tracing::debug!(wait_ms = wait.as_millis() as u64, "next SVID renewal");
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = cancel.cancelled() => return,
-            }
-            let outcome = tokio::select! {
-                o = self.renew_once(&tunnel) => o,
-                _ = cancel.cancelled() => return,
-            };
-            match outcome {
-                Renewal::Renewed(next) => due = next,
-                Renewal::Stop => {
-                    self.renewable.store(false, Ordering::SeqCst);
-                    return;
-                }
-                Renewal::Retry => {
-                    let left = self.active().identity.svid().remaining(SystemTime::now());
-                    due = SystemTime::now() + retry_delay(left);
-                }
-            }
-        }
-    }
-
-    /// One renewal: a fresh key and CSR, the hub's answer, the checks, the
-    /// state saved and the identity swapped for the next connection.
-    async fn renew_once(&self, tunnel: &ClientTunnel) -> Renewal {
-        let started = Instant::now();
-        let failed = |why: String| {
-            let mut record = ConnectionRecord::now(&self.identity, "renew_failed");
-            record.destination = Some(self.settings.hub.clone());
-            record.duration_ms = started.elapsed().as_millis() as u64;
-            record.outcome = why;
-            self.log(record);
-        };
-        let request = match KeyRequest::generate() {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot renew the SVID");
-                failed(e.to_string());
-                return Renewal::Retry;
-            }
-        };
-        let issued = match tunnel.renew(request.csr_der(), RENEW_TIMEOUT).await {
-            Ok(Ok(issued)) => issued,
-            Ok(Err(refusal)) => {
-                let (reason, message) = (one_line(&refusal.reason), one_line(&refusal.message));
-                failed(format!("{reason}: {message}"));
-                if reason == NOT_RENEWABLE {
-                    tracing::warn!(
-                        %reason,
-                        "the hub does not renew this SVID ({message}); renewal stops, and the \
-                         client needs a new SVID before {}",
-                        self.active().identity.svid().expires_at_rfc3339()
-                    );
-                    return Renewal::Stop;
-                }
-                tracing::warn!(%reason, "the hub refused to renew the SVID: {message}; retrying");
-                return Renewal::Retry;
-            }
-            Err(e) => {
-                tracing::warn!(reason = e.reason(), error = %e, "SVID renewal failed; retrying");
-                failed(e.to_string());
-                return Renewal::Retry;
-            }
-        };
-        match self.adopt(request, &issued) {
-            Ok(svid) => {
-                tracing::info!(
-                    spiffe_id = %self.identity,
-                    serial = %svid.serial,
-                    expires = %svid.expires_at_rfc3339(),
-                    "SVID renewed"
-                );
-                let mut record = ConnectionRecord::now(&self.identity, "renewed");
-                record.destination = Some(self.settings.hub.clone());
-                record.duration_ms = started.elapsed().as_millis() as u64;
-                record.outcome = svid.serial;
-                self.log(record);
-                Renewal::Renewed(self.active().identity.renew_at())
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "the renewed SVID is not usable; retrying");
-                failed(e.to_string());
-                Renewal::Retry
-            }
-        }
-    }
-
-    /// Checks a renewed SVID, saves it and makes it the identity of the
-    /// next connection.
-    fn adopt(
-        &self,
-        request: KeyRequest,
-        issued: &crate::enrol::Issued,
-    ) -> Result<SvidInfo, ClientError> {
-        let issued = request.accept(issued)?;
-        if issued.identity().spiffe_id() != self.identity {
-            return Err(IdentityError::WrongIdentity {
-                expected: self.identity.clone(),
-                got: issued.identity().spiffe_id().to_owned(),
-            }
-            .into());
-        }
-        let quic = net::client_config(issued.identity().keys(), self.tls_verifier.clone())?;
-        if let Some(store) = &self.store {
-            store.save(&issued)?;
-        }
-        let identity = issued.into_identity();
-        let svid = identity.svid().clone();
-        *self.current.write().unwrap_or_else(PoisonError::into_inner) =
-            Arc::new(Active { identity, quic });
-        Ok(svid)
-    }
-
-    /// Forwards one request stream to its adapter and streams the answers
-    /// back; refuses anything outside the allow-list before dialling.
-    async fn forward(
-        &self,
-        mut request: IncomingRequest,
-        links: &HashMap<Destination, Arc<AdapterLink>>,
-        tunnel: &Arc<ClientTunnel>,
-        listening: &Arc<std::sync::Mutex<std::collections::HashSet<Destination>>>,
-        session_cancel: &CancellationToken,
-    ) {
-        let started = Instant::now();
-        let req = match request.read().await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(error = %e, "request stream refused");
-                if matches!(e, NetError::Stream(_) | NetError::Session(_)) {
-                    tunnel
-                        .connection()
-                        .close(net::close_code::PROTOCOL.into(), b"stream refused");
-                }
-                return;
-            }
-        };
-        let mut record = ConnectionRecord::now(&self.identity, "forward");
-        record.bytes_out = req.message.len() as u64;
-        let destination = match &req.route {
-            None => Ok(self.settings.allow.default_destination().clone()),
-            Some(route) => route.parse::<Destination>(),
-        };
-        record.destination = Some(
-            req.route
-                .clone()
-                .unwrap_or_else(|| self.settings.allow.default_destination().to_string()),
-        );
-        let link = destination
-            .and_then(|d| self.settings.allow.check(&d).map(|()| d))
-            .map(|d| links.get(&d).cloned());
-        let link = match link {
-            Ok(Some(link)) => link,
-            Ok(None) | Err(_) => {
-                let why = match link {
-                    Err(e) => e.to_string(),
-                    _ => "destination not in the allow-list".into(),
-                };
-                tracing::warn!(route = ?req.route, reason = %why, "request refused");
-                record.event = "refused";
-                record.outcome = why.clone();
-                let _ = request.refuse(&why).await;
-                let _ = request.finish().await;
-                record.duration_ms = started.elapsed().as_millis() as u64;
-                self.log(record);
-                return;
-            }
-        };
-        let outcome = match link.send(req.message.clone()).await {
-            Ok(mut answers) => {
-                let mut outcome = Ok(());
-                while let Some(answer) = answers.recv().await {
-                    match answer {
-                        Ok(message) => {
-                            record.bytes_in += message.len() as u64;
-                            if let Err(e) = request.reply(&message).await {
-                                outcome = Err(e.to_string());
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            let _ = request.refuse(&e.to_string()).await;
-                            outcome = Err(e.to_string());
-                            break;
-                        }
-                    }
-                }
-                outcome
-            }
-            Err(e) => {
-                let _ = request.refuse(&e.to_string()).await;
-                Err(e.to_string())
-            }
-        };
-        let _ = request.finish().await;
-        record.duration_ms = started.elapsed().as_millis() as u64;
-        if let Err(e) = outcome {
-            record.outcome = e;
-        }
-        self.log(record);
-        self.ensure_listening(&link, tunnel, listening, session_cancel);
-    }
-
-    /// Once the adapter session exists, relay its server-initiated messages
-    /// (e.g. `tools/list_changed`) to the hub on the control stream.
-    fn ensure_listening(
-        &self,
-        link: &Arc<AdapterLink>,
-        tunnel: &Arc<ClientTunnel>,
-        listening: &Arc<std::sync::Mutex<std::collections::HashSet<Destination>>>,
-        session_cancel: &CancellationToken,
-    ) {
-        if link.session_id().is_none() {
-            return;
-        }
-        {
-            let mut set = listening.lock().unwrap_or_else(|p| p.into_inner());
-            if !set.insert(link.destination().clone()) {
-                return;
-            }
-        }
-        let link = link.clone();
-        let tunnel = tunnel.clone();
-        let listening = listening.clone();
-        let cancel = session_cancel.clone();
-        tokio::spawn(async move {
-            match link.listen().await {
-                Ok(mut rx) => loop {
-                    tokio::select! {
-                        m = rx.recv() => match m {
-                            Some(message) => {
-                                let message: Bytes = message;
-                                if tunnel.notify(&message).await.is_err() {
-                                    break;
-                                }
-                            }
-                            None => break,
-                        },
-                        _ = cancel.cancelled() => break,
-                    }
-                },
-                Err(e) => {
-                    tracing::debug!(error = %e, "no server-initiated stream from the adapter")
-                }
-            }
-            listening
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(link.destination());
-        });
     }
 }
 

@@ -10,12 +10,11 @@ use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use ewii_tunnel::client::{Client, ClientError, ClientSettings};
-use ewii_tunnel::connlog::ConnectionLog;
-use ewii_tunnel::forward::{AdapterCredential, AllowList, Destination};
-use ewii_tunnel::handshake::HubCertVerifier;
-use ewii_tunnel::identity::{CurrentIdentity, IdentitySource, IdentityStore};
-use ewii_tunnel::net::{KeyMaterial, read_certificates};
+use ewii_client::client::{Client, ClientError, ClientSettings};
+use ewii_client::connlog::ConnectionLog;
+use ewii_client::forward::{AdapterCredential, AllowList, Destination};
+use ewii_client::identity::{CurrentIdentity, IdentitySource, IdentityStore};
+use ewii_quic::{HubCertVerifier, KeyMaterial, read_certificates};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 

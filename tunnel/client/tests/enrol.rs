@@ -5,6 +5,7 @@
 //! real `ewii-client` binary, and a real MCP adapter in-process.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
+#[path = "../../quic/tests/common/mod.rs"]
 mod common;
 #[path = "forward_support/mod.rs"]
 mod forward_support;
@@ -17,15 +18,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use common::hub::keys;
 use common::pki::{Leaf, TestCa, install_crypto_provider, set_validity};
-use ewii_tunnel::client::{Client, ClientError, ClientSettings};
-use ewii_tunnel::connlog::ConnectionLog;
-use ewii_tunnel::enrol::{Control, ENROL_ALPN, EnrolRequest, EnrolResponse, Issued, Refusal};
-use ewii_tunnel::forward::{AllowList, Destination};
-use ewii_tunnel::handshake::HubConfig;
-use ewii_tunnel::identity::{IdentitySource, IdentityStore};
-use ewii_tunnel::net::{self, EnrolExchange, HubTunnel, KeyMaterial, NetError, TlsBinding};
-use ewii_tunnel::svid::{InMemoryTrust, SvidVerifier, TrustBundle};
+use ewii_client::client::{Client, ClientError, ClientSettings};
+use ewii_client::connlog::ConnectionLog;
+use ewii_client::forward::{AllowList, Destination};
+use ewii_client::identity::{IdentitySource, IdentityStore};
+use ewii_quic::{
+    Accepted, Closed, HubListener, HubTunnel, InMemoryTrust, ListenerConfig, SvidVerifier,
+    TrustBundle,
+};
+use ewii_wire::enrol::{Control, EnrolRequest, EnrolResponse, Issued, Refusal};
 use forward_support::{
     CREDENTIAL, TestAdapter, call_through, client_credential, exchange, initialize, initialized,
     request,
@@ -47,13 +50,6 @@ const WORKSPACE: &str = "spiffe://example.org/ws/acme";
 const DEPLOYMENT: &str = "spiffe://example.org/ws/acme/dep/eu";
 const STEP: Duration = Duration::from_secs(15);
 const TOKEN_ENV: &str = "EWII_ENROLLMENT_TOKEN";
-
-fn keys(leaf: &Leaf) -> KeyMaterial {
-    KeyMaterial {
-        chain: leaf.chain.clone(),
-        key: leaf.key(),
-    }
-}
 
 fn random_serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
@@ -119,7 +115,7 @@ impl WorkspaceCa {
         set_validity(&mut params, now, now + ttl);
         csr.params = params;
         let cert = csr.signed_by(&self.issuer).map_err(|e| e.to_string())?;
-        let leaf = ewii_tunnel::svid::check_leaf(cert.der()).map_err(|e| e.to_string())?;
+        let leaf = ewii_wire::svid::check_leaf(cert.der()).map_err(|e| e.to_string())?;
         Ok(Issued {
             spiffe_id: spiffe_id.to_owned(),
             svid_pem: cert.pem(),
@@ -205,9 +201,9 @@ impl HubState {
 /// The accepting side: enrolment connections and tunnels on one port.
 struct EnrolHub {
     addr: SocketAddr,
-    endpoint: quinn::Endpoint,
+    listener: Arc<HubListener>,
     state: Arc<HubState>,
-    tunnels: mpsc::Receiver<Result<Arc<HubTunnel>, NetError>>,
+    tunnels: mpsc::Receiver<Arc<HubTunnel>>,
 }
 
 struct Pki {
@@ -233,14 +229,10 @@ impl Pki {
         let ca = WorkspaceCa::new();
         let trust = InMemoryTrust::new().with_bundle(WORKSPACE, ca.bundle());
         let verifier = Arc::new(SvidVerifier::new(Arc::new(trust)));
-        let server = net::hub_config_with_enrolment(&keys(&self.hub), verifier.clone()).unwrap();
-        let endpoint = quinn::Endpoint::server(server, "127.0.0.1:0".parse().unwrap()).unwrap();
-        let addr = endpoint.local_addr().unwrap();
-        let config = Arc::new(HubConfig {
-            credentials: keys(&self.hub).credentials().unwrap(),
-            name: HUB_NAME.into(),
-            client_verifier: verifier,
-        });
+        let mut config = ListenerConfig::new(keys(&self.hub), vec![HUB_NAME.into()], verifier);
+        config.enrolment = true;
+        let listener = Arc::new(HubListener::bind("127.0.0.1:0".parse().unwrap(), config).unwrap());
+        let addr = listener.local_addr();
         let state = Arc::new(HubState {
             ca,
             ttl,
@@ -255,33 +247,28 @@ impl Pki {
             goodbyes: Mutex::default(),
         });
         let (tx, tunnels) = mpsc::channel(16);
-        let (ep, st) = (endpoint.clone(), state.clone());
+        let (accepting, st) = (listener.clone(), state.clone());
         tokio::spawn(async move {
-            while let Some(incoming) = ep.accept().await {
-                let (tx, config, state) = (tx.clone(), config.clone(), st.clone());
+            while let Some(accepted) = accepting.accept().await {
+                let (tx, state) = (tx.clone(), st.clone());
                 tokio::spawn(async move {
-                    let Ok(conn) = incoming.await else { return };
-                    if net::alpn_of(&conn).as_deref() == Some(ENROL_ALPN) {
-                        let Ok((request, exchange)) = EnrolExchange::read(conn).await else {
-                            return;
-                        };
-                        let answer = state.enrol(&request);
-                        let _ = exchange.answer(&answer).await;
-                        return;
+                    match accepted {
+                        Accepted::Enrol(exchange) => {
+                            let answer = state.enrol(exchange.request());
+                            let _ = exchange.answer(&answer).await;
+                        }
+                        Accepted::Tunnel(tunnel) => {
+                            let tunnel = Arc::new(tunnel);
+                            tokio::spawn(serve_controls(tunnel.clone(), state.clone()));
+                            let _ = tx.send(tunnel).await;
+                        }
                     }
-                    let tunnel = HubTunnel::establish(conn, &config, TlsBinding::Strict)
-                        .await
-                        .map(Arc::new);
-                    if let Ok(tunnel) = &tunnel {
-                        tokio::spawn(serve_controls(tunnel.clone(), state.clone()));
-                    }
-                    let _ = tx.send(tunnel).await;
                 });
             }
         });
         EnrolHub {
             addr,
-            endpoint,
+            listener,
             state,
             tunnels,
         }
@@ -294,13 +281,13 @@ fn at(unix: i64) -> SystemTime {
 
 /// The serial of the SVID a tunnel's client presented.
 fn peer_serial(tunnel: &HubTunnel) -> String {
-    ewii_tunnel::svid::serial_hex(&tunnel.peer().chain[0]).unwrap()
+    ewii_wire::svid::serial_hex(&tunnel.peer().chain[0]).unwrap()
 }
 
 /// Answers renewals on a tunnel's control stream; with `enforce_expiry`,
 /// closes the tunnel when the SVID in force for it expires.
 async fn serve_controls(tunnel: Arc<HubTunnel>, state: Arc<HubState>) {
-    let mut expires = at(ewii_tunnel::svid::check_leaf(&tunnel.peer().chain[0])
+    let mut expires = at(ewii_wire::svid::check_leaf(&tunnel.peer().chain[0])
         .unwrap()
         .not_after);
     loop {
@@ -318,7 +305,7 @@ async fn serve_controls(tunnel: Arc<HubTunnel>, state: Arc<HubState>) {
             c = tunnel.next_control() => c,
             _ = watchdog => {
                 state.expiry_closes.fetch_add(1, Ordering::SeqCst);
-                tunnel.connection().close(9u32.into(), b"svid expired");
+                tunnel.close_expired();
                 return;
             }
         };
@@ -338,13 +325,9 @@ async fn serve_controls(tunnel: Arc<HubTunnel>, state: Arc<HubState>) {
                 if ok {
                     let _ = tunnel.send_control(&Control::GoodbyeAck {}).await;
                     // Give the client a moment to read the ack and close.
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(1), tunnel.connection().closed())
-                            .await;
-                    if tunnel.connection().close_reason().is_none() {
-                        tunnel
-                            .connection()
-                            .close(net::close_code::REVOKED.into(), b"deployment revoked");
+                    let _ = tokio::time::timeout(Duration::from_secs(1), tunnel.closed()).await;
+                    if tunnel.close_reason().is_none() {
+                        tunnel.close_revoked();
                     }
                     return;
                 }
@@ -404,7 +387,6 @@ impl EnrolHub {
             .await
             .expect("a tunnel reaches the hub in time")
             .expect("the accept loop is running")
-            .expect("the tunnel is established")
     }
 
     fn enrolled(&self) -> Vec<String> {
@@ -494,7 +476,7 @@ fn saved_serial(state: &Path) -> String {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    ewii_tunnel::svid::serial_hex(&chain[0]).unwrap()
+    ewii_wire::svid::serial_hex(&chain[0]).unwrap()
 }
 
 fn mode(path: &Path) -> u32 {
@@ -713,7 +695,7 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
     let first = client.svid().serial;
     let running = tokio::spawn(client.run(cancel.clone()));
     let tunnel = hub.next_tunnel().await;
-    let connection = tunnel.connection().stable_id();
+    let connection = tunnel.stable_id();
     mcp_opening(&tunnel).await;
 
     // Requests flow the whole time, several in flight at once.
@@ -738,8 +720,8 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
     distinct.sort();
     distinct.dedup();
     assert_eq!(distinct.len(), renewed.len() + 1, "{renewed:?}");
-    assert!(tunnel.connection().close_reason().is_none());
-    assert_eq!(tunnel.connection().stable_id(), connection);
+    assert!(tunnel.close_reason().is_none());
+    assert_eq!(tunnel.stable_id(), connection);
     assert_eq!(hub.state.expiry_closes.load(Ordering::SeqCst), 0);
     assert!(hub.tunnels.try_recv().is_err(), "the client reconnected");
     let records = log_records(&log);
@@ -1042,7 +1024,7 @@ async fn without_state_or_token_the_client_says_how_to_enrol() {
     let (code, _, stderr) = finished(child).await;
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("one identity source"), "{stderr}");
-    hub.endpoint.close(0u32.into(), b"");
+    hub.listener.close("").await;
 }
 
 /// Sends SIGTERM to a child.
@@ -1097,8 +1079,8 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
         hub.state.goodbyes.lock().unwrap().clone(),
         vec![(DEPLOYMENT.to_owned(), Ok(()))]
     );
-    let closed = tunnel.connection().close_reason().unwrap();
-    assert!(net::revoked_by_peer(&closed).is_some(), "{closed}");
+    let closed = tunnel.close_reason().unwrap();
+    assert!(matches!(closed, Closed::Revoked(_)), "{closed}");
     let files = files_in(&state);
     assert!(files.contains(&"bundle.pem".to_owned()), "{files:?}");
     assert!(!files.contains(&"svid.pem".to_owned()), "{files:?}");
@@ -1136,12 +1118,8 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
         1,
         "no new goodbye"
     );
-    let closed = tunnel.connection().close_reason().unwrap();
-    assert!(
-        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c)
-            if c.error_code == quinn::VarInt::from_u32(net::close_code::DONE)),
-        "{closed}"
-    );
+    let closed = tunnel.close_reason().unwrap();
+    assert!(matches!(&closed, Closed::Done(_)), "{closed}");
     assert_eq!(saved_serial(&state), serial);
     assert!(state.join("svid.key").exists());
 
@@ -1170,9 +1148,7 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
     // SVID and key moved aside, the next step named.
     let child = client_binary(&pki, hub.addr, &state, &adapter.tcp, &[], &[]);
     let tunnel = hub.next_tunnel().await;
-    tunnel
-        .connection()
-        .close(net::close_code::REVOKED.into(), b"revoked by the operator");
+    tunnel.close_revoked();
     let (code, _, stderr) = finished(child).await;
     assert_eq!(code, Some(3), "{stderr}");
     let error_lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
@@ -1211,7 +1187,7 @@ async fn a_stop_without_a_tunnel_still_forgets_the_identity_and_says_the_hub_was
     .unwrap()
     .revoke_on_stop(true);
     // The hub goes away before the client ever connects.
-    hub.endpoint.close(0u32.into(), b"");
+    hub.listener.close("").await;
     drop(hub);
     let running = tokio::spawn(client.run(cancel.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -1222,7 +1198,7 @@ async fn a_stop_without_a_tunnel_still_forgets_the_identity_and_says_the_hub_was
         .unwrap()
         .unwrap();
     assert!(
-        matches!(&stopped, ewii_tunnel::client::Stopped::HubNotTold { .. }),
+        matches!(&stopped, ewii_client::client::Stopped::HubNotTold { .. }),
         "{stopped:?}"
     );
     assert!(!state.join("svid.pem").exists());

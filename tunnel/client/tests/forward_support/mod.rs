@@ -11,8 +11,8 @@ use bytes::Bytes;
 use ewii_adapter::local_credential::LocalCredential;
 use ewii_adapter::serve::{HttpOptions, bind_unix, serve_tcp, serve_unix};
 use ewii_adapter::server::Adapter;
+use ewii_client::forward::{AdapterCredential, AdapterLink, Destination, ForwardError};
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
-use ewii_tunnel::forward::{AdapterCredential, AdapterLink, Destination, ForwardError};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -356,10 +356,10 @@ pub const REPLY_WAIT: Duration = Duration::from_secs(15);
 /// Sends one message through `tunnel` (to `route`, if any) and collects
 /// the replies.
 pub async fn exchange(
-    tunnel: &ewii_tunnel::net::HubTunnel,
+    tunnel: &ewii_quic::HubTunnel,
     route: Option<&str>,
     message: &Value,
-) -> Vec<ewii_tunnel::net::Reply> {
+) -> Vec<ewii_wire::receipt::Reply> {
     let mut rx = tunnel
         .request(route, &serde_json::to_vec(message).unwrap())
         .await
@@ -375,10 +375,12 @@ pub async fn exchange(
 }
 
 /// One request through `tunnel`, whose single reply is returned as JSON.
-pub async fn call_through(tunnel: &ewii_tunnel::net::HubTunnel, message: &Value) -> Value {
+pub async fn call_through(tunnel: &ewii_quic::HubTunnel, message: &Value) -> Value {
     let replies = exchange(tunnel, None, message).await;
     match replies.as_slice() {
-        [ewii_tunnel::net::Reply::Message { message: m, .. }] => serde_json::from_slice(m).unwrap(),
+        [ewii_wire::receipt::Reply::Message { message: m, .. }] => {
+            serde_json::from_slice(m).unwrap()
+        }
         other => panic!("expected one message, got {other:?}"),
     }
 }

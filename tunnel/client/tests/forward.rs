@@ -10,7 +10,8 @@ mod forward_support;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ewii_tunnel::forward::{AdapterLink, AllowList, Destination, ForwardError, MAX_MESSAGE};
+use ewii_client::forward::{AdapterLink, AllowList, Destination, ForwardError, MAX_MESSAGE};
+use ewii_wire::refusal::RefusalCode;
 use forward_support::{
     CREDENTIAL, FakeAdapter, STEP, TestAdapter, call, client_credential,
     delete_session_behind_the_links_back, http_reply, http_reply_until_close, initialize,
@@ -313,11 +314,10 @@ async fn adapter_http_errors_become_status() {
     delete_session_behind_the_links_back(&adapter.tcp, &session).await;
     match relay(&link, &request(2, "tools/list", json!({}))).await {
         Err(e @ ForwardError::SessionLost) => {
-            assert!(
-                e.to_string()
-                    .starts_with(ewii_tunnel::forward::SESSION_LOST),
-                "{e}"
-            );
+            // The hub sees the code, and matches on nothing else.
+            let refused = e.refused();
+            assert_eq!(refused.code, RefusalCode::AdapterSessionLost, "{e}");
+            assert!(refused.message.contains("start a new session"), "{e}");
         }
         other => panic!("expected SessionLost, got {:?}", other.map(|r| r.messages)),
     }
@@ -443,7 +443,7 @@ async fn headers_follow_the_transport_rules() {
 #[tokio::test]
 async fn an_adapter_with_another_credential_refuses_the_client_clearly() {
     use ewii_adapter::local_credential::LocalCredential;
-    use ewii_tunnel::forward::{ADAPTER_UNAUTHORIZED, AdapterCredential};
+    use ewii_client::forward::AdapterCredential;
     let theirs = LocalCredential::generate().unwrap();
     let adapter = TestAdapter::start_with(Some(theirs.clone())).await;
     let init = Bytes::from(serde_json::to_vec(&initialize(1)).unwrap());
@@ -459,8 +459,8 @@ async fn an_adapter_with_another_credential_refuses_the_client_clearly() {
             matches!(&e, ForwardError::Unauthorized { destination: d, credential_sent: true } if d == &destination),
             "{e:?}"
         );
+        assert_eq!(e.refusal_code(), RefusalCode::AdapterUnauthorized);
         for needle in [
-            ADAPTER_UNAUTHORIZED,
             "refused this client's local credential",
             "--adapter-credential-file",
             "ewii-adapter local-credential",
@@ -505,7 +505,7 @@ async fn an_adapter_with_another_credential_refuses_the_client_clearly() {
 
 #[test]
 fn adapter_credentials_are_checked_and_never_printed() {
-    use ewii_tunnel::forward::AdapterCredential;
+    use ewii_client::forward::AdapterCredential;
     let c = AdapterCredential::new(&format!("  {CREDENTIAL}\n")).unwrap();
     assert!(!format!("{c:?}").contains(CREDENTIAL));
     for bad in ["", "   ", "two words", "tab\there", "ünïcode"] {

@@ -4,12 +4,12 @@
 //! and opening the same payload with no record layer around it. The record
 //! layer's cost is reported in BENCHMARKS.md as a ratio to that baseline.
 //!
-//! Run: `cargo bench -p ewii-tunnel --bench records`
+//! Run: `cargo bench -p ewii-bench --bench records`
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{BenchmarkId, Criterion, Throughput, black_box, criterion_group, criterion_main};
-use ewii_tunnel::record::{Direction, Opener, RecordKind, Sealer, TrafficSecret};
-use ewii_tunnel::replay::ReplayWindow;
+use ewii_wire::record::{Direction, Opener, RecordKind, Sealer, TrafficSecret};
+use ewii_wire::replay::ReplayWindow;
 use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, Nonce, UnboundKey};
 
 const SIZES: [usize; 3] = [64, 1024, 16 * 1024];

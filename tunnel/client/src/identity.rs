@@ -21,8 +21,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use zeroize::Zeroizing;
 
-use crate::enrol::{EnrolRequest, Issued};
-use crate::net::KeyMaterial;
+use ewii_quic::KeyMaterial;
+use ewii_wire::enrol::{EnrolRequest, Issued};
 
 /// The SVID chain in the state directory (PEM, leaf first).
 pub const SVID_FILE: &str = "svid.pem";
@@ -122,7 +122,7 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
 pub struct SvidInfo {
     /// The SPIFFE ID of the URI SAN.
     pub spiffe_id: String,
-    /// The serial number, lowercase hex (as [`crate::svid::SvidLeaf::serial`]).
+    /// The serial number, lowercase hex (as [`ewii_wire::svid::SvidLeaf::serial`]).
     pub serial: String,
     /// notBefore, Unix seconds.
     pub not_before: i64,
@@ -131,11 +131,11 @@ pub struct SvidInfo {
 }
 
 impl SvidInfo {
-    /// Checks a leaf against the X509-SVID rules ([`crate::svid::check_leaf`])
+    /// Checks a leaf against the X509-SVID rules ([`ewii_wire::svid::check_leaf`])
     /// and reads its validity period.
     pub fn of(leaf: &CertificateDer<'_>) -> Result<SvidInfo, IdentityError> {
         let checked =
-            crate::svid::check_leaf(leaf).map_err(|e| IdentityError::Svid(e.to_string()))?;
+            ewii_wire::svid::check_leaf(leaf).map_err(|e| IdentityError::Svid(e.to_string()))?;
         let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref())
             .map_err(|e| IdentityError::Svid(e.to_string()))?;
         Ok(SvidInfo {
@@ -319,7 +319,7 @@ impl KeyRequest {
     /// X509-SVID leaf rules, and its SPIFFE ID must be the one the hub
     /// named.
     pub fn accept(self, issued: &Issued) -> Result<IssuedIdentity, IdentityError> {
-        let chain = crate::net::certificates_from_pem(&issued.svid_pem, "the issued SVID")
+        let chain = ewii_quic::certificates_from_pem(&issued.svid_pem, "the issued SVID")
             .map_err(|e| IdentityError::Svid(e.to_string()))?;
         let leaf = chain
             .first()
@@ -340,7 +340,7 @@ impl KeyRequest {
             )));
         }
         if !issued.bundle_pem.trim().is_empty()
-            && let Err(e) = crate::svid::TrustBundle::from_pem(&issued.bundle_pem)
+            && let Err(e) = ewii_quic::TrustBundle::from_pem(&issued.bundle_pem)
         {
             tracing::warn!(error = %e, "the trust bundle the hub sent is not usable; saved anyway");
         }
@@ -620,7 +620,7 @@ mod tests {
             params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
             csr.params = params;
             let cert = csr.signed_by(&self.0).unwrap();
-            let leaf = crate::svid::check_leaf(cert.der()).ok();
+            let leaf = ewii_wire::svid::check_leaf(cert.der()).ok();
             Issued {
                 spiffe_id: id.into(),
                 svid_pem: cert.pem(),
