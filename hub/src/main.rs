@@ -17,7 +17,7 @@ use ewii_hub::state::names;
 use ewii_hub::state::store::DATABASE_URL_ENV;
 use ewii_hub::state::store::{RevocationReason, Verification};
 use ewii_hub::{Deployment, Location, Store, Workspace};
-use ewii_tunnel::net::TlsBinding;
+use ewii_quic::TlsBinding;
 use serde_json::json;
 
 const AFTER_HELP: &str = "\

@@ -385,7 +385,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 
 /// The certificates of a PEM CA file; at least one.
 pub(crate) fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, WebhookError> {
-    ewii_tunnel::net::read_certificates(path).map_err(|e| WebhookError::CaFile {
+    ewii_quic::read_certificates(path).map_err(|e| WebhookError::CaFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })
