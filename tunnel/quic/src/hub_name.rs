@@ -10,7 +10,7 @@ use ewii_wire::handshake::{PeerVerifier, Refusal};
 use ewii_wire::pki::{Certificate, UnixTime};
 use rustls::pki_types::CertificateDer;
 
-use crate::keys::rustls_time;
+use crate::keys::{rustls_chain, rustls_time};
 
 /// The client's judge of the hub, in TLS and in the app-layer handshake.
 #[derive(Debug, Clone)]
@@ -88,17 +88,10 @@ pub fn certificate_reason(err: &rustls::Error) -> &'static str {
 impl PeerVerifier for HubCertVerifier {
     fn verify_peer(&self, chain: &[Certificate], now: UnixTime) -> Result<String, Refusal> {
         use rustls::client::danger::ServerCertVerifier;
-        let (leaf, intermediates) = chain.split_first().ok_or_else(|| Refusal {
-            reason: "no_certificate",
-            detail: "the hub sent no certificate".into(),
-        })?;
-        let intermediates: Vec<CertificateDer<'_>> = intermediates
-            .iter()
-            .map(|c| CertificateDer::from(c.as_der()))
-            .collect();
+        let (leaf, intermediates) = rustls_chain(chain, "hub")?;
         self.tls
             .verify_server_cert(
-                &CertificateDer::from(leaf.as_der()),
+                &leaf,
                 &intermediates,
                 &self.name,
                 &[],

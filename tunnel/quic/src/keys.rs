@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ewii_wire::handshake::{Credentials, Entropy};
+use ewii_wire::handshake::{Credentials, Entropy, Refusal};
 use ewii_wire::pki::{Certificate, SCHEMES, SignError, SignatureScheme, Signer, UnixTime};
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -172,6 +172,25 @@ pub fn now() -> UnixTime {
 /// Now, Unix seconds (goodbyes).
 pub(crate) fn unix_now() -> i64 {
     i64::try_from(now().as_secs()).unwrap_or(i64::MAX)
+}
+
+/// A handshake chain as rustls takes it: the leaf and the intermediates;
+/// an empty chain is refused (`who` sent no certificate).
+pub(crate) fn rustls_chain<'a>(
+    chain: &'a [Certificate],
+    who: &str,
+) -> Result<(CertificateDer<'a>, Vec<CertificateDer<'a>>), Refusal> {
+    let (leaf, intermediates) = chain.split_first().ok_or_else(|| Refusal {
+        reason: "no_certificate",
+        detail: format!("the {who} sent no certificate"),
+    })?;
+    Ok((
+        CertificateDer::from(leaf.as_der()),
+        intermediates
+            .iter()
+            .map(|c| CertificateDer::from(c.as_der()))
+            .collect(),
+    ))
 }
 
 /// A wire-crate time as rustls and webpki take it.

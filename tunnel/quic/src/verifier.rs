@@ -29,7 +29,7 @@ use rustls::pki_types::{CertificateDer, TrustAnchor, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::keys::rustls_time;
+use crate::keys::{rustls_chain, rustls_time};
 
 /// The URI scheme and separator every SPIFFE ID starts with.
 const SPIFFE_SCHEME: &str = "spiffe://";
@@ -429,19 +429,8 @@ impl PeerVerifier for SvidVerifier {
         chain: &[Certificate],
         now: ewii_wire::pki::UnixTime,
     ) -> Result<String, Refusal> {
-        let (leaf, intermediates) = chain.split_first().ok_or_else(|| Refusal {
-            reason: "no_certificate",
-            detail: "the client sent no certificate".into(),
-        })?;
-        let intermediates: Vec<CertificateDer<'_>> = intermediates
-            .iter()
-            .map(|c| CertificateDer::from(c.as_der()))
-            .collect();
-        self.verify(
-            &CertificateDer::from(leaf.as_der()),
-            &intermediates,
-            rustls_time(now),
-        )
+        let (leaf, intermediates) = rustls_chain(chain, "client")?;
+        self.verify(&leaf, &intermediates, rustls_time(now))
         .map(|v| v.id.to_string())
         .map_err(|e| Refusal {
             reason: e.reason(),
