@@ -8,7 +8,7 @@
 //! - The hub's side is bounded before anyone is authenticated
 //!   ([`hub_transport`]): one peer-opened stream, a connection-wide receive
 //!   window of two handshake frames until the app-layer handshake proves
-//!   the peer ([`authenticated`] widens it), no datagrams, a bounded queue
+//!   the peer (`authenticated` widens it), no datagrams, a bounded queue
 //!   of connection attempts.
 
 use std::sync::Arc;
@@ -75,7 +75,7 @@ pub fn transport() -> Arc<quinn::TransportConfig> {
 /// hold before a peer is authenticated. A peer may open
 /// [`HUB_PEER_STREAMS`] stream and, across the connection, send
 /// [`PRE_AUTH_RECEIVE_WINDOW`] bytes ahead of what the hub has read; no
-/// datagrams, no unidirectional streams. [`authenticated`] widens the
+/// datagrams, no unidirectional streams. `authenticated` widens the
 /// connection window once the app-layer handshake has proven the peer.
 pub fn hub_transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();

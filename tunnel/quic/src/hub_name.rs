@@ -90,13 +90,7 @@ impl PeerVerifier for HubCertVerifier {
         use rustls::client::danger::ServerCertVerifier;
         let (leaf, intermediates) = rustls_chain(chain, "hub")?;
         self.tls
-            .verify_server_cert(
-                &leaf,
-                &intermediates,
-                &self.name,
-                &[],
-                rustls_time(now),
-            )
+            .verify_server_cert(&leaf, &intermediates, &self.name, &[], rustls_time(now))
             .map_err(|e| Refusal {
                 reason: certificate_reason(&e),
                 detail: format!("hub certificate: {e}"),

@@ -4,7 +4,7 @@
 //!
 //! - [`KeyMaterial`]: a certificate chain and its private key, from PEM.
 //! - [`RustlsSigner`]: a rustls signing key as the handshake's
-//!   [`Signer`], with the first scheme of [`SCHEMES`] the key supports.
+//!   [`Signer`], under a scheme of [`SCHEMES`] the key supports.
 //! - [`entropy`], [`now`]: the randomness and the time the sans-IO
 //!   handshake is handed.
 
@@ -105,8 +105,9 @@ pub fn wire_certificate(cert: &CertificateDer<'_>) -> Certificate {
 }
 
 /// A rustls signing key (the ring provider's) as the handshake's
-/// [`Signer`]: it signs with the first scheme of [`SCHEMES`] the key
-/// supports.
+/// [`Signer`]: it signs under the scheme rustls picks among [`SCHEMES`]
+/// for the key's type (ECDSA and Ed25519 have one each; RSA keys sign with
+/// RSA-PSS SHA-512).
 #[derive(Debug, Clone)]
 pub struct RustlsSigner {
     signer: Arc<dyn rustls::sign::Signer>,

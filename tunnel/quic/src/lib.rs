@@ -24,6 +24,8 @@
 //! - [`close`]: close codes and what a close means ([`Closed`],
 //!   revocation).
 //! - [`error`]: [`NetError`] and its reason codes.
+//! - `stream_io` (private): reading clear handshake frames, the control
+//!   stream's reader and sender, deadlines and alerts.
 //!
 //! Nothing here decides anything about security that the sans-IO core does
 //! not already decide; this crate reads, writes, and closes.

@@ -121,7 +121,7 @@ pub trait TrustSource: Send + Sync + fmt::Debug {
     /// The trust bundle that may issue SVIDs for `id`, if any.
     fn bundle_for(&self, id: &SpiffeId) -> Option<Arc<TrustBundle>>;
     /// Whether the SVID of `id` with this serial (in the form of
-    /// [`SvidLeaf::serial`]) has been revoked.
+    /// [`ewii_wire::svid::SvidLeaf::serial`]) has been revoked.
     fn is_revoked(&self, id: &SpiffeId, serial: &str) -> bool;
 }
 
@@ -169,7 +169,7 @@ impl InMemoryTrust {
         Ok(self.insert(Self::parse_prefix(prefix)?, bundle))
     }
 
-    /// Revokes a serial number (in the form of [`SvidLeaf::serial`]; case
+    /// Revokes a serial number (in the form of [`ewii_wire::svid::SvidLeaf::serial`]; case
     /// is ignored).
     pub fn revoke(&self, serial: &str) {
         self.revoked
@@ -222,7 +222,7 @@ impl TrustSource for InMemoryTrust {
 pub struct VerifiedSvid {
     /// The client's SPIFFE ID.
     pub id: SpiffeId,
-    /// The leaf's serial number, in the form of [`SvidLeaf::serial`].
+    /// The leaf's serial number, in the form of [`ewii_wire::svid::SvidLeaf::serial`].
     pub serial: String,
     /// The leaf's notAfter, in seconds since the Unix epoch.
     pub not_after: i64,
@@ -431,10 +431,10 @@ impl PeerVerifier for SvidVerifier {
     ) -> Result<String, Refusal> {
         let (leaf, intermediates) = rustls_chain(chain, "client")?;
         self.verify(&leaf, &intermediates, rustls_time(now))
-        .map(|v| v.id.to_string())
-        .map_err(|e| Refusal {
-            reason: e.reason(),
-            detail: e.to_string(),
-        })
+            .map(|v| v.id.to_string())
+            .map_err(|e| Refusal {
+                reason: e.reason(),
+                detail: e.to_string(),
+            })
     }
 }

@@ -182,8 +182,8 @@ enum BodyKind {
 impl AdapterLink {
     /// A link to `destination`, presenting `credential` (the adapter's
     /// local credential) on every request. Nothing is dialled until a
-    /// message is sent; check the destination against the [`AllowList`]
-    /// first (or build the link with [`AllowList::link`]).
+    /// message is sent; check the destination against the [`super::AllowList`]
+    /// first (or build the link with [`super::AllowList::link`]).
     pub fn new(destination: Destination, credential: Option<AdapterCredential>) -> Self {
         AdapterLink {
             inner: Arc::new(LinkInner {
