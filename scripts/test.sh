@@ -33,7 +33,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (unit, driver test kit on SQLite/PostgreSQL/MariaDB, adapter CLI and MCP, tunnel over QUIC, demo)"
 cargo test --workspace --locked
 
-step "the tunnel's fuzz targets compile (running them needs nightly: docs/protocol.md, Fuzzing)"
+step "the wire's fuzz targets compile, on ewii-wire alone (running them needs nightly: docs/protocol.md, Fuzzing)"
 (cd tunnel/fuzz && cargo check --locked --bins)
 
 step "official Python MCP SDK against ewii-adapter"

@@ -115,7 +115,7 @@ async fn demo(once: bool, listen: SocketAddr, logging: Option<&FilterHandle>) ->
     };
     // The client warns when its tunnel goes down; here that is the plan.
     if let Some(handle) = logging
-        && let Err(e) = handle.reload(EnvFilter::new("warn,ewii_tunnel::client=error"))
+        && let Err(e) = handle.reload(EnvFilter::new("warn,ewii_client::client=error"))
     {
         tracing::debug!(error = %e, "cannot change the log filter");
     }

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 use ewii_hub::Store;
 use ewii_hub::gateway::serve::RunningHub;
+use ewii_quic::quinn;
 use serde_json::{Value, json};
 use serve_support::*;
 use support::Backend;
@@ -185,7 +186,7 @@ async fn site(
         .into_iter()
         .find(|d| d.name == "eu")
         .unwrap();
-    let serial = ewii_tunnel::svid::serial_hex(&keys.chain[0]).unwrap();
+    let serial = ewii_wire::svid::serial_hex(&keys.chain[0]).unwrap();
     store
         .record_svid(&dep.id, &serial, "enrolment", 0, i64::MAX / 2)
         .await
@@ -507,9 +508,9 @@ fn quic_endpoint() -> quinn::Endpoint {
 fn no_cert_configs(
     hub_ca: &[rustls::pki_types::CertificateDer<'static>],
 ) -> Vec<quinn::ClientConfig> {
-    use ewii_tunnel::handshake::HubCertVerifier;
+    use ewii_quic::{ClientQuicConfig, HubCertVerifier};
     let verifier = Arc::new(HubCertVerifier::new(hub_ca, "127.0.0.1").unwrap());
-    let enrol = ewii_tunnel::net::enrol_client_config(verifier.tls()).unwrap();
+    let enrol = ClientQuicConfig::enrolment(&verifier).unwrap().into_quinn();
     let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -518,10 +519,10 @@ fn no_cert_configs(
     .dangerous()
     .with_custom_certificate_verifier(verifier.tls())
     .with_no_client_auth();
-    tls.alpn_protocols = vec![ewii_tunnel::net::ALPN.to_vec()];
+    tls.alpn_protocols = vec![ewii_quic::ALPN.to_vec()];
     let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut tunnel = quinn::ClientConfig::new(Arc::new(quic));
-    tunnel.transport_config(ewii_tunnel::net::transport());
+    tunnel.transport_config(ewii_quic::config::transport());
     vec![enrol, tunnel]
 }
 
@@ -546,7 +547,7 @@ async fn quic_connection_that_does_not_authenticate_in_time_is_closed(backend: &
             quinn::ConnectionError::ApplicationClosed(c) => {
                 assert_eq!(
                     c.error_code,
-                    quinn::VarInt::from_u32(ewii_tunnel::net::close_code::HANDSHAKE)
+                    quinn::VarInt::from_u32(ewii_quic::close_code::HANDSHAKE)
                 );
             }
             other => panic!("closed for another reason: {other}"),
@@ -654,7 +655,7 @@ async fn flood_one(conn: &quinn::Connection) -> (Vec<quinn::SendStream>, usize) 
             _ => break,
         }
     }
-    let max = ewii_tunnel::frame::MAX_HANDSHAKE;
+    let max = ewii_wire::frame::MAX_HANDSHAKE;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
     let writes = streams.iter_mut().enumerate().map(|(i, send)| async move {
         let bytes = if i == 0 {
@@ -721,29 +722,29 @@ async fn unauthenticated_quic_flood_leaves_hub_rss_bounded_and_clients_served() 
     // A real client enrols and connects meanwhile; an agent's call works.
     let adapter = TestAdapter::sqlite("shop").await;
     let dir = tempfile::tempdir().unwrap();
-    let settings = ewii_tunnel::client::ClientSettings {
+    let settings = ewii_client::client::ClientSettings {
         hub: quic.to_string(),
         hub_name: "127.0.0.1".into(),
         hub_ca: hub_ca.clone(),
         tls_ca: None,
-        allow: ewii_tunnel::forward::AllowList::new(vec![
+        allow: ewii_client::forward::AllowList::new(vec![
             adapter
                 .allow()
-                .parse::<ewii_tunnel::forward::Destination>()
+                .parse::<ewii_client::forward::Destination>()
                 .unwrap(),
         ])
         .unwrap(),
         adapter_credential: Some(adapter.client_credential()),
         log: None,
     };
-    let source = ewii_tunnel::identity::IdentitySource::Enrolled {
+    let source = ewii_client::identity::IdentitySource::Enrolled {
         state: dir.path().to_owned(),
         token: Some(zeroize::Zeroizing::new(token.token.expose().to_owned())),
     };
     let cancel = tokio_util::sync::CancellationToken::new();
     let client = tokio::time::timeout(
         STEP,
-        ewii_tunnel::client::Client::start(settings, source, &cancel),
+        ewii_client::client::Client::start(settings, source, &cancel),
     )
     .await
     .expect("enrolment timed out during the flood")
@@ -791,7 +792,7 @@ async fn unauthenticated_quic_flood_leaves_hub_rss_bounded_and_clients_served() 
     // pre-authentication window plus the one handshake frame it read
     // (freeing credit).
     let allowed = 200
-        * (ewii_tunnel::net::PRE_AUTH_RECEIVE_WINDOW as usize + ewii_tunnel::frame::MAX_HANDSHAKE);
+        * (ewii_quic::config::PRE_AUTH_RECEIVE_WINDOW as usize + ewii_wire::frame::MAX_HANDSHAKE);
     assert!(
         accepted <= allowed,
         "the hub let 200 unauthenticated connections send {accepted} bytes (bound {allowed})"

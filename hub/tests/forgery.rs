@@ -13,9 +13,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use ewii_client::client::ClientError;
 use ewii_hub::audit::export::{SinkConfig, breaks_lines};
 use ewii_hub::gateway::serve::RunningHub;
-use ewii_tunnel::client::ClientError;
 use rmcp::model::{CallToolRequestParams, ErrorCode};
 use serde_json::{Value, json};
 use serve_support::*;
@@ -83,7 +83,7 @@ async fn a_token_issued_before_a_revoke_cannot_undo_it(backend: &Backend) {
     ]);
     assert_eq!(out["deployment"], "eu");
     assert_eq!(out["tokens_revoked"], 1, "{out}");
-    tokio::time::timeout(STEP, live.tunnel.connection().closed())
+    tokio::time::timeout(STEP, live.tunnel.closed())
         .await
         .expect("the revoked tunnel stayed open");
     client.stop().await;

@@ -14,9 +14,8 @@ use ewii_hub::state::bundle;
 use ewii_hub::state::ca::SVID_TTL;
 use ewii_hub::state::trust::StoreTrust;
 use ewii_hub::{Error, Store, TokenError};
-use ewii_tunnel::svid::{
-    InMemoryTrust, SpiffeId, SvidError, SvidVerifier, TrustBundle, check_leaf, serial_hex,
-};
+use ewii_quic::{InMemoryTrust, SvidVerifier, TrustBundle};
+use ewii_wire::svid::{SpiffeId, SvidError, check_leaf, serial_hex};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose, SanType,

@@ -17,7 +17,7 @@ use ewii_hub::Store;
 use ewii_hub::audit::export::SinkConfig;
 use ewii_hub::gateway::serve::RunningHub;
 use ewii_hub::state::store::{RevocationReason, Verification};
-use ewii_tunnel::net::KeyMaterial;
+use ewii_quic::KeyMaterial;
 use serde_json::{Value, json};
 use serve_support::*;
 use support::{Backend, raw_exec, raw_record};
@@ -88,7 +88,7 @@ async fn record(store: &Store, deployment: &str, keys: &KeyMaterial) {
         .into_iter()
         .find(|d| d.name == deployment)
         .unwrap();
-    let serial = ewii_tunnel::svid::serial_hex(&keys.chain[0]).unwrap();
+    let serial = ewii_wire::svid::serial_hex(&keys.chain[0]).unwrap();
     store
         .record_svid(&dep.id, &serial, "enrolment", 0, i64::MAX / 2)
         .await
@@ -128,17 +128,14 @@ async fn revoke_closes_the_link_and_refuses_reconnects_fast(backend: &Backend) {
             .revoke_deployment("acme", &name, RevocationReason::Operator, now())
             .await
             .unwrap();
-        tokio::time::timeout(STEP, live.tunnel.connection().closed())
+        tokio::time::timeout(STEP, live.tunnel.closed())
             .await
             .expect("the revoked tunnel stayed open");
         let t1 = t0.elapsed();
-        // The hub closed it (with code 4, `revoked`; the client's side is
-        // covered in tunnel/tests/quic.rs).
-        let reason = live.tunnel.connection().close_reason().unwrap();
-        assert!(
-            matches!(reason, quinn::ConnectionError::LocallyClosed),
-            "{reason}"
-        );
+        // The hub closed it (as revoked; the client's side is covered in
+        // tunnel/client/tests/quic.rs and tunnel/quic/tests/quic.rs).
+        let reason = live.tunnel.close_reason().unwrap();
+        assert_eq!(reason, ewii_quic::Closed::Locally, "{reason}");
         // Reconnecting with the same SVID is refused.
         let spiffe = live.spiffe_id.clone();
         let again = try_tunnel(&hub, &keys, &spiffe).await;
@@ -181,7 +178,7 @@ async fn revoke_closes_the_link_and_refuses_reconnects_fast(backend: &Backend) {
 async fn revoke_by_serial_from_the_cli_and_back_with_a_new_token(backend: &Backend) {
     let store = &backend.store;
     let s = site(store, "eu", |_| {}).await;
-    let serial = ewii_tunnel::svid::serial_hex(&s.keys.chain[0]).unwrap();
+    let serial = ewii_wire::svid::serial_hex(&s.keys.chain[0]).unwrap();
     let live = s.hub.state.registry.find("acme", "eu").unwrap();
     // A serial with colons and capitals, as an operator may paste it.
     let pasted: String = serial
@@ -194,7 +191,7 @@ async fn revoke_by_serial_from_the_cli_and_back_with_a_new_token(backend: &Backe
     let out = backend.cli_json(&["--json", "revoke", "--svid", &pasted]);
     assert_eq!(out["serials"], json!([serial]));
     assert_eq!(out["deployment"], "eu");
-    tokio::time::timeout(STEP, live.tunnel.connection().closed())
+    tokio::time::timeout(STEP, live.tunnel.closed())
         .await
         .expect("closed after revoke --svid");
     assert!(try_tunnel(&s.hub, &s.keys, &live.spiffe_id).await.is_err());
@@ -221,7 +218,7 @@ async fn revoke_by_serial_from_the_cli_and_back_with_a_new_token(backend: &Backe
         text.contains("deployment token --workspace acme us"),
         "{text}"
     );
-    tokio::time::timeout(STEP, live.tunnel.connection().closed())
+    tokio::time::timeout(STEP, live.tunnel.closed())
         .await
         .expect("closed after revoke --deployment");
     assert!(try_tunnel(&s.hub, &keys2, &live.spiffe_id).await.is_err());
@@ -669,7 +666,7 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
     assert!(first["bytes_in"].as_u64().unwrap() > 0 && first["bytes_out"].as_u64().unwrap() > 0);
     assert!(first["duration_ms"].is_u64());
     assert_eq!(first["spiffe_id"], "spiffe://ewii.local/ws/acme/dep/eu");
-    let serial = ewii_tunnel::svid::serial_hex(&s.keys.chain[0]).unwrap();
+    let serial = ewii_wire::svid::serial_hex(&s.keys.chain[0]).unwrap();
     assert_eq!(first["svid_serial"], serial.as_str());
     // Redacted: no literal, no params.
     let statement = first["statement"].as_str().unwrap();

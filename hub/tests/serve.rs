@@ -10,9 +10,9 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ewii_client::client::ClientError;
 use ewii_hub::Store;
-use ewii_tunnel::client::ClientError;
-use ewii_tunnel::net::KeyMaterial;
+use ewii_quic::KeyMaterial;
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde_json::json;
 use serve_support::*;
@@ -396,16 +396,17 @@ async fn enrolment_token_works_exactly_once_with_clear_refusals(backend: &Backen
 
     // A malformed CSR is refused before the token is spent.
     {
-        use ewii_tunnel::enrol::{EnrolRequest, EnrolResponse};
-        use ewii_tunnel::handshake::HubCertVerifier;
+        use ewii_quic::{ClientQuicConfig, Dialer, HubCertVerifier};
+        use ewii_wire::enrol::{EnrolRequest, EnrolResponse};
         let verifier = HubCertVerifier::new(&hub_ca(&hub), "127.0.0.1").unwrap();
-        let quic = ewii_tunnel::net::enrol_client_config(verifier.tls()).unwrap();
-        let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+        let quic = ClientQuicConfig::enrolment(&verifier).unwrap();
+        let dialer = Dialer::bind_to("127.0.0.1:0".parse().unwrap()).unwrap();
         let request = EnrolRequest {
             token: zeroize::Zeroizing::new(token.token.expose().to_owned()),
             csr: "bm90IGEgQ1NS".into(),
         };
-        let answer = ewii_tunnel::net::enrol(&endpoint, quic, hub.quic_addr, "127.0.0.1", &request)
+        let answer = dialer
+            .enrol(&quic, hub.quic_addr, "127.0.0.1", &request)
             .await
             .unwrap();
         match answer {

@@ -141,7 +141,7 @@ pub fn is_loopback(host: &str) -> bool {
 
 /// The certificates of a PEM CA file; at least one.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, EgressError> {
-    ewii_tunnel::net::read_certificates(path).map_err(|e| EgressError::CaFile {
+    ewii_quic::read_certificates(path).map_err(|e| EgressError::CaFile {
         path: path.to_path_buf(),
         reason: e.to_string(),
     })

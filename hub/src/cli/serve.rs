@@ -8,7 +8,7 @@ use ewii_hub::Store;
 use ewii_hub::audit::export::SinkConfig;
 use ewii_hub::gateway::serve::{self, ServeOptions};
 use ewii_hub::state::names;
-use ewii_tunnel::net::TlsBinding;
+use ewii_quic::TlsBinding;
 use serde_json::json;
 
 pub(crate) const SERVE_HELP: &str = "\

@@ -15,12 +15,15 @@
 //!   QUIC handshakes at once; `handshake_deadline`: a connection closed for
 //!   not completing its handshake in time; `agent_requests`: an agent over
 //!   its concurrent-request limit).
+//!
+//! The QUIC listener reports its part through [`ListenerEvents`]; the SVID
+//! verifier counts TLS-layer refusals itself, folded in at each scrape.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use ewii_tunnel::svid::SvidVerifier;
+use ewii_quic::{ListenerEvent, ListenerEvents, SvidVerifier};
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -174,5 +177,19 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// What the QUIC listener did, counted: refused and late handshakes as
+/// limits hit, refused app-layer handshakes by reason. TLS handshake
+/// failures are the verifier's to count (by reason, at each scrape).
+impl ListenerEvents for Metrics {
+    fn record(&self, event: ListenerEvent) {
+        match event {
+            ListenerEvent::TooManyHandshakes => self.limit_hit("quic_handshakes"),
+            ListenerEvent::HandshakeDeadline => self.limit_hit("handshake_deadline"),
+            ListenerEvent::HandshakeFailed(reason) => self.app_handshake_failure(reason),
+            ListenerEvent::TlsHandshakeFailed => {}
+        }
     }
 }

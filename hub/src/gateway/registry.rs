@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use ewii_driver_core::{DIALECT_META, SqlDialect};
-use ewii_tunnel::net::HubTunnel;
+use ewii_quic::HubTunnel;
 use rmcp::RoleClient;
 use rmcp::model::Tool;
 use rmcp::service::Peer;

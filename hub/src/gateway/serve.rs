@@ -20,7 +20,9 @@
 //!   app-layer handshake (or its enrolment) finish within
 //!   [`ServeOptions::handshake_timeout`]; until then a peer may open one
 //!   stream and have two handshake frames in flight
-//!   ([`ewii_tunnel::net::hub_transport`]).
+//!   ([`ewii_quic::config::hub_transport`]). The QUIC port is
+//!   [`ewii_quic::HubListener`]: it enforces these bounds and hands the hub
+//!   enrolments and authenticated tunnels.
 //! - HTTP: request headers within [`ServeOptions::header_read_timeout`],
 //!   bodies up to [`ServeOptions::max_body_bytes`], and per agent at most
 //!   [`ServeOptions::max_agent_requests`] requests in flight (429 beyond).
@@ -34,9 +36,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
-use ewii_tunnel::handshake::Credentials;
-use ewii_tunnel::net::{self, KeyMaterial, TlsBinding, close_code};
-use ewii_tunnel::svid::SvidVerifier;
+use ewii_quic::{Accepted, HubListener, KeyMaterial, ListenerConfig, SvidVerifier, TlsBinding};
 use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 
@@ -147,7 +147,7 @@ pub struct RunningHub {
     /// The SVID verifier (its refusal counters).
     pub verifier: Arc<SvidVerifier>,
     cancel: CancellationToken,
-    endpoint: quinn::Endpoint,
+    listener: Arc<HubListener>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -175,12 +175,15 @@ impl RunningHub {
     /// Closes every tunnel and both listeners.
     pub async fn shutdown(self) {
         self.cancel.cancel();
-        self.endpoint
-            .close(close_code::DONE.into(), b"hub stopping");
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
+        let closing = self.listener.close("hub stopping");
+        let tasks = async {
+            for t in self.tasks {
+                let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+            }
+        };
+        // The listener waits (briefly) for its closes to reach the peers
+        // while the tasks wind down.
+        tokio::join!(closing, tasks);
     }
 }
 
@@ -189,9 +192,6 @@ pub(crate) struct Shared {
     pub(crate) trust: Arc<StoreTrust>,
     pub(crate) state: Arc<HubState>,
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) credentials: Credentials,
-    pub(crate) names: Vec<String>,
-    pub(crate) verifier: Arc<SvidVerifier>,
     pub(crate) options: ServeOptions,
     pub(crate) cancel: CancellationToken,
     pub(crate) connections: AtomicU64,
@@ -215,8 +215,7 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
                 .map_err(|e| Error::Serve(format!("the hub's own certificate: {e}")))?
         }
     };
-    let credentials = keys
-        .credentials()
+    keys.credentials()
         .map_err(|e| Error::Serve(format!("the hub's key: {e}")))?;
     let trust = Arc::new(StoreTrust::load(store.clone()).await?);
     let verifier = Arc::new(SvidVerifier::new(trust.clone()));
@@ -230,17 +229,20 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         options.audit_redact,
     );
 
-    let server = net::hub_config_with_enrolment(&keys, verifier.clone())
-        .map_err(|e| Error::Serve(e.to_string()))?;
-    let endpoint = quinn::Endpoint::server(server, options.quic).map_err(|e| {
-        Error::Serve(format!(
+    let mut quic = ListenerConfig::new(keys, options.names.clone(), verifier.clone());
+    quic.binding = options.binding;
+    quic.enrolment = true;
+    quic.max_handshakes = options.max_handshakes;
+    quic.handshake_timeout = options.handshake_timeout;
+    quic.events = Some(metrics.clone());
+    let quic_listener = Arc::new(HubListener::bind(options.quic, quic).map_err(|e| match e {
+        ewii_quic::NetError::Socket(e) => Error::Serve(format!(
             "cannot listen on UDP {}: {e} (is another hub running? choose another with --quic)",
             options.quic
-        ))
-    })?;
-    let quic_addr = endpoint
-        .local_addr()
-        .map_err(|e| Error::Serve(e.to_string()))?;
+        )),
+        e => Error::Serve(e.to_string()),
+    })?);
+    let quic_addr = quic_listener.local_addr();
     let listener = tokio::net::TcpListener::bind(options.http)
         .await
         .map_err(|e| {
@@ -266,33 +268,28 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         trust: trust.clone(),
         state: state.clone(),
         metrics,
-        credentials,
-        names: options.names.clone(),
-        verifier: verifier.clone(),
         options: options.clone(),
         cancel: cancel.clone(),
         connections: AtomicU64::new(0),
     });
 
     let mut tasks = Vec::new();
-    // Tunnels and enrolment. Each connection holds a permit until it is
-    // authenticated (or its enrolment is done): what unauthenticated peers
-    // can make the hub hold is bounded by the permits times the per-
-    // connection windows of `net::hub_transport`.
+    // Tunnels and enrolment, as the listener hands them out (it bounds
+    // what unauthenticated peers can make the hub hold).
     tasks.push(tokio::spawn({
-        let endpoint = endpoint.clone();
+        let quic_listener = quic_listener.clone();
         let shared = shared.clone();
-        let handshakes = Arc::new(tokio::sync::Semaphore::new(options.max_handshakes));
         async move {
-            while let Some(incoming) = endpoint.accept().await {
-                let Ok(permit) = handshakes.clone().try_acquire_owned() else {
-                    shared.metrics.limit_hit("quic_handshakes");
-                    tracing::debug!(remote = %incoming.remote_address(), "too many handshakes in progress; connection refused");
-                    incoming.refuse();
-                    continue;
-                };
+            while let Some(accepted) = quic_listener.accept().await {
                 let shared = shared.clone();
-                tokio::spawn(async move { shared.incoming(incoming, permit).await });
+                match accepted {
+                    Accepted::Enrol(exchange) => {
+                        tokio::spawn(async move { shared.enrol(exchange).await });
+                    }
+                    Accepted::Tunnel(tunnel) => {
+                        tokio::spawn(async move { shared.tunnel(Arc::new(tunnel)).await });
+                    }
+                }
             }
         }
     }));
@@ -387,7 +384,7 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         state,
         verifier,
         cancel,
-        endpoint,
+        listener: quic_listener,
         tasks,
     })
 }
@@ -457,9 +454,7 @@ fn close_revoked(registry: &Registry, trust: &StoreTrust) {
                 workspace = %d.workspace, deployment = %d.name, serial = %d.session_serial,
                 "revoked: closing the deployment's tunnel"
             );
-            d.tunnel
-                .connection()
-                .close(close_code::REVOKED.into(), b"revoked");
+            d.tunnel.close_revoked();
         }
     }
 }

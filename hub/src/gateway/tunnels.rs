@@ -1,17 +1,16 @@
-//! The deployments' side of `serve`: enrolment and tunnels on the QUIC
-//! port, each tunnel's MCP session with its adapter, SVID renewal over the
-//! live link, the client's signed goodbye, and expiry.
+//! The deployments' side of `serve`: what the QUIC listener hands out
+//! (enrolments and authenticated tunnels), each tunnel's MCP session with
+//! its adapter, SVID renewal over the live link, the client's signed
+//! goodbye, and expiry.
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
-use ewii_tunnel::enrol::{self, Control, ENROL_ALPN, EnrolRequest, EnrolResponse, Refusal};
-use ewii_tunnel::handshake::HubConfig;
-use ewii_tunnel::net::{self, EnrolExchange, HubTunnel, close_code};
-use ewii_tunnel::svid::{self};
+use ewii_quic::{EnrolExchange, HubTunnel};
+use ewii_wire::enrol::{self, Control, EnrolRequest, EnrolResponse, Refusal};
+use ewii_wire::svid;
 use rmcp::ServiceExt;
-use rustls::pki_types::CertificateDer;
 use tokio::sync::mpsc;
 
 use crate::gateway::registry::{Connected, LiveDeployment};
@@ -55,8 +54,8 @@ async fn upstream_session(
     Ok((client, tools))
 }
 
-/// The notAfter of a certificate, Unix seconds.
-fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+/// The notAfter of a certificate (DER), Unix seconds.
+fn not_after(cert: &[u8]) -> Option<i64> {
     use x509_parser::prelude::FromDer;
     let (_, c) = x509_parser::certificate::X509Certificate::from_der(cert).ok()?;
     Some(c.validity().not_after.timestamp())
@@ -70,71 +69,6 @@ fn refusal(reason: &str, message: impl Into<String>) -> Refusal {
 }
 
 impl Shared {
-    /// One QUIC connection: TLS, then enrolment or the app-layer
-    /// handshake, all within `handshake_timeout`, holding `permit` until
-    /// the peer is authenticated (or its enrolment is answered).
-    pub(crate) async fn incoming(
-        self: Arc<Self>,
-        incoming: quinn::Incoming,
-        permit: tokio::sync::OwnedSemaphorePermit,
-    ) {
-        let remote = incoming.remote_address();
-        let deadline = tokio::time::Instant::now() + self.options.handshake_timeout;
-        let conn = match tokio::time::timeout_at(deadline, incoming).await {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                // The SVID verifier counted and logged its refusals.
-                tracing::debug!(%remote, error = %e, "TLS handshake failed");
-                return;
-            }
-            Err(_) => {
-                // Dropping the handshake closes the connection.
-                self.metrics.limit_hit("handshake_deadline");
-                tracing::debug!(%remote, "TLS handshake not completed in time");
-                return;
-            }
-        };
-        let timed_out = |what: &str| {
-            self.metrics.limit_hit("handshake_deadline");
-            tracing::warn!(%remote, "{what} not completed within {:?}; connection closed", self.options.handshake_timeout);
-            conn.close(close_code::HANDSHAKE.into(), b"handshake deadline");
-        };
-        if net::alpn_of(&conn).as_deref() == Some(ENROL_ALPN) {
-            if tokio::time::timeout_at(deadline, self.enrol(conn.clone()))
-                .await
-                .is_err()
-            {
-                timed_out("enrolment");
-            }
-            return;
-        }
-        let established = tokio::time::timeout_at(deadline, self.establish(conn.clone())).await;
-        drop(permit);
-        match established {
-            Ok(Some(tunnel)) => self.tunnel(tunnel).await,
-            Ok(None) => {}
-            Err(_) => timed_out("the app-layer handshake"),
-        }
-    }
-
-    /// The name this connection dialled: its SNI, or for an IP literal
-    /// (no SNI) the address it arrived on.
-    fn name_for(&self, conn: &quinn::Connection) -> String {
-        let sni = conn
-            .handshake_data()
-            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
-            .and_then(|d| d.server_name);
-        let candidates = sni
-            .into_iter()
-            .chain(conn.local_ip().map(|ip| ip.to_string()));
-        for c in candidates {
-            if self.names.contains(&c) {
-                return c;
-            }
-        }
-        self.names[0].clone()
-    }
-
     async fn issue(
         &self,
         deployment: &Deployment,
@@ -182,16 +116,16 @@ impl Shared {
         })
     }
 
-    async fn enrol(&self, conn: quinn::Connection) {
-        let remote = conn.remote_address();
-        let (request, exchange) = match EnrolExchange::read(conn).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(%remote, error = %e, "enrolment request unreadable");
-                return;
-            }
+    /// One enrolment, answered within the connection's handshake deadline
+    /// (past it the listener closes the connection and counts it).
+    pub(crate) async fn enrol(&self, exchange: EnrolExchange) {
+        let remote = exchange.remote_address();
+        let Ok(answer) = exchange
+            .within_deadline(self.enrolment_answer(exchange.request()))
+            .await
+        else {
+            return;
         };
-        let answer = self.enrolment_answer(&request).await;
         match &answer {
             EnrolResponse::Issued(i) => {
                 self.metrics.issued("enrolment");
@@ -241,36 +175,16 @@ impl Shared {
         }
     }
 
-    /// The app-layer handshake on a tunnel connection; `None` when refused
-    /// (counted and logged).
-    async fn establish(&self, conn: quinn::Connection) -> Option<Arc<HubTunnel>> {
-        let remote = conn.remote_address();
-        let config = HubConfig {
-            credentials: self.credentials.clone(),
-            name: self.name_for(&conn),
-            client_verifier: self.verifier.clone(),
-        };
-        match HubTunnel::establish(conn, &config, self.options.binding).await {
-            Ok(t) => Some(Arc::new(t)),
-            Err(e) => {
-                self.metrics.app_handshake_failure(e.reason());
-                tracing::warn!(%remote, reason = e.reason(), error = %e, "tunnel refused");
-                None
-            }
-        }
-    }
-
-    async fn tunnel(&self, tunnel: Arc<HubTunnel>) {
-        let remote = tunnel.connection().remote_address();
+    /// One authenticated tunnel, for its whole life.
+    pub(crate) async fn tunnel(&self, tunnel: Arc<HubTunnel>) {
+        let remote = tunnel.remote_address();
         let spiffe_id = tunnel.peer().identity.clone();
         let deployment = match self.store.deployment_by_spiffe_id(&spiffe_id).await {
             Ok(Some(d)) => d,
             Ok(None) => {
                 tracing::warn!(%remote, %spiffe_id, "no deployment has this SPIFFE ID; create it with `ewii-hub deployment create`");
                 self.metrics.app_handshake_failure("unknown_deployment");
-                tunnel
-                    .connection()
-                    .close(close_code::IDENTITY.into(), b"unknown deployment");
+                tunnel.close_unknown_deployment();
                 return;
             }
             Err(e) => {
@@ -325,18 +239,15 @@ impl Shared {
         }));
         let registry = self.state.registry.clone();
         if let Some(old) = registry.insert(live.clone()) {
-            old.tunnel
-                .close("replaced by a newer connection of the same deployment");
+            old.tunnel.close_replaced();
         }
         // A revocation that landed between the handshake and now.
         if self.trust.revoked(&live.spiffe_id, &live.session_serial) {
-            tunnel
-                .connection()
-                .close(close_code::REVOKED.into(), b"revoked");
+            tunnel.close_revoked();
         }
         tracing::info!(
             workspace = %deployment.workspace, deployment = %deployment.name,
-            remote = %tunnel.connection().remote_address(), tools = live.tools().len(),
+            remote = %tunnel.remote_address(), tools = live.tools().len(),
             "deployment connected"
         );
         let ended = loop {
@@ -344,7 +255,7 @@ impl Shared {
                 u64::try_from(live.expires_at() - unix(SystemTime::now())).unwrap_or(0),
             );
             tokio::select! {
-                _ = tunnel.connection().closed() => break Ok(()),
+                _ = tunnel.closed() => break Ok(()),
                 _ = self.cancel.cancelled() => break Err("hub stopping".to_string()),
                 Some(()) = lost_rx.recv() => {
                     tracing::info!(deployment = %deployment.name, "the adapter restarted; new MCP session");
@@ -383,7 +294,7 @@ impl Shared {
                 },
                 _ = tokio::time::sleep(left) => {
                     if live.expires_at() <= unix(SystemTime::now()) {
-                        tunnel.connection().close(close_code::IDENTITY.into(), b"svid expired");
+                        tunnel.close_expired();
                         break Err("its SVID expired before it was renewed".to_string());
                     }
                 }
@@ -392,7 +303,7 @@ impl Shared {
         registry.remove(&live.spiffe_id, connection);
         tracing::info!(
             workspace = %deployment.workspace, deployment = %deployment.name,
-            reason = tunnel.connection().close_reason().map(|r| r.to_string()).unwrap_or_default(),
+            reason = tunnel.close_reason().map(|r| r.to_string()).unwrap_or_default(),
             "deployment disconnected"
         );
         drop(client);
@@ -436,10 +347,8 @@ impl Shared {
         }
         // Let the client close first (its close carries the ack's meaning
         // when the ack itself is lost); then close as revoked.
-        let _ = tokio::time::timeout(Duration::from_secs(1), tunnel.connection().closed()).await;
-        tunnel
-            .connection()
-            .close(close_code::REVOKED.into(), b"revoked");
+        let _ = tokio::time::timeout(Duration::from_secs(1), tunnel.closed()).await;
+        tunnel.close_revoked();
     }
 
     async fn renew(

@@ -7,12 +7,16 @@
 //! back in, and server-initiated messages (e.g.
 //! `notifications/tools/list_changed`) arrive on the control stream. A
 //! request the client refuses, or whose stream ends without an answer,
-//! gets a JSON-RPC error, so no caller waits forever.
+//! gets a JSON-RPC error, so no caller waits forever. What a refusal means
+//! is read from its typed code alone (`adapter_session_lost` starts a new
+//! session), never from its text.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ewii_tunnel::net::{HubTunnel, Reply};
+use ewii_quic::HubTunnel;
+use ewii_wire::receipt::Reply;
+use ewii_wire::refusal::RefusalCode;
 use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded};
 use rmcp::model::{
@@ -231,9 +235,9 @@ async fn exchange(
                     }
                 }
             }
-            Ok(Reply::Refused(why)) => {
+            Ok(Reply::Refused(refused)) => {
                 answered = true;
-                if why.starts_with(ewii_tunnel::forward::SESSION_LOST) {
+                if refused.code == RefusalCode::AdapterSessionLost {
                     // The adapter forgot the session: it restarted. The
                     // request never ran there; a new session is started.
                     let _ = lost.try_send(());
@@ -244,7 +248,7 @@ async fn exchange(
                     );
                 } else {
                     fail(format!(
-                        "the deployment's client did not forward the request: {why}"
+                        "the deployment's client did not forward the request: {refused}"
                     ));
                 }
             }

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use ewii_tunnel::svid::SpiffeId;
+use ewii_wire::svid::SpiffeId;
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType, SerialNumber, SignatureAlgorithm,

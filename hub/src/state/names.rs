@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use ewii_tunnel::svid::SpiffeId;
+use ewii_wire::svid::SpiffeId;
 
 use crate::Error;
 

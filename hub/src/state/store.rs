@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use ewii_tunnel::svid::SpiffeId;
+use ewii_wire::svid::SpiffeId;
 use rustls::pki_types::CertificateDer;
 use serde::Serialize;
 use sqlx::AnyPool;

@@ -17,7 +17,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, PoisonError, RwLock};
 
-use ewii_tunnel::svid::{SpiffeId, TrustBundle, TrustSource};
+use ewii_quic::{TrustBundle, TrustSource};
+use ewii_wire::svid::SpiffeId;
 
 use crate::Error;
 use crate::state::names;

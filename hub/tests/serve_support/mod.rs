@@ -1,7 +1,7 @@
 //! The whole path in one process where it can be, real parts throughout:
 //! a hub (`ewii_hub::gateway::serve::start`) on a real store, real adapters
 //! (`ewii_adapter::serve::serve_tcp`) over SQLite or PostgreSQL databases,
-//! real clients (`ewii_tunnel::client::Client`) over QUIC on loopback, and
+//! real clients (`ewii_client::client::Client`) over QUIC on loopback, and
 //! agents as rmcp streamable-HTTP clients with bearer credentials.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -24,10 +24,10 @@ use rustls::pki_types::CertificateDer;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-use ewii_tunnel::client::{Client, ClientError, ClientOptions, ClientSettings};
-use ewii_tunnel::forward::{AdapterCredential, AllowList, Destination};
-use ewii_tunnel::identity::IdentitySource;
-use ewii_tunnel::net::KeyMaterial;
+use ewii_client::client::{Client, ClientError, ClientOptions, ClientSettings};
+use ewii_client::forward::{AdapterCredential, AllowList, Destination};
+use ewii_client::identity::IdentitySource;
+use ewii_quic::KeyMaterial;
 use rcgen::{CertificateParams, KeyPair};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
@@ -289,7 +289,7 @@ impl ForeignCa {
     }
 
     /// An SVID for `id` with its key, SPIRE's profile.
-    pub fn svid(&self, id: &str) -> ewii_tunnel::net::KeyMaterial {
+    pub fn svid(&self, id: &str) -> KeyMaterial {
         use rcgen::{
             CertificateParams, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType,
         };
@@ -310,7 +310,7 @@ impl ForeignCa {
             ExtendedKeyUsagePurpose::ClientAuth,
         ];
         let cert = params.signed_by(&key, &self.issuer).unwrap();
-        ewii_tunnel::net::KeyMaterial {
+        KeyMaterial {
             chain: vec![cert.der().clone()],
             key: rustls::pki_types::PrivateKeyDer::Pkcs8(
                 rustls::pki_types::PrivatePkcs8KeyDer::from(key.serialize_der()),
@@ -322,25 +322,23 @@ impl ForeignCa {
 /// One tunnel attempt with `keys` claiming `identity`; the hub's verdict.
 pub async fn try_tunnel(
     hub: &RunningHub,
-    keys: &ewii_tunnel::net::KeyMaterial,
+    keys: &KeyMaterial,
     identity: &str,
-) -> Result<ewii_tunnel::net::ClientTunnel, ewii_tunnel::net::NetError> {
-    use ewii_tunnel::handshake::{ClientConfig as TunnelConfig, HubCertVerifier};
+) -> Result<ewii_quic::ClientTunnel, ewii_quic::NetError> {
+    use ewii_quic::{ClientQuicConfig, Dialer, HubCertVerifier};
+    use ewii_wire::handshake::ClientConfig as TunnelConfig;
     let verifier = Arc::new(HubCertVerifier::new(&hub_ca(hub), "127.0.0.1").unwrap());
-    let quic = ewii_tunnel::net::client_config(keys, verifier.tls()).unwrap();
-    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let quic = ClientQuicConfig::tunnel(keys, &verifier).unwrap();
+    let dialer = Dialer::bind_to("127.0.0.1:0".parse().unwrap()).unwrap();
     let config = TunnelConfig {
         credentials: keys.credentials().unwrap(),
         identity: identity.into(),
         hub_name: "127.0.0.1".into(),
         hub_verifier: verifier,
     };
-    tokio::time::timeout(
-        STEP,
-        ewii_tunnel::net::ClientTunnel::connect(&endpoint, quic, hub.quic_addr, config),
-    )
-    .await
-    .expect("tunnel attempt timed out")
+    tokio::time::timeout(STEP, dialer.connect(&quic, hub.quic_addr, config))
+        .await
+        .expect("tunnel attempt timed out")
 }
 
 /// GET on the hub's HTTP side: status and body.

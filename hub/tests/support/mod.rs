@@ -258,7 +258,7 @@ impl Backend {
             child,
             quic: started["quic"].as_str().unwrap().parse().unwrap(),
             mcp_url: started["mcp_url"].as_str().unwrap().to_owned(),
-            hub_ca: ewii_tunnel::net::certificates_from_pem(&hub_ca_pem, "hub CA").unwrap(),
+            hub_ca: ewii_quic::certificates_from_pem(&hub_ca_pem, "hub CA").unwrap(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Frame decoder: arbitrary chunking of arbitrary bytes.
 #![no_main]
-use ewii_tunnel::frame::FrameDecoder;
+use ewii_wire::frame::FrameDecoder;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,6 +1,6 @@
 //! Handshake message decoder: every message type, arbitrary bodies.
 #![no_main]
-use ewii_tunnel::frame::{Frame, FrameType};
+use ewii_wire::frame::{Frame, FrameType};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -12,5 +12,5 @@ fuzz_target!(|data: &[u8]| {
         3 => FrameType::ServerFinish,
         _ => FrameType::Alert,
     };
-    let _ = ewii_tunnel::handshake::decode(&Frame { kind, body: body.to_vec() });
+    let _ = ewii_wire::handshake::decode(&Frame { kind, body: body.to_vec() });
 });

@@ -1,6 +1,6 @@
 //! A stream's receive path (records, then frames) on garbage.
 #![no_main]
-use ewii_tunnel::session::{Role, Session, SessionSecrets};
+use ewii_wire::session::{Role, Session, SessionSecrets};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
