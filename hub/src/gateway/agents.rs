@@ -15,10 +15,13 @@
 //!   session, and the shared server checks again.
 //! - Tool names are [`ToolName`]s, `<deployment>_<database>_<tool>`
 //!   (`eu_shop_query`). Deployment names never contain `_`, so the first
-//!   `_` splits them unambiguously. Names longer than 64 characters are
-//!   left out of `tools/list` (and logged); a call whose name breaks
+//!   `_` splits them unambiguously. A deployment's tool whose name with
+//!   the prefix is no valid [`ToolName`] (over 64 characters, or not
+//!   `<database>_<standard tool>`) is left out of `tools/list` and logged
+//!   as a short escaped excerpt; a call whose name breaks
 //!   `^[a-zA-Z0-9_-]{1,64}$` is refused before it is routed, and only a
-//!   short escaped excerpt of it is kept.
+//!   short escaped excerpt of it is kept; any other name that is no
+//!   [`ToolName`] is an unknown tool.
 //! - Each forwarded call carries the agent's allowed statement
 //!   classes (`_meta["ewii/statements"]`), which the adapter enforces in
 //!   the engine, and its result is cut to the policy's `max_bytes`.
@@ -136,9 +139,9 @@ impl HubState {
                     Ok(t) => out.push(t),
                     Err(e) => tracing::warn!(
                         deployment = %d.name, tool = %excerpt, reason = broken_rule(&e),
-                        "a tool is left out: its name with the deployment prefix breaks the \
-                         naming rule (over {MAX_TOOL_NAME_LEN} characters: use shorter \
-                         deployment or database names)"
+                        "a tool is left out of tools/list: its name with the deployment prefix \
+                         breaks the naming rule (if it is over {MAX_TOOL_NAME_LEN} characters, \
+                         use shorter deployment or database names)"
                     ),
                 }
             }
