@@ -14,7 +14,7 @@ use ewii_adapter::local_credential;
 use ewii_adapter::serve::{self, HttpOptions};
 use ewii_adapter::store::DatabaseEntry;
 use ewii_adapter::{Adapter, AdapterHome};
-use ewii_driver_core::schema::{StandardTool, tool_name};
+use ewii_driver_core::schema::{StandardTool, ToolName};
 use ewii_driver_core::{Limits, SecretString, mask_url};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -495,7 +495,7 @@ async fn add_database(home: &AdapterHome, global: &Global, a: AddDatabase) -> Re
     let report = report?;
     let tools: Vec<String> = StandardTool::ALL
         .iter()
-        .filter_map(|t| tool_name(&a.name, *t).ok())
+        .filter_map(|t| ToolName::new(&a.name, *t).ok().map(|n| n.to_string()))
         .collect();
     if a.json {
         println!(

@@ -7,12 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use ewii_mcp::{AllowedHosts, ExactOrigin, HttpEdge, serve_http};
 use rmcp::ServiceExt;
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{self, AccessGate, ExactOrigin};
+use crate::access::{self, AccessGate};
 use crate::local_credential::LocalCredential;
 use crate::server::{Adapter, McpService};
 use crate::store::{self, StoreKey};
@@ -91,49 +90,37 @@ pub fn check_listen_addr(addr: SocketAddr, allow_network: bool) -> Result<(), Se
     Err(ServeError::NotLoopback(addr))
 }
 
-/// The MCP endpoint as an axum router (`/mcp`) behind the access gate
-/// ([`crate::access::gate`]): a browser page on an origin not listed
-/// exactly is refused with 403, a caller without the local credential with
-/// 401, before any MCP message is read; rmcp's Host validation then refuses
-/// a DNS name rebound to 127.0.0.1 with 403.
+/// The MCP endpoint as an axum router (`/mcp`), layered as
+/// [`ewii_mcp::http`] describes: a declared body over the limit is refused
+/// with 413 first; then the access gate ([`crate::access::gate`]) refuses a
+/// browser page on an origin not listed exactly with 403 and a caller
+/// without the local credential with 401, before any MCP message is read;
+/// then rmcp's Host validation refuses a DNS name rebound to 127.0.0.1
+/// with 403 (and its Origin check holds the same exact origins).
 pub fn router(
     adapter: Arc<Adapter>,
     opts: &HttpOptions,
     cancel: CancellationToken,
 ) -> axum::Router {
-    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    hosts.extend(opts.allowed_hosts.iter().cloned());
-    // The same exact origins for rmcp's own check (each with its port, which
-    // rmcp then matches exactly); an empty list refuses every Origin.
-    let origins: Vec<String> = opts
-        .allowed_origins
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let config = StreamableHttpServerConfig::default()
-        .with_allowed_hosts(hosts)
-        .with_allowed_origins(origins)
-        .enforce_origin_validation()
-        // A chunked body is cut at the same limit a declared one is refused at.
-        .with_max_request_body_bytes(opts.limits.max_body_bytes)
-        .with_cancellation_token(cancel.child_token());
-    let service: StreamableHttpService<McpService, LocalSessionManager> =
-        StreamableHttpService::new(
-            move || Ok(McpService::new(adapter.clone())),
-            Default::default(),
-            config,
-        );
+    let edge = HttpEdge {
+        hosts: AllowedHosts::LoopbackAnd(opts.allowed_hosts.clone()),
+        // An empty list refuses every Origin.
+        origins: Some(opts.allowed_origins.clone()),
+        max_body_bytes: opts.limits.max_body_bytes,
+        server: "the adapter",
+    };
     let gate = Arc::new(AccessGate::new(
         opts.credential.as_ref(),
         opts.allowed_origins.clone(),
     ));
-    axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(gate, access::gate))
+    edge.router(adapter, Default::default(), &cancel, |mcp| {
+        mcp.layer(axum::middleware::from_fn_with_state(gate, access::gate))
+    })
 }
 
 /// Serves MCP streamable HTTP on an already bound TCP listener until
-/// `cancel` fires.
+/// `cancel` fires. A client must send a request's headers within
+/// `header_read_timeout`, so half-sent requests cannot hold the adapter.
 pub async fn serve_tcp(
     adapter: Arc<Adapter>,
     listener: tokio::net::TcpListener,
@@ -141,86 +128,8 @@ pub async fn serve_tcp(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let app = router(adapter, opts, cancel.clone());
-    serve_http(listener, app, &opts.limits, cancel).await;
+    serve_http(listener, app, opts.limits.header_read_timeout, cancel).await;
     Ok(())
-}
-
-/// Serves `app` over HTTP/1.1 until `cancel`, then lets open connections
-/// finish. A client must send a request's headers within
-/// `header_read_timeout` and a body of at most `max_body_bytes`, so
-/// half-sent or oversized requests cannot hold the adapter.
-async fn serve_http<L>(
-    mut listener: L,
-    app: axum::Router,
-    limits: &HttpLimits,
-    cancel: CancellationToken,
-) where
-    L: axum::serve::Listener,
-{
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    let app = app.layer(axum::middleware::from_fn_with_state(
-        limits.max_body_bytes,
-        body_limit,
-    ));
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
-    // Every connection task holds a receiver; closed() means all ended.
-    let (open_tx, open_rx) = tokio::sync::watch::channel(());
-    loop {
-        let (io, _remote) = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = cancel.cancelled() => break,
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let (builder, cancel, open) = (builder.clone(), cancel.clone(), open_rx.clone());
-        tokio::spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(io), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "HTTP connection ended");
-                    }
-                }
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(open);
-        });
-    }
-    drop(open_rx);
-    open_tx.closed().await;
-}
-
-/// Refuses a declared body over the limit with 413 before it is read (a
-/// chunked one is cut by rmcp's own limit).
-async fn body_limit(
-    axum::extract::State(max): axum::extract::State<usize>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    use axum::response::IntoResponse as _;
-    let declared = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
-        return (
-            http::StatusCode::PAYLOAD_TOO_LARGE,
-            axum::Json(serde_json::json!({
-                "error": format!("the request body exceeds the adapter's limit of {max} bytes")
-            })),
-        )
-            .into_response();
-    }
-    next.run(req).await
 }
 
 /// Binds a unix socket with mode 0600. A stale socket file is replaced; any
@@ -255,7 +164,7 @@ pub async fn serve_unix(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let app = router(adapter, opts, cancel.clone());
-    serve_http(listener, app, &opts.limits, cancel).await;
+    serve_http(listener, app, opts.limits.header_read_timeout, cancel).await;
     let _ = std::fs::remove_file(path);
     Ok(())
 }

@@ -1,4 +1,5 @@
-//! The adapter's live catalog and its MCP face (rmcp `ServerHandler`).
+//! The adapter's live catalog and its MCP backend ([`ToolBackend`] on the
+//! shared [`ewii_mcp`] layer).
 //!
 //! Every advertised tool carries `_meta["ewii/dialect"]`, the classifier
 //! dialect of its database, so the hub classifies statements in the
@@ -8,34 +9,32 @@
 //! [`ewii_driver_core::vet_statement`]). A call without it is a local
 //! caller's and keeps the database's own mode; a malformed one is refused
 //! before anything runs.
+//!
+//! The adapter has one caller, its Ewii client (the HTTP gate in
+//! [`crate::access`] admits no one else), and so one `list_changed` group.
 
-use std::borrow::Cow;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ewii_driver_core::schema::ToolDescriptor;
-use ewii_driver_core::{
-    CallContext, Catalog, CatalogChange, DatabaseConfig, STATEMENTS_META, StatementClasses,
-    ToolError,
-};
+use ewii_driver_core::{CallContext, Catalog, CatalogChange, DatabaseConfig, ToolError};
+use ewii_mcp::{ListChanged, SessionCaller, ToolBackend, to_call_result, to_mcp_tool};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter,
-    Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Extensions,
+    Implementation, Tool,
 };
-use rmcp::service::{NotificationContext, RequestContext, SubscriptionContext};
-use rmcp::{ErrorData, Peer, RoleServer, ServerHandler};
+use rmcp::service::{RequestContext, RoleServer};
 use serde_json::Value;
-use tokio::sync::{RwLock, broadcast};
+use tokio::sync::RwLock;
 
-pub use ewii_driver_core::TOOLS_PAGE_SIZE;
+/// The MCP session handler of the adapter.
+pub type McpService = ewii_mcp::ToolServer<Adapter>;
 
 /// The adapter's live state: the catalog of attached databases and the
 /// connected MCP clients to tell when it changes.
 pub struct Adapter {
     catalog: RwLock<Catalog>,
-    changes: broadcast::Sender<()>,
-    peers: Mutex<Vec<Peer<RoleServer>>>,
+    list_changed: ListChanged,
 }
 
 impl Adapter {
@@ -44,11 +43,9 @@ impl Adapter {
     pub async fn new(configs: Vec<DatabaseConfig>) -> (Arc<Adapter>, CatalogChange) {
         let mut catalog = Catalog::new();
         let change = catalog.apply(configs).await;
-        let (changes, _) = broadcast::channel(16);
         let adapter = Arc::new(Adapter {
             catalog: RwLock::new(catalog),
-            changes,
-            peers: Mutex::new(Vec::new()),
+            list_changed: ListChanged::new(),
         });
         (adapter, change)
     }
@@ -65,27 +62,9 @@ impl Adapter {
                 added = ?change.added, removed = ?change.removed, changed = ?change.changed,
                 "catalog changed"
             );
-            self.notify_list_changed().await;
+            self.list_changed.notify(None).await;
         }
         change
-    }
-
-    async fn notify_list_changed(&self) {
-        // 2026-07-28 clients listen through `subscriptions/listen`.
-        let _ = self.changes.send(());
-        // Session clients (≤ 2025-11-25) get it on their session stream.
-        let peers: Vec<Peer<RoleServer>> = match self.peers.lock() {
-            Ok(mut p) => {
-                p.retain(|peer| !peer.is_transport_closed());
-                p.clone()
-            }
-            Err(_) => Vec::new(),
-        };
-        for peer in peers {
-            if let Err(e) = peer.notify_tool_list_changed().await {
-                tracing::debug!(error = %e, "could not notify a client of the catalog change");
-            }
-        }
     }
 
     /// The advertised tools.
@@ -109,152 +88,65 @@ impl Adapter {
     pub async fn close(&self) {
         self.catalog.write().await.close().await;
     }
+}
 
-    fn register_peer(&self, peer: Peer<RoleServer>) {
-        if let Ok(mut p) = self.peers.lock() {
-            p.retain(|peer| !peer.is_transport_closed());
-            p.push(peer);
-        }
+/// The adapter's one caller: its Ewii client, or a local stdio client.
+#[derive(Debug, Clone, Copy)]
+pub struct LocalCaller;
+
+impl SessionCaller for LocalCaller {
+    fn owner(&self) -> &str {
+        "local"
+    }
+
+    fn group(&self) -> &str {
+        "local"
     }
 }
 
-/// Converts a catalog descriptor into an rmcp tool.
-pub fn to_mcp_tool(d: &ToolDescriptor) -> Tool {
-    let mut tool = Tool::new(
-        d.name.clone(),
-        d.description.clone(),
-        Arc::new(d.input_schema.clone()),
-    )
-    .with_title(d.title.clone())
-    .with_raw_output_schema(Arc::new(d.output_schema.clone()))
-    .with_annotations(ToolAnnotations::from_raw(
-        Some(d.title.clone()),
-        Some(d.annotations.read_only_hint),
-        Some(d.annotations.destructive_hint),
-        Some(d.annotations.idempotent_hint),
-        Some(d.annotations.open_world_hint),
-    ));
-    tool.meta = d.meta.clone().map(Into::into);
-    tool
-}
+impl ToolBackend for Adapter {
+    type Caller = LocalCaller;
 
-/// The call's allowed statement classes from its `_meta`: `Ok(None)` when
-/// absent (a local caller), `Err` with the reason when present but not a
-/// list of `read`, `write`, `ddl`, `other` (the call is then refused: a
-/// meta the adapter cannot read must not widen what runs).
-pub fn statements_of(
-    meta: &serde_json::Map<String, Value>,
-) -> Result<Option<StatementClasses>, String> {
-    let Some(value) = meta.get(STATEMENTS_META) else {
-        return Ok(None);
-    };
-    let names: Option<Vec<&str>> = value
-        .as_array()
-        .and_then(|items| items.iter().map(Value::as_str).collect());
-    let Some(names) = names else {
-        return Err(format!(
-            "the call's _meta \"{STATEMENTS_META}\" is not a list of statement classes"
-        ));
-    };
-    StatementClasses::from_names(names)
-        .map(Some)
-        .map_err(|bad| {
-            format!(
-                "the call's _meta \"{STATEMENTS_META}\" names an unknown statement class \"{bad}\" \
-             (known: read, write, ddl, other)"
-            )
-        })
-}
-
-/// Turns a tool outcome into an MCP result: structured content plus the same
-/// JSON as text (for clients without structured content support), plus an
-/// explicit truncation notice; failures become `isError` results whose text
-/// tells the model what to fix.
-pub fn to_call_result(outcome: Result<Value, ToolError>) -> CallToolResult {
-    match outcome {
-        Ok(value) => {
-            let notice = value
-                .get("truncated")
-                .and_then(|t| t.get("message"))
-                .and_then(Value::as_str)
-                .map(|m| format!("TRUNCATED: {m}"));
-            let mut result = CallToolResult::structured(value);
-            if let Some(n) = notice {
-                result.content.push(ContentBlock::text(n));
-            }
-            result
-        }
-        Err(e) => CallToolResult::error(vec![ContentBlock::text(e.to_string())]),
-    }
-}
-
-/// The rmcp server handler: one per MCP session, all sharing one [`Adapter`].
-#[derive(Clone)]
-pub struct McpService {
-    adapter: Arc<Adapter>,
-}
-
-impl McpService {
-    /// A handler over `adapter`.
-    pub fn new(adapter: Arc<Adapter>) -> Self {
-        McpService { adapter }
-    }
-}
-
-impl ServerHandler for McpService {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .build(),
-        )
-        .with_server_info(
-            Implementation::new("ewii-adapter", env!("CARGO_PKG_VERSION"))
-                .with_title("Ewii MCP adapter"),
-        )
-        .with_instructions(
-            "Each attached database contributes tools named <database>_<tool>. Start with \
-             <database>_list_tables and <database>_describe_table, then run one statement per \
-             <database>_query call with bound params. Results are bounded: follow \
-             truncated.next_offset to page.",
-        )
+    fn implementation(&self) -> Implementation {
+        Implementation::new("ewii-adapter", env!("CARGO_PKG_VERSION"))
+            .with_title("Ewii MCP adapter")
     }
 
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        self.adapter.register_peer(context.peer);
+    fn instructions(&self) -> &'static str {
+        "Each attached database contributes tools named <database>_<tool>. Start with \
+         <database>_list_tables and <database>_describe_table, then run one statement per \
+         <database>_query call with bound params. Results are bounded: follow \
+         truncated.next_offset to page."
     }
 
-    async fn list_tools(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let tools = self.adapter.tools().await;
-        let (range, next_cursor) = ewii_driver_core::tools_page(
-            tools.len(),
-            request.as_ref().and_then(|r| r.cursor.as_deref()),
-        )
-        .map_err(|m| ErrorData::invalid_params(m, None))?;
-        Ok(ListToolsResult {
-            tools: tools[range].iter().map(to_mcp_tool).collect(),
-            next_cursor,
-            ..Default::default()
-        })
+    fn list_changed(&self) -> &ListChanged {
+        &self.list_changed
+    }
+
+    /// Whoever passed the HTTP gate (or holds the stdio pipe) is the
+    /// adapter's client.
+    fn caller(&self, _extensions: &Extensions) -> Result<LocalCaller, ErrorData> {
+        Ok(LocalCaller)
+    }
+
+    async fn tools(&self, _caller: &LocalCaller) -> Vec<Tool> {
+        self.catalog
+            .read()
+            .await
+            .tools()
+            .iter()
+            .map(to_mcp_tool)
+            .collect()
     }
 
     async fn call_tool(
         &self,
+        _caller: LocalCaller,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let started = Instant::now();
-        // rmcp moves the request's `_meta` into the context; read both.
-        let statements = match request.meta.as_deref() {
-            Some(meta) if meta.contains_key(STATEMENTS_META) => statements_of(meta),
-            _ => statements_of(&context.meta),
-        };
-        let statements = match statements {
+        let statements = match ewii_mcp::call_statements(&request, &context) {
             Ok(s) => s,
             Err(reason) => {
                 tracing::warn!(tool = %request.name, %reason, "call refused");
@@ -270,43 +162,12 @@ impl ServerHandler for McpService {
             statements,
         };
         let arguments = request.arguments.map(Value::Object).unwrap_or(Value::Null);
-        let outcome = self.adapter.call(&request.name, arguments, &ctx).await;
+        let outcome = self.call(&request.name, arguments, &ctx).await;
+        let ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         match &outcome {
-            Ok(_) => {
-                tracing::info!(tool = %request.name, ms = started.elapsed().as_millis() as u64, "tool call")
-            }
-            Err(e) => {
-                tracing::info!(tool = %request.name, ms = started.elapsed().as_millis() as u64, error = %e, "tool call failed")
-            }
+            Ok(_) => tracing::info!(tool = %request.name, ms, "tool call"),
+            Err(e) => tracing::info!(tool = %request.name, ms, error = %e, "tool call failed"),
         }
         Ok(to_call_result(outcome).into())
-    }
-
-    fn accepted_subscription_filter(
-        &self,
-        requested: &SubscriptionFilter,
-    ) -> Option<SubscriptionFilter> {
-        Some(requested.supported_by(&self.get_info().capabilities))
-    }
-
-    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        let mut changes = self.adapter.changes.subscribe();
-        loop {
-            tokio::select! {
-                _ = context.cancelled() => return Ok(()),
-                r = changes.recv() => match r {
-                    Ok(()) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if context.sink().notify_tool_list_changed().await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                },
-            }
-        }
-    }
-
-    fn supported_protocol_versions(&self) -> Cow<'static, [rmcp::model::ProtocolVersion]> {
-        Cow::Borrowed(rmcp::model::ProtocolVersion::KNOWN_VERSIONS)
     }
 }

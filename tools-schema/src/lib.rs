@@ -9,8 +9,14 @@
 //!   hand-written;
 //! - the [`ToolDescriptor`] an MCP server advertises (name, title,
 //!   description, inputSchema, outputSchema, annotations);
-//! - the naming rules: tool names match `^[a-zA-Z0-9_-]{1,64}$` (the strictest
-//!   rule common MCP clients enforce) and carry the database name.
+//! - the naming rules ([`naming`]): tool names match `^[a-zA-Z0-9_-]{1,64}$`
+//!   (the strictest rule common MCP clients enforce) and carry the database
+//!   name, and at a hub the deployment name ([`ToolName`]);
+//! - [`SecretString`] ([`secret`]), the one secret type of drivers, adapter
+//!   and hub.
+//!
+//! Modules: [`naming`], [`secret`]; `args` and `results` hold the argument
+//! and result types re-exported here.
 //!
 //! `schema/tools.schema.json` is a checked-in snapshot of every schema; the
 //! test `snapshot_matches_code` fails when the code drifts from it (run it with
@@ -18,21 +24,23 @@
 #![forbid(unsafe_code)]
 
 mod args;
-mod naming;
+pub mod naming;
 mod results;
+pub mod secret;
 
 pub use args::{
     DescribeTableArgs, ExplainArgs, ListSchemasArgs, ListTablesArgs, QueryArgs, SqlParam,
 };
 pub use naming::{
-    MAX_DATABASE_NAME_LEN, MAX_TOOL_NAME_LEN, NameError, tool_name, validate_database_name,
-    validate_tool_name,
+    MAX_DATABASE_NAME_LEN, MAX_DEPLOYMENT_NAME_LEN, MAX_TOOL_NAME_LEN, NameError, ToolName,
+    split_suffix, validate_database_name, validate_deployment_name, validate_tool_name,
 };
 pub use results::{
     ColumnDescription, ColumnInfo, ExplainResult, ForeignKey, IndexInfo, ListSchemasResult,
     ListTablesResult, ObjectKind, QueryResult, TableDescription, TableInfo, Truncation,
     TruncationReason,
 };
+pub use secret::SecretString;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -178,7 +186,7 @@ impl StandardTool {
         read_only: bool,
     ) -> Result<ToolDescriptor, NameError> {
         Ok(ToolDescriptor {
-            name: tool_name(database, self)?,
+            name: ToolName::new(database, self)?.to_string(),
             title: format!("{} ({database})", self.title()),
             description: self.description(database, dialect, read_only),
             input_schema: self.input_schema(),

@@ -1,34 +1,9 @@
 //! What the adapter hands a driver: the database's settings and secrets.
 
-use std::fmt;
 use std::time::Duration;
 
+use ewii_tools_schema::SecretString;
 use serde::{Deserialize, Serialize};
-use zeroize::Zeroizing;
-
-/// A secret string (a URL with a password, a token). Zeroised on drop;
-/// `Debug` and `Display` never show it.
-#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct SecretString(Zeroizing<String>);
-
-impl SecretString {
-    /// Wraps a secret.
-    pub fn new(value: impl Into<String>) -> Self {
-        SecretString(Zeroizing::new(value.into()))
-    }
-
-    /// The secret itself; keep the borrow short and never log it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("SecretString(***)")
-    }
-}
 
 /// Bounds on one tool call. A result that hits a bound is cut short with an
 /// explicit truncation notice, never silently.
@@ -150,12 +125,5 @@ mod tests {
             "sqlite:///var/db/shop.db"
         );
         assert_eq!(mask_url("postgres://u:p@h/d"), "postgres://u:***@h/d");
-    }
-
-    #[test]
-    fn secrets_do_not_debug_print() {
-        let s = SecretString::new("hunter2");
-        assert!(!format!("{s:?}").contains("hunter2"));
-        assert_eq!(s.expose(), "hunter2");
     }
 }

@@ -6,7 +6,8 @@
 //! - [`Driver`] and [`Database`], the two traits a driver implements, and
 //!   [`DriverRegistration`], submitted with `inventory::submit!` so that a new
 //!   driver is a new crate and nothing else;
-//! - [`DatabaseConfig`] and [`Limits`], what the adapter hands a driver;
+//! - [`DatabaseConfig`] and [`Limits`], what the adapter hands a driver
+//!   (its URL a [`SecretString`]);
 //! - [`Catalog`], which builds a deployment's tool catalog from its configured
 //!   databases and routes `tools/call` to the right one;
 //! - [`classify`], the statement classifier that gives clear errors before a
@@ -26,14 +27,12 @@ mod error;
 pub mod values;
 
 pub use bounded::{Next, ResultBuilder, byte_truncation, row_size};
-pub use catalog::{
-    Catalog, CatalogChange, CatalogEntry, ResolvedTool, TOOLS_PAGE_SIZE, tools_page,
-};
+pub use catalog::{Catalog, CatalogChange, CatalogEntry, ResolvedTool};
 pub use classify::{
     Classification, SqlDialect, StatementClass, StatementClasses, Vetted, check_param_count,
     check_read_only, classify, vet_statement,
 };
-pub use config::{DatabaseConfig, Limits, SecretString, mask_url};
+pub use config::{DatabaseConfig, Limits, mask_url};
 pub use driver::{
     CallContext, CheckReport, DIALECT_META, Database, Driver, DriverRegistration, KNOWN_DRIVERS,
     STATEMENTS_META, dispatch, find_driver, registered_drivers,
@@ -41,4 +40,8 @@ pub use driver::{
 pub use error::{DriverError, ToolError};
 
 pub use ewii_tools_schema as schema;
+/// The secret type of [`DatabaseConfig::url`], defined with the catalog
+/// contract in [`ewii_tools_schema`] so that drivers, adapter and hub share
+/// it without the MCP server stack.
+pub use ewii_tools_schema::SecretString;
 pub use inventory;

@@ -2,17 +2,26 @@
 //! connected deployments, namespaced by deployment, and calls routed over
 //! each deployment's tunnel.
 //!
+//! [`HubState`] is the hub's [`ToolBackend`] on the shared MCP layer
+//! ([`ewii_mcp`]: sessions, paging, protocol versions, `list_changed` to
+//! the sessions and `listen` subscribers of one workspace); this module
+//! holds what is the hub's own:
+//!
 //! - Every HTTP request carries the agent's bearer credential; the
-//!   middleware in [`crate::gateway::serve`] resolves it to an [`Agent`] and puts it
-//!   in the request's extensions, where rmcp hands it to this handler. An
-//!   MCP session stays bound to the agent that opened it: the middleware
-//!   answers another agent's request on it as for an unknown session, and
-//!   the handlers check again.
-//! - Tool names are `<deployment>_<tool>` (`eu_shop_query`). Deployment
-//!   names never contain `_`, so the first `_` splits them unambiguously.
-//!   Names longer than 64 characters are left out of `tools/list` (and
-//!   logged); a call whose name breaks `^[a-zA-Z0-9_-]{1,64}$` is refused
-//!   before it is routed, and only a short escaped excerpt of it is kept.
+//!   middleware in [`crate::gateway::http`] resolves it to an [`Agent`]
+//!   and puts it in the request's extensions, where rmcp hands it to the
+//!   backend. An MCP session stays bound to the agent that opened it: the
+//!   middleware answers another agent's request on it as for an unknown
+//!   session, and the shared server checks again.
+//! - Tool names are [`ToolName`]s, `<deployment>_<database>_<tool>`
+//!   (`eu_shop_query`). Deployment names never contain `_`, so the first
+//!   `_` splits them unambiguously. A deployment's tool whose name with
+//!   the prefix is no valid [`ToolName`] (over 64 characters, or not
+//!   `<database>_<standard tool>`) is left out of `tools/list` and logged
+//!   as a short escaped excerpt; a call whose name breaks
+//!   `^[a-zA-Z0-9_-]{1,64}$` is refused before it is routed, and only a
+//!   short escaped excerpt of it is kept; any other name that is no
+//!   [`ToolName`] is an unknown tool.
 //! - Each forwarded call carries the agent's allowed statement
 //!   classes (`_meta["ewii/statements"]`), which the adapter enforces in
 //!   the engine, and its result is cut to the policy's `max_bytes`.
@@ -31,18 +40,16 @@
 //!   withheld.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rmcp::ServerHandler;
+use ewii_mcp::{ListChanged, SessionCaller, ToolBackend, ToolName, ToolServer};
+use ewii_tools_schema::{MAX_TOOL_NAME_LEN, NameError, validate_tool_name};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Extensions,
-    Implementation, InitializeRequestParams, InitializeResult, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, SubscriptionFilter, Tool,
+    Implementation, Tool,
 };
-use rmcp::service::{
-    NotificationContext, Peer, RequestContext, RoleServer, ServiceError, SubscriptionContext,
-};
+use rmcp::service::{RequestContext, RoleServer, ServiceError};
 use tokio::sync::broadcast;
 
 use crate::audit::trail::{AuditLog, AuditRecord};
@@ -52,9 +59,8 @@ use crate::gateway::registry::{LiveDeployment, Registry};
 use crate::gateway::upstream::TICKET_META;
 use crate::state::store::{Agent, Store};
 
-pub use ewii_driver_core::TOOLS_PAGE_SIZE;
-/// The longest tool name clients accept (`^[a-zA-Z0-9_-]{1,64}$`).
-pub const MAX_TOOL_NAME: usize = 64;
+/// One agent MCP session: the shared server over the hub's state.
+pub type AgentService = ToolServer<HubState>;
 
 /// What every agent session shares.
 pub struct HubState {
@@ -72,8 +78,8 @@ pub struct HubState {
     pub audit_redact: bool,
     /// Per-agent rate limits.
     limiter: RateLimiter,
-    /// Agent sessions to notify, with their workspace.
-    peers: Mutex<Vec<(String, Peer<RoleServer>)>>,
+    /// Agent sessions and subscribers to notify, by workspace.
+    list_changed: ListChanged,
 }
 
 impl std::fmt::Debug for HubState {
@@ -83,8 +89,8 @@ impl std::fmt::Debug for HubState {
 }
 
 impl HubState {
-    /// Shared state; starts the task that tells agent sessions of a
-    /// workspace when its tools change.
+    /// Shared state; starts the task that tells agent sessions and
+    /// subscribers of a workspace when its tools change.
     pub fn new(
         store: Store,
         registry: Arc<Registry>,
@@ -101,7 +107,7 @@ impl HubState {
             audit,
             audit_redact,
             limiter: RateLimiter::new(),
-            peers: Mutex::new(Vec::new()),
+            list_changed: ListChanged::new(),
         });
         let mut changes = state.registry.subscribe();
         let weak = Arc::downgrade(&state);
@@ -114,32 +120,10 @@ impl HubState {
                     Err(broadcast::error::RecvError::Closed) => return,
                 };
                 let Some(state) = weak.upgrade() else { return };
-                state.notify(workspace.as_deref()).await;
+                state.list_changed.notify(workspace.as_deref()).await;
             }
         });
         state
-    }
-
-    async fn notify(&self, workspace: Option<&str>) {
-        let peers: Vec<Peer<RoleServer>> = {
-            let mut p = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-            p.retain(|(_, peer)| !peer.is_transport_closed());
-            p.iter()
-                .filter(|(w, _)| workspace.is_none_or(|ws| ws == w))
-                .map(|(_, peer)| peer.clone())
-                .collect()
-        };
-        for peer in peers {
-            if let Err(e) = peer.notify_tool_list_changed().await {
-                tracing::debug!(error = %e, "could not notify an agent session");
-            }
-        }
-    }
-
-    fn register_peer(&self, workspace: String, peer: Peer<RoleServer>) {
-        let mut p = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        p.retain(|(_, peer)| !peer.is_transport_closed());
-        p.push((workspace, peer));
     }
 
     /// The tools an agent of `workspace` with `policy` sees.
@@ -150,12 +134,14 @@ impl HubState {
                 if !policy.may_see(&d.name, &t.name) {
                     continue;
                 }
+                let excerpt = crate::audit::export::log_excerpt(&t.name, 32);
                 match namespaced(&d, t) {
-                    Some(t) => out.push(t),
-                    None => tracing::warn!(
-                        deployment = %d.name,
-                        "a tool name is over {MAX_TOOL_NAME} characters with the deployment \
-                         prefix and is left out; use shorter deployment or database names"
+                    Ok(t) => out.push(t),
+                    Err(e) => tracing::warn!(
+                        deployment = %d.name, tool = %excerpt, reason = broken_rule(&e),
+                        "a tool is left out of tools/list: its name with the deployment prefix \
+                         breaks the naming rule (if it is over {MAX_TOOL_NAME_LEN} characters, \
+                         use shorter deployment or database names)"
                     ),
                 }
             }
@@ -164,13 +150,23 @@ impl HubState {
     }
 }
 
-/// The agent's view of a deployment's tool.
-fn namespaced(d: &LiveDeployment, mut tool: Tool) -> Option<Tool> {
-    let name = format!("{}_{}", d.name, tool.name);
-    if name.len() > MAX_TOOL_NAME {
-        return None;
+/// Which rule a name broke, without the name: the deployment's adapter
+/// chose it, so it is logged only as an escaped excerpt.
+fn broken_rule(e: &NameError) -> &'static str {
+    match e {
+        NameError::Empty => "empty",
+        NameError::TooLong { .. } => "too long",
+        NameError::BadCharacter { .. } => "a character outside the rule",
+        NameError::BadStart(_) => "a bad first character",
+        NameError::NoDeployment(_) => "no deployment",
+        NameError::UnknownTool { .. } => "not a standard tool",
     }
-    tool.name = Cow::Owned(name);
+}
+
+/// The agent's view of a deployment's tool.
+fn namespaced(d: &LiveDeployment, mut tool: Tool) -> Result<Tool, NameError> {
+    let name = ToolName::parse(&tool.name)?.in_deployment(&d.name)?;
+    tool.name = Cow::Owned(name.to_string());
     tool.title = tool.title.map(|t| format!("{}: {t}", d.name));
     tool.description = Some(Cow::Owned(format!(
         "[deployment {}] {}",
@@ -180,48 +176,18 @@ fn namespaced(d: &LiveDeployment, mut tool: Tool) -> Option<Tool> {
     if let Some(a) = tool.annotations.as_mut() {
         a.title = a.title.take().map(|t| format!("{}: {t}", d.name));
     }
-    Some(tool)
+    Ok(tool)
 }
 
-/// The authenticated agent of a request (put there by the bearer
-/// middleware).
-fn agent_of(extensions: &Extensions) -> Option<Agent> {
-    extensions
-        .get::<http::request::Parts>()
-        .and_then(|p| p.extensions.get::<Agent>())
-        .cloned()
-}
-
-/// One agent MCP session.
-#[derive(Clone)]
-pub struct AgentService {
-    hub: Arc<HubState>,
-    /// The agent that opened the session.
-    bound: Arc<OnceLock<String>>,
-}
-
-impl AgentService {
-    /// A session handler over the shared state.
-    pub fn new(hub: Arc<HubState>) -> AgentService {
-        AgentService {
-            hub,
-            bound: Arc::new(OnceLock::new()),
-        }
+impl SessionCaller for Agent {
+    /// A session is the agent credential's that opened it.
+    fn owner(&self) -> &str {
+        &self.id
     }
 
-    /// The request's agent; the session is bound to the first one seen.
-    fn agent(&self, extensions: &Extensions) -> Result<Agent, ErrorData> {
-        let agent = agent_of(extensions).ok_or_else(|| {
-            ErrorData::invalid_request("no authenticated agent on this request", None)
-        })?;
-        let owner = self.bound.get_or_init(|| agent.id.clone());
-        if *owner != agent.id {
-            return Err(ErrorData::invalid_request(
-                "this MCP session belongs to another agent credential; start a new session",
-                None,
-            ));
-        }
-        Ok(agent)
+    /// Tool list changes are per workspace.
+    fn group(&self) -> &str {
+        &self.workspace
     }
 }
 
@@ -241,7 +207,7 @@ fn denied(message: String) -> Result<CallToolResponse, ErrorData> {
     Ok(CallToolResult::error(vec![ContentBlock::text(message)]).into())
 }
 
-impl AgentService {
+impl HubState {
     /// Authorises and routes one call, filling in the audit record; the
     /// result and the outcome label.
     async fn route(
@@ -276,21 +242,24 @@ impl AgentService {
             }
         };
         if let Some(limit) = &policy.rate_limit
-            && let Err(retry) = self.hub.limiter.check(&agent.id, limit, Instant::now())
+            && let Err(retry) = self.limiter.check(&agent.id, limit, Instant::now())
         {
             record.rule = Some(Rule::RateLimit.as_str().into());
             return (denied(policy::rate_limited(limit, retry)), "denied");
         }
-        let Some((deployment, tool)) = request.name.split_once('_') else {
+        let Ok(name) = ToolName::parse_namespaced(&request.name) else {
             record.rule = Some("unknown_tool".into());
             return (Err(unknown()), "unknown_tool");
         };
-        let live = self.hub.registry.find(&agent.workspace, deployment);
+        let deployment = name.deployment().unwrap_or_default();
+        // What the deployment's adapter calls the tool.
+        let local = name.local().to_string();
+        let tool = local.as_str();
+        let live = self.registry.find(&agent.workspace, deployment);
         if live.is_none() {
             // Known in this workspace but not connected: say so. Anything
             // else (including another workspace's deployments) is unknown.
             let known = self
-                .hub
                 .store
                 .list_deployments(&agent.workspace)
                 .await
@@ -343,7 +312,7 @@ impl AgentService {
                 record.database = database;
                 record.statement = statement.map(|s| self.audited_statement(&s));
                 record.statement_class = class.map(|c| c.as_str().to_owned());
-                if !self.hub.audit_redact {
+                if !self.audit_redact {
                     record.params = request
                         .arguments
                         .as_ref()
@@ -375,14 +344,11 @@ impl AgentService {
         // Always sent (all four for an unrestricted agent): the adapter
         // enforces it in its classifier and, for a read-only agent, in the
         // engine's read-only mode.
-        meta.insert(
-            ewii_driver_core::STATEMENTS_META.into(),
-            serde_json::Value::from(policy.allowed_statements().names()),
-        );
+        ewii_mcp::set_statements(&mut meta, policy.allowed_statements());
         params.meta = Some(meta);
         // The intent is durable before the call crosses the tunnel: a call
         // the hub cannot audit is not sent, so nothing runs unaudited.
-        if let Err(e) = self.hub.audit.record_intent(record).await {
+        if let Err(e) = self.audit.record_intent(record).await {
             tracing::error!(error = %e, agent = %agent.name, tool = %request.name, "call not audited; not sent");
             return (Err(not_audited(deployment)), NOT_AUDITED);
         }
@@ -394,12 +360,12 @@ impl AgentService {
                 live.receipts.take(&ticket);
                 return (Err(ErrorData::internal_error("the call was cancelled", None)), "cancelled");
             }
-            _ = tokio::time::sleep(self.hub.call_timeout) => {
+            _ = tokio::time::sleep(self.call_timeout) => {
                 live.receipts.take(&ticket);
                 return (Ok(CallToolResult::error(vec![ContentBlock::text(format!(
                     "deployment '{deployment}' did not answer within {} s; the statement may \
                      still be running there",
-                    self.hub.call_timeout.as_secs()
+                    self.call_timeout.as_secs()
                 ))]).into()), "failed");
             }
         };
@@ -455,7 +421,7 @@ impl AgentService {
     }
 
     fn audited_statement(&self, sql: &str) -> String {
-        if self.hub.audit_redact {
+        if self.audit_redact {
             policy::redact_literals(sql)
         } else {
             sql.to_owned()
@@ -463,7 +429,7 @@ impl AgentService {
     }
 }
 
-impl AgentService {
+impl HubState {
     /// A call whose tool name breaks the naming rule
     /// (`^[a-zA-Z0-9_-]{1,64}$`): no tool can have it, so it is an unknown
     /// tool, refused before the name is routed, logged or stored. Its audit
@@ -480,7 +446,7 @@ impl AgentService {
         let excerpt = crate::audit::export::log_excerpt(&request.name, 32);
         let error = ErrorData::invalid_params(
             format!(
-                "unknown tool '{excerpt}': tool names match ^[a-zA-Z0-9_-]{{1,{MAX_TOOL_NAME}}}$; \
+                "unknown tool '{excerpt}': tool names match ^[a-zA-Z0-9_-]{{1,{MAX_TOOL_NAME_LEN}}}$; \
                  call tools/list for the tools of this workspace's connected deployments"
             ),
             None,
@@ -498,12 +464,12 @@ impl AgentService {
         record.bytes_out = json_len(&error);
         let elapsed = started.elapsed();
         record.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        self.hub.metrics.call("unknown_tool", elapsed);
+        self.metrics.call("unknown_tool", elapsed);
         tracing::info!(
             agent = %agent.name, workspace = %agent.workspace, tool = %record.tool,
             bytes = request.name.len(), "tool name refused: it breaks the naming rule"
         );
-        if let Err(e) = self.hub.audit.record(record).await {
+        if let Err(e) = self.audit.record(record).await {
             tracing::error!(error = %e, agent = %agent.name, "refused call not audited");
             return Err(ErrorData::internal_error(
                 "the hub could not write this call to its audit trail; retry later",
@@ -537,71 +503,46 @@ fn offline(deployment: &str) -> CallToolResult {
     ))])
 }
 
-impl ServerHandler for AgentService {
-    fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(
-            ServerCapabilities::builder()
-                .enable_tools()
-                .enable_tool_list_changed()
-                .build(),
-        )
-        .with_server_info(
-            Implementation::new("ewii-hub", env!("CARGO_PKG_VERSION")).with_title("Ewii hub"),
-        )
-        .with_instructions(
-            "Tools are named <deployment>_<database>_<tool>: one deployment per customer site, \
-             one database per attached database. Start with <deployment>_<database>_list_tables \
-             and _describe_table, then run one statement per _query call with bound params. \
-             Results are bounded: follow truncated.next_offset to page. The list changes as \
-             deployments connect and disconnect (notifications/tools/list_changed).",
-        )
+impl ToolBackend for HubState {
+    type Caller = Agent;
+
+    fn implementation(&self) -> Implementation {
+        Implementation::new("ewii-hub", env!("CARGO_PKG_VERSION")).with_title("Ewii hub")
     }
 
-    async fn initialize(
-        &self,
-        request: InitializeRequestParams,
-        context: RequestContext<RoleServer>,
-    ) -> Result<InitializeResult, ErrorData> {
-        self.agent(&context.extensions)?;
-        context.peer.set_peer_info(request.clone());
-        self.negotiate_initialize(&request)
+    fn instructions(&self) -> &'static str {
+        "Tools are named <deployment>_<database>_<tool>: one deployment per customer site, \
+         one database per attached database. Start with <deployment>_<database>_list_tables \
+         and _describe_table, then run one statement per _query call with bound params. \
+         Results are bounded: follow truncated.next_offset to page. The list changes as \
+         deployments connect and disconnect (notifications/tools/list_changed)."
     }
 
-    async fn on_initialized(&self, context: NotificationContext<RoleServer>) {
-        if let Ok(agent) = self.agent(&context.extensions) {
-            self.hub.register_peer(agent.workspace, context.peer);
-        }
+    fn list_changed(&self) -> &ListChanged {
+        &self.list_changed
     }
 
-    async fn list_tools(
-        &self,
-        request: Option<PaginatedRequestParams>,
-        context: RequestContext<RoleServer>,
-    ) -> Result<ListToolsResult, ErrorData> {
-        let agent = self.agent(&context.extensions)?;
-        // An unreadable policy shows nothing (and denies every call).
-        let policy = agent_policy(&agent).unwrap_or_else(|_| Policy::nothing());
-        let tools = self.hub.tools_for(&agent.workspace, &policy);
-        let (range, next_cursor) = ewii_driver_core::tools_page(
-            tools.len(),
-            request.as_ref().and_then(|r| r.cursor.as_deref()),
-        )
-        .map_err(|m| ErrorData::invalid_params(m, None))?;
-        Ok(ListToolsResult {
-            tools: tools[range].to_vec(),
-            next_cursor,
-            ..Default::default()
+    /// The agent the bearer middleware authenticated.
+    fn caller(&self, extensions: &Extensions) -> Result<Agent, ErrorData> {
+        ewii_mcp::from_http_request::<Agent>(extensions).ok_or_else(|| {
+            ErrorData::invalid_request("no authenticated agent on this request", None)
         })
+    }
+
+    async fn tools(&self, agent: &Agent) -> Vec<Tool> {
+        // An unreadable policy shows nothing (and denies every call).
+        let policy = agent_policy(agent).unwrap_or_else(|_| Policy::nothing());
+        self.tools_for(&agent.workspace, &policy)
     }
 
     async fn call_tool(
         &self,
+        agent: Agent,
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let agent = self.agent(&context.extensions)?;
         // Before the name is used or stored: see `refuse_tool_name`.
-        if ewii_driver_core::schema::validate_tool_name(&request.name).is_err() {
+        if validate_tool_name(&request.name).is_err() {
             return self.refuse_tool_name(&agent, &request).await;
         }
         let started = Instant::now();
@@ -623,7 +564,7 @@ impl ServerHandler for AgentService {
             Ok(_) => 0,
             Err(e) => json_len(e),
         };
-        self.hub.metrics.call(outcome, elapsed);
+        self.metrics.call(outcome, elapsed);
         if outcome == NOT_AUDITED {
             // The store refused the intent and nothing was sent: there is
             // no result to withhold, only the error saying so.
@@ -631,7 +572,7 @@ impl ServerHandler for AgentService {
         }
         // The outcome (or the decision) is durable before the result is
         // released.
-        if let Err(e) = self.hub.audit.record(record).await {
+        if let Err(e) = self.audit.record(record).await {
             tracing::error!(error = %e, agent = %agent.name, tool = %request.name, "call not audited; result withheld");
             return Err(ErrorData::internal_error(
                 "the hub could not write this call to its audit trail, so its result is withheld \
@@ -640,34 +581,5 @@ impl ServerHandler for AgentService {
             ));
         }
         result
-    }
-    fn accepted_subscription_filter(
-        &self,
-        requested: &SubscriptionFilter,
-    ) -> Option<SubscriptionFilter> {
-        Some(requested.supported_by(&self.get_info().capabilities))
-    }
-
-    async fn listen(&self, context: SubscriptionContext) -> Result<(), ErrorData> {
-        let agent = self.agent(&context.request_context().extensions)?;
-        let mut changes = self.hub.registry.subscribe();
-        loop {
-            tokio::select! {
-                _ = context.cancelled() => return Ok(()),
-                r = changes.recv() => match r {
-                    Ok(w) if w != agent.workspace => {}
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                        if context.sink().notify_tool_list_changed().await.is_err() {
-                            return Ok(());
-                        }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return Ok(()),
-                },
-            }
-        }
-    }
-
-    fn supported_protocol_versions(&self) -> Cow<'static, [rmcp::model::ProtocolVersion]> {
-        Cow::Borrowed(rmcp::model::ProtocolVersion::KNOWN_VERSIONS)
     }
 }

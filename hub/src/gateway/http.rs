@@ -1,24 +1,29 @@
 //! The agents' HTTP edge: `/mcp` behind the bearer gate, `/healthz`,
-//! `/metrics`, served over HTTP/1.1 with a header-read deadline.
+//! `/metrics`, served over HTTP/1.1 with a header-read deadline
+//! ([`serve_http`], from the shared MCP layer).
 //!
-//! - Every request carries the agent's bearer credential; the gate
-//!   resolves it to an agent, holds the agent to its in-flight request
-//!   limit (429 beyond it), refuses a declared body over the limit (413),
-//!   and binds each MCP session to the agent whose `initialize` opened it:
-//!   another agent naming it gets exactly rmcp's unknown-session answer.
+//! `/mcp` is [`ewii_mcp::HttpEdge`]'s: a declared body over the limit is
+//! refused with 413 before anything else, then this module's gate, then
+//! rmcp (Host validation, MCP). The gate is the hub's own:
+//! - every request carries the agent's bearer credential; the gate
+//!   resolves it to an agent (401 otherwise), holds the agent to its
+//!   in-flight request limit (429 beyond it), and binds each MCP session
+//!   to the agent whose `initialize` opened it: another agent naming it
+//!   gets exactly rmcp's unknown-session answer.
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use ewii_mcp::{AllowedHosts, HttpEdge};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
-use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
-use crate::gateway::agents::{AgentService, HubState};
+use crate::gateway::agents::HubState;
 use crate::gateway::serve::ServeOptions;
+
+pub(crate) use ewii_mcp::serve_http;
 
 /// The HTTP side: `/mcp` behind bearer authentication, `/healthz`,
 /// `/metrics`.
@@ -27,90 +32,31 @@ pub fn router(
     options: &ServeOptions,
     cancel: CancellationToken,
 ) -> axum::Router {
-    let mut config = StreamableHttpServerConfig::default()
-        .with_cancellation_token(cancel)
-        .with_max_request_body_bytes(options.max_body_bytes);
-    if options.allowed_hosts.iter().any(|h| h == "*") {
-        config = config.disable_allowed_hosts();
-    } else {
-        let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-        hosts.extend(options.allowed_hosts.iter().cloned());
-        config = config.with_allowed_hosts(hosts);
-    }
+    let edge = HttpEdge {
+        hosts: if options.allowed_hosts.iter().any(|h| h == "*") {
+            AllowedHosts::Any
+        } else {
+            AllowedHosts::LoopbackAnd(options.allowed_hosts.clone())
+        },
+        // Agents authenticate with a bearer no browser sends on its own.
+        origins: None,
+        max_body_bytes: options.max_body_bytes,
+        server: "the hub",
+    };
     let sessions = Arc::new(LocalSessionManager::default());
-    let service: StreamableHttpService<AgentService, LocalSessionManager> =
-        StreamableHttpService::new(
-            {
-                let state = state.clone();
-                move || Ok(AgentService::new(state.clone()))
-            },
-            sessions.clone(),
-            config,
-        );
     let gate = Arc::new(AgentGate {
         hub: state.clone(),
-        owners: SessionOwners::new(sessions, options.max_sessions),
+        owners: SessionOwners::new(sessions.clone(), options.max_sessions),
         in_flight: InFlight::new(options.max_agent_requests),
-        max_body_bytes: options.max_body_bytes,
     });
-    let mcp = axum::Router::new()
-        .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn_with_state(gate, bearer));
+    let mcp = edge.router(state.clone(), sessions, &cancel, |mcp| {
+        mcp.layer(axum::middleware::from_fn_with_state(gate, bearer))
+    });
     axum::Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics))
         .with_state(state)
         .merge(mcp)
-}
-
-/// Serves `app` over HTTP/1.1 on `listener` until `cancel`, then lets open
-/// connections finish. Every connection must send a request's headers
-/// within `header_read_timeout` (and an idle keep-alive connection closes
-/// after it), so half-sent requests cannot pile up. HTTP/2 is not offered:
-/// agents use HTTP/1.1, and it has no header-read deadline.
-pub(crate) async fn serve_http<L>(
-    mut listener: L,
-    app: axum::Router,
-    header_read_timeout: Duration,
-    cancel: CancellationToken,
-) where
-    L: axum::serve::Listener,
-{
-    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-    use hyper_util::server::conn::auto;
-    let mut builder = auto::Builder::new(TokioExecutor::new()).http1_only();
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    // Every connection task holds a receiver; closed() means all ended.
-    let (open_tx, open_rx) = tokio::sync::watch::channel(());
-    loop {
-        let (io, _remote) = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = cancel.cancelled() => break,
-        };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let (builder, cancel, open) = (builder.clone(), cancel.clone(), open_rx.clone());
-        tokio::spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(io), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                result = conn.as_mut() => {
-                    if let Err(e) = result {
-                        tracing::debug!(error = %e, "HTTP connection ended");
-                    }
-                }
-                _ = cancel.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(open);
-        });
-    }
-    drop(open_rx);
-    open_tx.closed().await;
 }
 
 /// What the bearer middleware needs: the store, the session owners and
@@ -119,7 +65,6 @@ struct AgentGate {
     hub: Arc<HubState>,
     owners: SessionOwners,
     in_flight: InFlight,
-    max_body_bytes: usize,
 }
 
 /// The MCP session header (rmcp's `HEADER_SESSION_ID`).
@@ -298,22 +243,6 @@ async fn bearer(State(gate): State<Arc<AgentGate>>, mut req: Request, next: Next
         );
         r
     };
-    // A declared body over the limit is refused before anything else (a
-    // chunked one is cut by rmcp at the same limit).
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > gate.max_body_bytes as u64) {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the request body exceeds the hub's limit of {} bytes: send smaller messages",
-                gate.max_body_bytes
-            ),
-        );
-    }
     let token = req
         .headers()
         .get(header::AUTHORIZATION)

@@ -1,28 +1,28 @@
-//! Naming rules and the SPIFFE ID layout of the hub.
+//! The hub's names: the SPIFFE ID layout, trust domains and durations.
 //!
-//! Workspace, deployment and agent names match `^[a-z][a-z0-9-]{0,31}$`:
-//! they appear in SPIFFE IDs, tool namespaces and URLs, so they are kept to
-//! the characters that are safe in all of them. A deployment's SPIFFE ID is
+//! Workspace, deployment and agent names follow the deployment-name rule
+//! of the catalog contract ([`validate_deployment_name`],
+//! `^[a-z][a-z0-9-]{0,31}$`, the one place the naming rules live): they
+//! appear in SPIFFE IDs, tool namespaces and URLs, so they are kept to the
+//! characters that are safe in all of them. A deployment's SPIFFE ID is
 //! `spiffe://<trust-domain>/ws/<workspace>/dep/<deployment>`.
 
 use std::time::Duration;
 
+use ewii_tools_schema::{MAX_DEPLOYMENT_NAME_LEN, validate_deployment_name};
 use ewii_wire::svid::SpiffeId;
 
 use crate::Error;
 
 /// Longest workspace, deployment or agent name.
-pub const MAX_NAME_LEN: usize = 32;
+pub const MAX_NAME_LEN: usize = MAX_DEPLOYMENT_NAME_LEN;
 
 /// The trust domain of a workspace created without `--trust-domain`.
 pub const DEFAULT_TRUST_DOMAIN: &str = "ewii.local";
 
 /// Whether `name` follows `^[a-z][a-z0-9-]{0,31}$`.
 pub fn is_valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && name.len() <= MAX_NAME_LEN
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    validate_deployment_name(name).is_ok()
 }
 
 /// Checks a name; `kind` ("workspace", "deployment", "agent") goes into the
