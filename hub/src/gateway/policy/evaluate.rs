@@ -283,12 +283,7 @@ impl fmt::Display for Rule {
 /// suffix, longest first (database names may contain `_`). `None` when the
 /// name does not end in `_<suffix>` after a non-empty database name.
 pub fn split_tool(tool: &str) -> Option<(&str, &str)> {
-    let mut suffixes: Vec<&'static str> = StandardTool::ALL.iter().map(|t| t.suffix()).collect();
-    suffixes.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    suffixes.into_iter().find_map(|suffix| {
-        let database = tool.strip_suffix(suffix)?.strip_suffix('_')?;
-        (!database.is_empty()).then_some((database, suffix))
-    })
+    ewii_tools_schema::split_suffix(tool).map(|(database, tool)| (database, tool.suffix()))
 }
 
 /// Classifies a statement once, in `dialect`, with what cannot be

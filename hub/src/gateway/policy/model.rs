@@ -9,9 +9,6 @@ use serde::{Deserialize, Serialize};
 /// The wildcard entry of `deployments`, `databases` and `tools`.
 pub(super) const ANY: &str = "*";
 
-/// Longest deployment name (the hub's naming rule).
-const MAX_DEPLOYMENT_NAME_LEN: usize = 32;
-
 /// An agent's policy, from TOML. See the [module documentation](self).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -383,12 +380,8 @@ impl Policy {
     }
 }
 
-/// `^[a-z][a-z0-9-]{0,31}$`.
-/// Whether `name` follows the hub's deployment naming rule
-/// `^[a-z][a-z0-9-]{0,31}$`.
+/// Whether `name` follows the deployment-name rule of the catalog
+/// contract (`^[a-z][a-z0-9-]{0,31}$`).
 fn is_deployment_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_lowercase())
-        && name.len() <= MAX_DEPLOYMENT_NAME_LEN
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    ewii_tools_schema::validate_deployment_name(name).is_ok()
 }
