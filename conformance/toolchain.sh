@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables are for the scripts that source this file
 # The outside judges' toolchain: every pinned version in one place, and the
 # cached installs. Sourced by conformance/mcp/run.sh, conformance/sdk/*.sh and
 # conformance/flows/*.sh.

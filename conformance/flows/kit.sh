@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # the variables are for the scripts that source this file
 # The real-binary kit: the operator's hub, the customer's adapter and client,
 # brought up the way they are run in production, for every judge that needs
 # them (conformance/flows/operator-flow.sh, conformance/sdk/run-hub.sh,
