@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The project's whole test suite, as CI runs it. Installs what it needs
-# (Python venv with the official MCP SDK, Node 22 + the MCP conformance suite)
-# into a cache outside the clone, so reruns are incremental.
+# The project's whole test suite, as CI runs it. Installs what it needs (Python
+# venvs with the official MCP SDKs, Node 22, the MCP conformance suite, the
+# TypeScript SDK: pins in conformance/toolchain.sh) into a cache outside the
+# clone, so reruns are incremental and need no network.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,13 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$EWII_CACHE/target}"
 export EWII_ADAPTER_BIN="$CARGO_TARGET_DIR/debug/ewii-adapter"
 mkdir -p "$EWII_CACHE"
 
-step() { printf '\n==> %s\n' "$*"; }
+timings=()
+step_name="" step_start=$SECONDS
+step() {
+    [[ -n "$step_name" ]] && timings+=("$(printf '%5ss  %s' $((SECONDS - step_start)) "$step_name")")
+    step_name="$1" step_start=$SECONDS
+    printf '\n==> %s\n' "$*"
+}
 
 for component in rustfmt clippy; do
   if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
@@ -36,17 +43,25 @@ cargo test --workspace --locked
 step "the wire's fuzz targets compile, on ewii-wire alone (running them needs nightly: docs/protocol.md, Fuzzing)"
 (cd tunnel/fuzz && cargo check --locked --bins)
 
-step "official Python MCP SDK against ewii-adapter"
-bash scripts/test-python-mcp.sh
-
-step "operator and customer flow: ewii-hub, ewii-adapter, ewii-client over QUIC, official Python MCP SDK as the agent"
+step "the binaries (cargo build --workspace --bins): ewii-hub, ewii-adapter, ewii-client, ewii-bearer-proxy, ewii"
 cargo build --workspace --bins --locked
-bash scripts/test-hub-python.sh
 
-step "official MCP conformance suite against ewii-adapter"
-bash scripts/mcp-conformance.sh
+step "official Python MCP SDK, 1.x and 2.x, against ewii-adapter (conformance/sdk/run-adapter.sh)"
+bash conformance/sdk/run-adapter.sh
+
+step "operator and customer flow: ewii-hub, ewii-adapter, ewii-client over QUIC, the Python SDK as the agent (conformance/flows/operator-flow.sh)"
+bash conformance/flows/operator-flow.sh
+
+step "official SDK clients through the hub: Python 2.x and 1.x, TypeScript (conformance/sdk/run-hub.sh)"
+bash conformance/sdk/run-hub.sh
+
+step "official MCP conformance suite, npm latest and the 2026-07-28 requirement set, against ewii-adapter and the hub through the tunnel (conformance/mcp/run.sh)"
+bash conformance/mcp/run.sh
 
 step "the README's demo: cargo run --release -- demo --once"
 cargo run --release --locked -- demo --once
 
+step "done"
+printf '\nStage times:\n'
+printf '%s\n' "${timings[@]}"
 printf '\nAll test stages passed.\n'

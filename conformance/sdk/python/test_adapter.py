@@ -10,7 +10,7 @@ Other databases: $EWII_PY_EXTRA_DATABASES may hold a JSON list of
     [["pg", "postgres", "postgres://reader:pw@127.0.0.1:5432/shop", "$n"]]
 Each is attached next to the built-in SQLite database `shop` and every test runs
 against it too. Such a database must already hold the `customers` table of
-SEED_SQL below (the adapter attaches databases read-only, so the tests cannot
+`sample_data.customers_sql()` (the adapter attaches databases read-only, so the tests cannot
 seed it). placeholder is "?" (SQLite, MySQL) or "$n" (PostgreSQL: $1, $2, ...).
 
 Every session presents the adapter's local credential (the home's
@@ -20,7 +20,6 @@ Ewii client does; the tests also check that a caller without it gets 401.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import secrets
@@ -33,47 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
+import raw_mcp
+import sdk_session
 from mcp import ClientSession
-
-try:  # mcp >= 1.24 (and 2.x): headers travel on the httpx client given to the transport.
-    from mcp.client.streamable_http import streamable_http_client
-
-    try:  # the SDK's client, with its recommended timeouts
-        from mcp.shared._httpx_utils import create_mcp_http_client
-    except ImportError:  # pragma: no cover - a private module, may move
-        import httpx
-
-        def create_mcp_http_client(headers: dict[str, str]) -> Any:
-            return httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=300))
-
-    def _http_client(url: str, headers: dict[str, str]) -> Any:
-        return streamable_http_client(url, http_client=create_mcp_http_client(headers=headers))
-
-except ImportError:  # pragma: no cover - older SDKs take the headers themselves
-    from mcp.client.streamable_http import streamablehttp_client
-
-    def _http_client(url: str, headers: dict[str, str]) -> Any:
-        return streamablehttp_client(url, headers=headers)
-
-CUSTOMERS = [
-    (1, "Anna", "DE"),
-    (2, "Bruno", "DE"),
-    (3, "Chloe", "FR"),
-    (4, "Dieter", "DE"),
-    (5, "Emma", "US"),
-    (6, "Farid", "FR"),
-    (7, "Greta", "DE"),
-    (8, "Hugo", "US"),
-    (9, "Ilse", "DE"),
-    (10, "Jules", "FR"),
-]
-
-# Portable across SQLite, PostgreSQL and MySQL, so other databases can be seeded alike.
-SEED_SQL = "CREATE TABLE customers (id INTEGER PRIMARY KEY, name VARCHAR(100), country VARCHAR(2));\n" + "".join(
-    f"INSERT INTO customers (id, name, country) VALUES ({i}, '{n}', '{c}');\n" for i, n, c in CUSTOMERS
-)
+from sample_data import CUSTOMERS, customers_sql
+from sdk_session import call, error_text
 
 TOOL_SUFFIXES = ("query", "list_schemas", "list_tables", "describe_table", "explain")
 STARTUP_TIMEOUT_S = 60
@@ -102,7 +66,8 @@ DATABASES = [Database("shop", "sqlite", None)] + _extra_databases()
 def _adapter_bin() -> Path:
     if bin_ := os.environ.get("EWII_ADAPTER_BIN"):
         return Path(bin_)
-    target = os.environ.get("CARGO_TARGET_DIR") or str(Path.home() / ".cache/ewii/target")
+    cache = os.environ.get("EWII_CACHE") or str(Path.home() / ".cache/ewii")
+    target = os.environ.get("CARGO_TARGET_DIR") or f"{cache}/target"
     return Path(target) / "debug" / "ewii-adapter"
 
 
@@ -135,7 +100,7 @@ def adapter(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("ewii")
     db_file = tmp / "shop.db"
     with sqlite3.connect(db_file) as conn:
-        conn.executescript(SEED_SQL)
+        conn.executescript(customers_sql())
     conn.close()
 
     env = dict(os.environ, EWII_ADAPTER_HOME=str(tmp / "home"), EWII_ENROLLMENT_TOKEN=secrets.token_hex(32))
@@ -191,31 +156,9 @@ def db(request: pytest.FixtureRequest) -> Database:
 # --- helpers -----------------------------------------------------------------
 
 
-def _wire(model: Any) -> dict[str, Any]:
-    """An SDK model as it travels on the wire (camelCase keys), whatever the SDK major version."""
-    return model.model_dump(by_alias=True, mode="json", exclude_none=True)
-
-
 def with_session(adapter: Adapter, fn: Callable[[ClientSession], Awaitable[Any]]) -> Any:
     """Run fn(session) inside a fresh, initialised MCP session."""
-
-    async def main() -> Any:
-        async with (
-            _http_client(adapter.url, adapter.auth()) as streams,
-            ClientSession(streams[0], streams[1]) as session,
-        ):
-            await session.initialize()
-            return await fn(session)
-
-    return anyio.run(main)
-
-
-async def call(session: ClientSession, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    return _wire(await session.call_tool(tool, args))
-
-
-def error_text(result: dict[str, Any]) -> str:
-    return " ".join(c.get("text", "") for c in result.get("content", []) if c.get("type") == "text").strip()
+    return sdk_session.with_session(adapter.url, adapter.auth(), fn)
 
 
 def count_customers(session: ClientSession, db: Database) -> Awaitable[dict[str, Any]]:
@@ -226,10 +169,7 @@ def count_customers(session: ClientSession, db: Database) -> Awaitable[dict[str,
 
 
 def test_tools_list_advertises_all_tools(adapter: Adapter, db: Database) -> None:
-    async def body(session: ClientSession) -> dict[str, dict[str, Any]]:
-        return {t["name"]: t for t in (_wire(t) for t in (await session.list_tools()).tools)}
-
-    tools = with_session(adapter, body)
+    tools = with_session(adapter, sdk_session.list_tools)
     for suffix in TOOL_SUFFIXES:
         name = f"{db.name}_{suffix}"
         assert name in tools, f"{name} missing from tools/list: {sorted(tools)}"
@@ -322,28 +262,15 @@ def test_the_local_credential_opens_the_endpoint(adapter: Adapter) -> None:
 
 
 def _raw_initialize(adapter: Adapter, headers: dict[str, str]) -> tuple[int, str]:
-    body = json.dumps(
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "rebinding-test", "version": "0"},
-            },
-        }
-    )
-    host, port = adapter.host.split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=10)
-    try:
-        conn.request(
-            "POST",
-            "/mcp",
-            body=body,
-            headers={"Content-Type": "application/json", "Accept": "application/json, text/event-stream", **headers},
-        )
-        response = conn.getresponse()
-        return response.status, response.read().decode(errors="replace")
-    finally:
-        conn.close()
+    status, _, body = raw_mcp.post(adapter.url, raw_mcp.initialize_message("rebinding-test"), headers)
+    return status, body
+
+
+@pytest.mark.parametrize(
+    "method", ["prompts/list", "resources/list", "resources/templates/list", "completion/complete"]
+)
+def test_undeclared_capabilities_are_unknown_methods(adapter: Adapter, method: str) -> None:
+    """The adapter declares only tools; methods of the other capabilities are -32601, not empty results."""
+    params = {"ref": {"type": "ref/prompt", "name": "x"}, "argument": {"name": "a", "value": "b"}}
+    reply = raw_mcp.request(adapter.url, adapter.auth(), method, params if method == "completion/complete" else None)
+    assert reply.get("error", {}).get("code") == -32601, f"{method}: {reply}"
