@@ -168,6 +168,12 @@ impl ToolBackend for Adapter {
             Ok(_) => tracing::info!(tool = %request.name, ms, "tool call"),
             Err(e) => tracing::info!(tool = %request.name, ms, error = %e, "tool call failed"),
         }
-        Ok(to_call_result(outcome).into())
+        match outcome {
+            // A name no tool has is a protocol error (JSON-RPC -32602), as
+            // MCP specifies and as the hub answers; failures of a real tool
+            // are `isError` results the model can correct itself from.
+            Err(ToolError::UnknownTool(message)) => Err(ErrorData::invalid_params(message, None)),
+            outcome => Ok(to_call_result(outcome).into()),
+        }
     }
 }

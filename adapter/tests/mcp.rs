@@ -50,11 +50,33 @@ async fn call(
     tool: &str,
     args: Value,
 ) -> CallToolResult {
+    try_call(client, tool, args)
+        .await
+        .expect("tools/call answered")
+}
+
+async fn try_call(
+    client: &RunningService<RoleClient, Agent>,
+    tool: &str,
+    args: Value,
+) -> Result<CallToolResult, rmcp::ServiceError> {
     let mut params = CallToolRequestParams::new(tool.to_owned());
     if let Value::Object(map) = args {
         params = params.with_arguments(map);
     }
-    client.call_tool(params).await.expect("tools/call answered")
+    client.call_tool(params).await
+}
+
+/// The JSON-RPC error of a call that must be a protocol error: a name no
+/// tool has is -32602 (invalid params), as MCP specifies and the hub answers.
+async fn unknown_tool_error(
+    client: &RunningService<RoleClient, Agent>,
+    tool: &str,
+) -> rmcp::model::ErrorData {
+    match try_call(client, tool, json!({"sql": "SELECT 1"})).await {
+        Err(rmcp::ServiceError::McpError(e)) => e,
+        other => panic!("{tool}: expected a JSON-RPC error, got {other:?}"),
+    }
 }
 
 fn error_text(r: &CallToolResult) -> String {
@@ -147,11 +169,6 @@ async fn failures_are_is_error_results_and_the_adapter_keeps_serving() {
     let (client, _) = connect(&url, &t.credential()).await;
 
     let cases = [
-        (
-            "shop_nope",
-            json!({"sql": "SELECT 1"}),
-            "unknown tool 'shop_nope'",
-        ),
         ("shop_query", json!({}), "missing field `sql`"),
         ("shop_query", json!({"sql": 42}), "invalid type"),
         (
@@ -190,6 +207,12 @@ async fn failures_are_is_error_results_and_the_adapter_keeps_serving() {
             "does not exist",
         ),
     ];
+    let unknown = unknown_tool_error(&client, "shop_nope").await;
+    assert_eq!(unknown.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+    assert!(
+        unknown.message.contains("unknown tool 'shop_nope'"),
+        "{unknown:?}"
+    );
     for (tool, args, want) in cases {
         let r = call(&client, tool, args.clone()).await;
         let text = error_text(&r);
@@ -252,8 +275,8 @@ async fn catalog_changes_live_and_clients_hear_list_changed() {
         .map(|t| t.name.to_string())
         .collect();
     assert!(!names.iter().any(|n| n.starts_with("shop_")), "{names:?}");
-    let r = call(&client, "shop_query", json!({"sql": "SELECT 1"})).await;
-    assert!(error_text(&r).contains("unknown tool"));
+    let gone = unknown_tool_error(&client, "shop_query").await;
+    assert!(gone.message.contains("unknown tool"), "{gone:?}");
     client.cancel().await.unwrap();
 }
 

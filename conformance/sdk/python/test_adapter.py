@@ -224,10 +224,14 @@ def test_bad_sql_is_a_tool_error_and_server_keeps_answering(adapter: Adapter, db
     assert not again.get("isError"), error_text(again)
 
 
-def test_unknown_tool_is_a_tool_error(adapter: Adapter) -> None:
-    result = with_session(adapter, lambda s: call(s, "no_such_db_query", {"sql": "SELECT 1", "params": []}))
-    assert result.get("isError") is True, f"unknown tool did not fail: {result}"
-    assert error_text(result)
+def test_unknown_tool_is_a_protocol_error(adapter: Adapter) -> None:
+    """A name no tool has is JSON-RPC -32602 (as at the hub), not a tool result."""
+    reply = raw_mcp.request(
+        adapter.url, adapter.auth(), "tools/call", {"name": "no_such_db_query", "arguments": {"sql": "SELECT 1"}}
+    )
+    error = reply.get("error", {})
+    assert error.get("code") == -32602, f"unknown tool: {reply}"
+    assert "unknown tool" in error.get("message", ""), reply
 
 
 @pytest.mark.parametrize(
