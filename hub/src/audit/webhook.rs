@@ -26,13 +26,17 @@
 //! rule and CA handling), like the HTTPS audit exporter's.
 
 use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
 
 use base64::Engine as _;
 use ring::rand::SecureRandom as _;
 use ring::{hmac, rand};
 
+use crate::Store;
 use crate::audit::egress::{self, EgressError};
+use crate::state::store::unix;
 
 /// The signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256>`.
 pub const SIGNATURE_HEADER: &str = "Ewii-Signature";
@@ -283,6 +287,61 @@ pub async fn deliver(
         Ok(status)
     } else {
         Err(WebhookError::Status { status })
+    }
+}
+
+/// Delivers queued webhook events until `cancel`: each due delivery is
+/// leased, POSTed, and recorded as delivered or rescheduled with backoff.
+pub async fn deliver_queued(store: Store, client: reqwest::Client, cancel: CancellationToken) {
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = cancel.cancelled() => return,
+        }
+        let due = match store.due_deliveries(SystemTime::now(), 60, 20).await {
+            Ok(d) => {
+                failing = false;
+                d
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::warn!(error = %e, "cannot read webhook deliveries");
+                    failing = true;
+                }
+                continue;
+            }
+        };
+        for d in due {
+            let now = SystemTime::now();
+            let delivery = Delivery {
+                id: &d.id,
+                event: &d.event,
+                url: &d.url,
+                secret: &d.secret,
+                body: d.body.as_bytes(),
+            };
+            let result = deliver(&client, &delivery, unix(now)).await;
+            let recorded = match result {
+                Ok(status) => {
+                    tracing::info!(delivery = %d.id, url = %d.url, status, "webhook delivered");
+                    store.delivery_succeeded(&d.id, status, now).await
+                }
+                Err(e) => {
+                    let attempt = u32::try_from(d.attempts + 1).unwrap_or(u32::MAX);
+                    let wait = backoff(attempt);
+                    let next = unix(now)
+                        .saturating_add(i64::try_from(wait.as_secs().max(1)).unwrap_or(i64::MAX));
+                    tracing::warn!(delivery = %d.id, url = %d.url, error = %e, retry_in_s = wait.as_secs(), "webhook delivery failed");
+                    store
+                        .delivery_failed(&d.id, e.status(), &e.to_string(), next)
+                        .await
+                }
+            };
+            if let Err(e) = recorded {
+                tracing::warn!(error = %e, "cannot record a webhook delivery");
+            }
+        }
     }
 }
 

@@ -45,7 +45,7 @@ use crate::gateway::agents::HubState;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::registry::Registry;
 use crate::state::ca;
-use crate::state::store::{Store, unix};
+use crate::state::store::Store;
 use crate::state::trust::StoreTrust;
 
 /// How `serve` runs.
@@ -352,7 +352,7 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     let webhooks =
         crate::audit::egress::http_client(Duration::from_secs(10), options.webhook_ca.as_deref())
             .map_err(|e| Error::Serve(format!("webhook HTTP client: {e}")))?;
-    tasks.push(tokio::spawn(deliver_webhooks(
+    tasks.push(tokio::spawn(crate::audit::webhook::deliver_queued(
         store.clone(),
         webhooks,
         cancel.clone(),
@@ -387,61 +387,6 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         listener: quic_listener,
         tasks,
     })
-}
-
-/// Delivers queued webhook events until `cancel`: each due delivery is
-/// leased, POSTed, and recorded as delivered or rescheduled with backoff.
-async fn deliver_webhooks(store: Store, client: reqwest::Client, cancel: CancellationToken) {
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
-            _ = cancel.cancelled() => return,
-        }
-        let due = match store.due_deliveries(SystemTime::now(), 60, 20).await {
-            Ok(d) => {
-                failing = false;
-                d
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::warn!(error = %e, "cannot read webhook deliveries");
-                    failing = true;
-                }
-                continue;
-            }
-        };
-        for d in due {
-            let now = SystemTime::now();
-            let delivery = crate::audit::webhook::Delivery {
-                id: &d.id,
-                event: &d.event,
-                url: &d.url,
-                secret: &d.secret,
-                body: d.body.as_bytes(),
-            };
-            let result = crate::audit::webhook::deliver(&client, &delivery, unix(now)).await;
-            let recorded = match result {
-                Ok(status) => {
-                    tracing::info!(delivery = %d.id, url = %d.url, status, "webhook delivered");
-                    store.delivery_succeeded(&d.id, status, now).await
-                }
-                Err(e) => {
-                    let attempt = u32::try_from(d.attempts + 1).unwrap_or(u32::MAX);
-                    let wait = crate::audit::webhook::backoff(attempt);
-                    let next = unix(now)
-                        .saturating_add(i64::try_from(wait.as_secs().max(1)).unwrap_or(i64::MAX));
-                    tracing::warn!(delivery = %d.id, url = %d.url, error = %e, retry_in_s = wait.as_secs(), "webhook delivery failed");
-                    store
-                        .delivery_failed(&d.id, e.status(), &e.to_string(), next)
-                        .await
-                }
-            };
-            if let Err(e) = recorded {
-                tracing::warn!(error = %e, "cannot record a webhook delivery");
-            }
-        }
-    }
 }
 
 /// Closes every live tunnel whose deployment or SVID is revoked.
