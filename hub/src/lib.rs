@@ -13,7 +13,8 @@
 //! - [`audit`]: what is remembered and told: the hash-chained audit trail,
 //!   its exporters (SIEM sinks), and the revocation webhooks.
 //!
-//! The `ewii-hub` binary is the admin CLI over these.
+//! [`error`] holds the crate's error type. The `ewii-hub` binary
+//! (`src/main.rs`, `src/cli/`) is the admin CLI over these.
 #![forbid(unsafe_code)]
 
 pub mod audit;
