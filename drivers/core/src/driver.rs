@@ -53,6 +53,13 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
+impl CheckReport {
+    /// The warning every driver's `check` gives for a database attached
+    /// read-write, in one wording.
+    pub const READ_WRITE_WARNING: &str =
+        "this database is attached read-write: agents can change and delete data";
+}
+
 /// The tool `_meta` key naming the classifier dialect of the tool's
 /// database (`sqlite`, `postgres`, `mysql`; see [`SqlDialect::as_str`]).
 pub const DIALECT_META: &str = "ewii/dialect";
@@ -80,6 +87,17 @@ impl CallContext {
     /// database whose own mode is `read_only`.
     pub fn engine_read_only(&self, read_only: bool) -> bool {
         read_only || self.statements.is_some_and(StatementClasses::read_only)
+    }
+
+    /// The classes an `explain` call may show the plan of: the call's own
+    /// for `EXPLAIN ANALYZE`, which runs the statement; for a plain
+    /// `EXPLAIN`, which does not, writes and DDL too
+    /// ([`StatementClasses::for_plain_explain`]).
+    pub fn explain_statements(&self, analyze: bool) -> Option<StatementClasses> {
+        match analyze {
+            true => self.statements,
+            false => self.statements.map(StatementClasses::for_plain_explain),
+        }
     }
 }
 

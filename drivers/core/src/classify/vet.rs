@@ -34,6 +34,16 @@ pub struct Vetted {
     pub engine_read_only: bool,
 }
 
+impl Vetted {
+    /// The affected-row count a driver reports for this statement, from
+    /// what the engine `counted`: none for a read (an engine counts the rows
+    /// it returned, or keeps an earlier statement's count) or for a call
+    /// run read-only (it cannot have changed any).
+    pub fn affected_rows(&self, counted: u64) -> Option<u64> {
+        (self.class != StatementClass::Read && !self.engine_read_only).then_some(counted)
+    }
+}
+
 /// The driver-side fence, the same for every SQL driver: classifies `sql`
 /// once, in the database's own `dialect`, and refuses it unless it may run.
 ///
