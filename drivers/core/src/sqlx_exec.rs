@@ -14,7 +14,7 @@ use ewii_tools_schema::{ColumnInfo, SqlParam};
 use futures::{Stream, TryStreamExt};
 use serde_json::Value;
 use sqlx::pool::PoolOptions;
-use sqlx::{Arguments, Database, Either, Encode, Statement, Type};
+use sqlx::{Arguments, Column, Database, Either, Encode, Row, Statement, Type, TypeInfo};
 
 use crate::{Next, ResultBuilder, ToolError, check_param_count};
 
@@ -77,11 +77,28 @@ pub fn check_prepared_params<S: Statement>(statement: &S, given: usize) -> Resul
 
 /// How a driver turns the rows of one result into the tool's JSON.
 pub trait RowReader<DB: Database> {
-    /// The result's columns, asked once, with its first row.
-    fn columns(&mut self, first: &DB::Row) -> Vec<ColumnInfo>;
+    /// The result's columns, asked once, with its first row: by default
+    /// each column's name and the engine's name of its type.
+    fn columns(&mut self, first: &DB::Row) -> Vec<ColumnInfo> {
+        column_info(first.columns(), |t| t.name().to_owned())
+    }
 
     /// One row's values, in column order.
     fn values(&mut self, row: &DB::Row) -> Vec<Value>;
+}
+
+/// The descriptions of `columns`, each type named by `type_name`.
+pub fn column_info<C: Column>(
+    columns: &[C],
+    type_name: impl Fn(&<C::Database as Database>::TypeInfo) -> String,
+) -> Vec<ColumnInfo> {
+    columns
+        .iter()
+        .map(|c| ColumnInfo {
+            name: c.name().to_owned(),
+            type_name: type_name(c.type_info()),
+        })
+        .collect()
 }
 
 /// What [`read_result`] read.
@@ -129,7 +146,7 @@ pub async fn read_result<DB: Database>(
 #[cfg(test)]
 mod tests {
     use sqlx::sqlite::{SqliteConnection, SqliteRow};
-    use sqlx::{AssertSqlSafe, Column, Connection, Executor, Row, SqlSafeStr, Sqlite};
+    use sqlx::{AssertSqlSafe, Connection, Executor, SqlSafeStr, Sqlite};
 
     use super::*;
     use crate::Limits;
@@ -137,17 +154,6 @@ mod tests {
     struct Integers;
 
     impl RowReader<Sqlite> for Integers {
-        fn columns(&mut self, first: &SqliteRow) -> Vec<ColumnInfo> {
-            first
-                .columns()
-                .iter()
-                .map(|c| ColumnInfo {
-                    name: c.name().to_owned(),
-                    type_name: "INTEGER".into(),
-                })
-                .collect()
-        }
-
         fn values(&mut self, row: &SqliteRow) -> Vec<Value> {
             vec![Value::from(row.get::<i64, _>(0))]
         }

@@ -78,33 +78,21 @@ impl PgDatabase {
         let arguments = self.prepare_args(s, &args.sql, &args.params).await?;
         let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset)
             .with_max_bytes(args.max_bytes);
-        let cancel = s.ctx.cancel.clone();
         let backstop = self.limits.timeout + Duration::from_secs(1);
-        let pid = s.pid;
-        let fetched = {
-            let stream = (&mut *s.conn).fetch_many(sqlx::query_with(
-                AssertSqlSafe(args.sql.as_str()),
-                arguments,
-            ));
-            let mut rows = PgRows;
-            let work = read_result(stream, &mut rows, &mut builder);
-            tokio::select! {
-                r = tokio::time::timeout(backstop, work) => r,
-                _ = cancel.cancelled() => return Err(ToolError::Cancelled),
-            }
-        };
-        let read = match fetched {
-            Err(_) => {
-                return Err(ToolError::Timeout {
-                    limit: self.limits.timeout,
-                });
-            }
-            Ok(Err(e)) => return Err(self.statement_error(e)),
-            Ok(Ok(read)) => read,
-        };
+        let stream = (&mut *s.conn).fetch_many(sqlx::query_with(
+            AssertSqlSafe(args.sql.as_str()),
+            arguments,
+        ));
+        let mut rows = PgRows;
+        let work = read_result(stream, &mut rows, &mut builder);
+        let read = s
+            .ctx
+            .interruptible(self.limits.timeout, backstop, work)
+            .await?
+            .map_err(|e| self.statement_error(e))?;
         if read.stopped {
             // The server may still be producing rows nobody will read.
-            self.cancel_backend(pid).await;
+            self.cancel_backend(s.pid).await;
         }
         let affected = vetted.affected_rows(read.done.rows_affected());
         Ok(builder.finish(read.columns.unwrap_or_default(), affected))

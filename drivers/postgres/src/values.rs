@@ -2,7 +2,7 @@
 //! docs).
 
 use ewii_driver_core::schema::ColumnInfo;
-use ewii_driver_core::sqlx_exec::RowReader;
+use ewii_driver_core::sqlx_exec::{RowReader, column_info};
 use ewii_driver_core::values;
 use serde_json::{Value, json};
 use sqlx::postgres::PgRow;
@@ -14,15 +14,9 @@ use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
 pub(crate) struct PgRows;
 
 impl RowReader<Postgres> for PgRows {
+    /// Types are named in lowercase, as PostgreSQL writes them.
     fn columns(&mut self, first: &PgRow) -> Vec<ColumnInfo> {
-        first
-            .columns()
-            .iter()
-            .map(|c| ColumnInfo {
-                name: c.name().to_owned(),
-                type_name: c.type_info().name().to_lowercase(),
-            })
-            .collect()
+        column_info(first.columns(), |t| t.name().to_lowercase())
     }
 
     fn values(&mut self, row: &PgRow) -> Vec<Value> {

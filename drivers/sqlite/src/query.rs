@@ -70,21 +70,13 @@ impl SqliteDatabase {
         ));
         let mut rows = SqliteRows;
         let work = read_result(stream, &mut rows, &mut builder);
-        let outcome = tokio::select! {
-            r = tokio::time::timeout(backstop, work) => r,
-            // Cancellation is also enforced by the progress handler; this
-            // arm only returns promptly if the engine is between steps.
-            _ = g.ctx.cancel.cancelled() => return Err(ToolError::Cancelled),
-        };
-        let read = match outcome {
-            Err(_) => {
-                return Err(ToolError::Timeout {
-                    limit: self.limits.timeout,
-                });
-            }
-            Ok(Err(e)) => return Err(g.map_err(e)),
-            Ok(Ok(read)) => read,
-        };
+        // Cancellation and the deadline are also enforced by the progress
+        // handler; this only returns promptly if the engine is between steps.
+        let read = g
+            .ctx
+            .interruptible(self.limits.timeout, backstop, work)
+            .await?
+            .map_err(|e| g.map_err(e))?;
         let affected = vetted.affected_rows(read.done.rows_affected());
         Ok(builder.finish(read.columns.unwrap_or_default(), affected))
     }

@@ -1,28 +1,17 @@
 //! SQLite values → JSON by each value's *stored* type (SQLite is
 //! dynamically typed, so a column's declared type does not decide).
 
-use ewii_driver_core::schema::ColumnInfo;
 use ewii_driver_core::sqlx_exec::RowReader;
 use ewii_driver_core::values;
 use serde_json::Value;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Column, Row, Sqlite, TypeInfo, ValueRef};
+use sqlx::{Row, Sqlite, TypeInfo, ValueRef};
 
 /// Reads a result by the stored type of each value.
 pub(crate) struct SqliteRows;
 
+/// Columns are named by SQLite's declared type (the default).
 impl RowReader<Sqlite> for SqliteRows {
-    fn columns(&mut self, first: &SqliteRow) -> Vec<ColumnInfo> {
-        first
-            .columns()
-            .iter()
-            .map(|c| ColumnInfo {
-                name: c.name().to_owned(),
-                type_name: c.type_info().name().to_owned(),
-            })
-            .collect()
-    }
-
     /// Converts one row to JSON by the *stored* type of each value (SQLite is
     /// dynamically typed): INTEGER → number, REAL → number, TEXT → string,
     /// BLOB → base64 string, NULL → null.
