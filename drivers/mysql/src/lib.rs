@@ -418,8 +418,7 @@ impl Database for MySqlDatabase {
         // The agent's statement may leave state on the session (see the
         // module documentation): the connection is closed after the call.
         session.discard();
-        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset)
-            .with_max_bytes(args.max_bytes);
+        let mut builder = ResultBuilder::for_query(&self.limits, &args);
         let outcome = session.execute(&args.sql, &args.params, &mut builder).await;
         session.finish().await;
         let (columns, affected) = outcome?;

@@ -76,8 +76,7 @@ impl PgDatabase {
         vetted: Vetted,
     ) -> Result<QueryResult, ToolError> {
         let arguments = self.prepare_args(s, &args.sql, &args.params).await?;
-        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset)
-            .with_max_bytes(args.max_bytes);
+        let mut builder = ResultBuilder::for_query(&self.limits, args);
         let backstop = self.limits.timeout + Duration::from_secs(1);
         let stream = (&mut *s.conn).fetch_many(sqlx::query_with(
             AssertSqlSafe(args.sql.as_str()),

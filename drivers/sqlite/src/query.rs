@@ -61,8 +61,7 @@ impl SqliteDatabase {
         let statements = g.ctx.statements;
         let vetted = self.vet(g, &args.sql, &args.params, statements).await?;
         let arguments = bind_by_value::<Sqlite>(&args.params)?;
-        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset)
-            .with_max_bytes(args.max_bytes);
+        let mut builder = ResultBuilder::for_query(&self.limits, &args);
         let backstop = self.limits.timeout + Duration::from_secs(2);
         let stream = (&mut *g.conn).fetch_many(sqlx::query_with(
             AssertSqlSafe(args.sql.as_str()),
