@@ -21,8 +21,7 @@
 //! - `error`: [`ToolError`] and [`DriverError`];
 //! - `sqlx_exec` (feature `sqlx`): what the sqlx-based drivers share — the
 //!   pool's shape, binding parameters by value type, the engine's
-//!   placeholder count, and reading a result stream into a
-//!   [`ResultBuilder`].
+//!   placeholder count, and running a statement into a [`ResultBuilder`].
 //!
 //! The driver test kit every driver passes is the `ewii-driver-kit` crate
 //! (`conformance/driver-kit/`).

@@ -1,8 +1,8 @@
 //! What every sqlx-based driver does the same way, whatever its engine
 //! (feature `sqlx`): the shape of its connection pool, binding parameters
 //! by their JSON type, checking the placeholder count the engine found when
-//! it prepared a statement, and reading a result stream into a
-//! [`ResultBuilder`].
+//! it prepared a statement, and running a statement into a
+//! [`ResultBuilder`] ([`fetch_into`]).
 //!
 //! What differs per engine stays in the driver: how a value becomes JSON
 //! (a [`RowReader`]), how a statement is stopped at the time limit, and
@@ -14,7 +14,10 @@ use ewii_tools_schema::{ColumnInfo, SqlParam};
 use futures::{Stream, TryStreamExt};
 use serde_json::Value;
 use sqlx::pool::PoolOptions;
-use sqlx::{Arguments, Column, Database, Either, Encode, Row, Statement, Type, TypeInfo};
+use sqlx::{
+    Arguments, AssertSqlSafe, Column, Database, Either, Encode, Executor, IntoArguments, Row,
+    Statement, Type, TypeInfo,
+};
 
 use crate::{Next, ResultBuilder, ToolError, check_param_count};
 
@@ -112,6 +115,25 @@ pub struct ResultRead<DB: Database> {
     /// unread, and the driver stops the statement or closes the connection
     /// rather than drain them.
     pub stopped: bool,
+}
+
+/// Runs the agent's `sql` with its bound `arguments` on `conn` and feeds
+/// the result to `builder` through `reader` ([`read_result`]).
+pub async fn fetch_into<DB: Database>(
+    conn: &mut DB::Connection,
+    sql: &str,
+    arguments: DB::Arguments,
+    reader: &mut impl RowReader<DB>,
+    builder: &mut ResultBuilder,
+) -> Result<ResultRead<DB>, sqlx::Error>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    // Agent SQL is dynamic by design: the driver vetted it, and its values
+    // are bound, never interpolated.
+    let stream = conn.fetch_many(sqlx::query_with(AssertSqlSafe(sql), arguments));
+    read_result(stream, reader, builder).await
 }
 
 /// Feeds a statement's result stream (`fetch_many`) to `builder` until it

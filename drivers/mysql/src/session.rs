@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ewii_driver_core::schema::{ColumnInfo, SqlParam};
-use ewii_driver_core::sqlx_exec::{bind_by_value, check_prepared_params, read_result};
+use ewii_driver_core::sqlx_exec::{bind_by_value, check_prepared_params, fetch_into};
 use ewii_driver_core::{CallContext, ResultBuilder, ToolError};
 use sqlx::mysql::{MySqlColumn, MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::pool::PoolConnection;
@@ -274,10 +274,7 @@ impl Session {
         let arguments = bind_by_value::<MySql>(params)?;
         let mut rows = MySqlRows::new(&json_columns);
         let read = self
-            .run(async |conn| {
-                let stream = conn.fetch_many(sqlx::query_with(AssertSqlSafe(sql), arguments));
-                read_result(stream, &mut rows, builder).await
-            })
+            .run(async |conn| fetch_into(conn, sql, arguments, &mut rows, builder).await)
             .await?;
         if read.stopped {
             // Unread rows are still on the wire: closing is cheaper and

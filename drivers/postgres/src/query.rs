@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use ewii_driver_core::schema::{ExplainArgs, ExplainResult, QueryArgs, QueryResult, SqlParam};
-use ewii_driver_core::sqlx_exec::read_result;
+use ewii_driver_core::sqlx_exec::fetch_into;
 use ewii_driver_core::{
     CallContext, ResultBuilder, SqlDialect, StatementClass, StatementClasses, ToolError, Vetted,
     check_param_count, vet_statement,
 };
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Executor, Row};
+use sqlx::{AssertSqlSafe, Row};
 
 use crate::PgDatabase;
 use crate::errors::{db_error, is_statement_timeout};
@@ -78,12 +78,8 @@ impl PgDatabase {
         let arguments = self.prepare_args(s, &args.sql, &args.params).await?;
         let mut builder = ResultBuilder::for_query(&self.limits, args);
         let backstop = self.limits.timeout + Duration::from_secs(1);
-        let stream = (&mut *s.conn).fetch_many(sqlx::query_with(
-            AssertSqlSafe(args.sql.as_str()),
-            arguments,
-        ));
         let mut rows = PgRows;
-        let work = read_result(stream, &mut rows, &mut builder);
+        let work = fetch_into(&mut *s.conn, &args.sql, arguments, &mut rows, &mut builder);
         let read = s
             .ctx
             .interruptible(self.limits.timeout, backstop, work)

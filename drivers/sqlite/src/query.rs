@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use ewii_driver_core::schema::{ExplainArgs, ExplainResult, QueryArgs, QueryResult, SqlParam};
-use ewii_driver_core::sqlx_exec::{bind_by_value, check_prepared_params, read_result};
+use ewii_driver_core::sqlx_exec::{bind_by_value, check_prepared_params, fetch_into};
 use ewii_driver_core::{
     CallContext, ResultBuilder, SqlDialect, StatementClass, StatementClasses, ToolError, Vetted,
     vet_statement,
@@ -63,12 +63,8 @@ impl SqliteDatabase {
         let arguments = bind_by_value::<Sqlite>(&args.params)?;
         let mut builder = ResultBuilder::for_query(&self.limits, &args);
         let backstop = self.limits.timeout + Duration::from_secs(2);
-        let stream = (&mut *g.conn).fetch_many(sqlx::query_with(
-            AssertSqlSafe(args.sql.as_str()),
-            arguments,
-        ));
         let mut rows = SqliteRows;
-        let work = read_result(stream, &mut rows, &mut builder);
+        let work = fetch_into(&mut *g.conn, &args.sql, arguments, &mut rows, &mut builder);
         // Cancellation and the deadline are also enforced by the progress
         // handler; this only returns promptly if the engine is between steps.
         let read = g
