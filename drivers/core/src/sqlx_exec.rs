@@ -104,7 +104,7 @@ pub fn column_info<C: Column>(
         .collect()
 }
 
-/// What [`read_result`] read.
+/// What [`fetch_into`] and [`read_result`] read.
 pub struct ResultRead<DB: Database> {
     /// The result's columns; `None` when no row came (the driver may know
     /// them from the prepared statement).
