@@ -1,7 +1,7 @@
 //! Row and byte limits with paging: the one implementation every driver
 //! uses, so every driver truncates the same way and says so the same way.
 
-use ewii_tools_schema::{ColumnInfo, QueryResult, Truncation, TruncationReason};
+use ewii_tools_schema::{ColumnInfo, QueryArgs, QueryResult, Truncation, TruncationReason};
 use serde_json::Value;
 
 use crate::Limits;
@@ -52,6 +52,12 @@ impl ResultBuilder {
             rows: Vec::new(),
             truncated: None,
         }
+    }
+
+    /// The builder for a `query` call: its `max_rows`, `offset` and
+    /// `max_bytes`, within the database's `limits`.
+    pub fn for_query(limits: &Limits, args: &QueryArgs) -> Self {
+        ResultBuilder::new(limits, args.max_rows, args.offset).with_max_bytes(args.max_bytes)
     }
 
     /// Lowers the byte limit to `requested` (a call's `max_bytes`); it can

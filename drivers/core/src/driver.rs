@@ -1,6 +1,8 @@
 //! The two traits a driver implements, and driver registration.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use ewii_tools_schema::{
@@ -53,6 +55,13 @@ pub struct CheckReport {
     pub warnings: Vec<String>,
 }
 
+impl CheckReport {
+    /// The warning every driver's `check` gives for a database attached
+    /// read-write, in one wording.
+    pub const READ_WRITE_WARNING: &str =
+        "this database is attached read-write: agents can change and delete data";
+}
+
 /// The tool `_meta` key naming the classifier dialect of the tool's
 /// database (`sqlite`, `postgres`, `mysql`; see [`SqlDialect::as_str`]).
 pub const DIALECT_META: &str = "ewii/dialect";
@@ -80,6 +89,37 @@ impl CallContext {
     /// database whose own mode is `read_only`.
     pub fn engine_read_only(&self, read_only: bool) -> bool {
         read_only || self.statements.is_some_and(StatementClasses::read_only)
+    }
+
+    /// Runs `work` (a statement on the engine) until it ends, the client
+    /// cancels ([`ToolError::Cancelled`]) or `backstop` passes
+    /// ([`ToolError::Timeout`] naming the database's `limit`). The backstop
+    /// is the client-side guard behind the engine's own time limit, set a
+    /// little past `limit`. Dropping `work` does not stop the statement on
+    /// the server: the driver does that (cancel request, progress handler).
+    pub async fn interruptible<T>(
+        &self,
+        limit: Duration,
+        backstop: Duration,
+        work: impl Future<Output = T>,
+    ) -> Result<T, ToolError> {
+        tokio::select! {
+            outcome = tokio::time::timeout(backstop, work) => {
+                outcome.map_err(|_| ToolError::Timeout { limit })
+            }
+            () = self.cancel.cancelled() => Err(ToolError::Cancelled),
+        }
+    }
+
+    /// The classes an `explain` call may show the plan of: the call's own
+    /// for `EXPLAIN ANALYZE`, which runs the statement; for a plain
+    /// `EXPLAIN`, which does not, writes and DDL too
+    /// ([`StatementClasses::for_plain_explain`]).
+    pub fn explain_statements(&self, analyze: bool) -> Option<StatementClasses> {
+        match analyze {
+            true => self.statements,
+            false => self.statements.map(StatementClasses::for_plain_explain),
+        }
     }
 }
 
@@ -236,5 +276,30 @@ pub fn find_driver(name: &str) -> Result<&'static dyn Driver, DriverError> {
             name: name.to_owned(),
             known: KNOWN_DRIVERS.join(", "),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn interruptible_work_ends_at_cancellation_or_the_backstop() {
+        let ctx = CallContext::default();
+        let limit = Duration::from_secs(30);
+        let short = Duration::from_millis(20);
+        assert_eq!(ctx.interruptible(limit, short, async { 7 }).await, Ok(7));
+        let never = std::future::pending::<()>();
+        assert_eq!(
+            ctx.interruptible(limit, short, never).await,
+            Err(ToolError::Timeout { limit })
+        );
+        ctx.cancel.cancel();
+        let never = std::future::pending::<()>();
+        assert_eq!(
+            ctx.interruptible(limit, Duration::from_secs(60), never)
+                .await,
+            Err(ToolError::Cancelled)
+        );
     }
 }

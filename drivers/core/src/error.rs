@@ -42,6 +42,18 @@ pub enum ToolError {
     Unavailable(String),
 }
 
+impl ToolError {
+    /// `EXPLAIN ANALYZE` asked of a read-only database, where it is never
+    /// offered: it runs the statement.
+    pub fn analyze_on_read_only() -> ToolError {
+        ToolError::Refused {
+            reason: "EXPLAIN ANALYZE runs the statement; it is only available on read-write \
+                     databases. Call explain without `analyze`"
+                .into(),
+        }
+    }
+}
+
 /// A failure opening or checking a database.
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {

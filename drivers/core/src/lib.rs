@@ -1,18 +1,27 @@
 //! The Ewii driver plugin API.
 //!
 //! A driver turns one kind of database into the standard tools of
-//! [`ewii_tools_schema`]. This crate holds everything drivers share:
+//! [`ewii_tools_schema`]. This crate holds everything drivers share, one
+//! module per concern:
 //!
-//! - [`Driver`] and [`Database`], the two traits a driver implements, and
-//!   [`DriverRegistration`], submitted with `inventory::submit!` so that a new
-//!   driver is a new crate and nothing else;
-//! - [`DatabaseConfig`] and [`Limits`], what the adapter hands a driver
-//!   (its URL a [`SecretString`]);
-//! - [`Catalog`], which builds a deployment's tool catalog from its configured
-//!   databases and routes `tools/call` to the right one;
-//! - [`classify`], the statement classifier that gives clear errors before a
-//!   read-only engine refuses a write;
-//! - [`ResultBuilder`], the one implementation of row/byte limits and paging.
+//! - `driver`: [`Driver`] and [`Database`], the two traits a driver
+//!   implements, [`DriverRegistration`], submitted with `inventory::submit!`
+//!   so that a new driver is a new crate and nothing else, [`CallContext`]
+//!   and [`dispatch`];
+//! - `config`: [`DatabaseConfig`] and [`Limits`], what the adapter hands a
+//!   driver (its URL a [`SecretString`]);
+//! - `catalog`: [`Catalog`], which builds a deployment's tool catalog from
+//!   its configured databases and routes `tools/call` to the right one;
+//! - `classify`: the statement classifier ([`classify()`],
+//!   [`vet_statement`]) that gives clear errors before a read-only engine
+//!   refuses a write;
+//! - `bounded`: [`ResultBuilder`], the one implementation of row/byte limits
+//!   and paging;
+//! - [`values`]: how engine values JSON has no form for are shown;
+//! - `error`: [`ToolError`] and [`DriverError`];
+//! - `sqlx_exec` (feature `sqlx`): what the sqlx-based drivers share — the
+//!   pool's shape, binding parameters by value type, the engine's
+//!   placeholder count, and running a statement into a [`ResultBuilder`].
 //!
 //! The driver test kit every driver passes is the `ewii-driver-kit` crate
 //! (`conformance/driver-kit/`).
@@ -24,6 +33,8 @@ mod classify;
 mod config;
 mod driver;
 mod error;
+#[cfg(feature = "sqlx")]
+pub mod sqlx_exec;
 pub mod values;
 
 pub use bounded::{Next, ResultBuilder, byte_truncation, row_size};

@@ -98,8 +98,7 @@ async fn report(
         }
         warnings.extend(write_privileges_warning(conn, database.as_deref()).await);
     } else {
-        warnings
-            .push("this database is attached read-write: agents can change and delete data".into());
+        warnings.push(CheckReport::READ_WRITE_WARNING.into());
     }
     Ok(CheckReport {
         server_version: flavor.server_version(&version),

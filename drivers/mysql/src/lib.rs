@@ -93,6 +93,23 @@
 //! Parameters bind as: `null` → NULL, boolean → `TINYINT` 1/0, integer →
 //! `BIGINT`, number → `DOUBLE`, string → `VARCHAR` (also for dates,
 //! decimals and UUIDs).
+//!
+//! # Modules
+//!
+//! - `session`: one call's connection — the statement time limit, the
+//!   read-only transaction, `KILL QUERY` at the deadline or on
+//!   cancellation, reuse or close;
+//! - `fence`: the MySQL-specific check of file and lock words for calls
+//!   that run read-only;
+//! - `values`: result values → JSON (the table above);
+//! - `catalog`: `list_schemas`, `list_tables`, `describe_table` from
+//!   `information_schema`;
+//! - `check`: server version, read-only probe and privilege warnings;
+//! - `errors`: engine errors as messages that say what to fix.
+//!
+//! This file holds the driver, its connection settings and session setup
+//! (`init_connection`, `begin_read_only`, `session_read_write`), the server
+//! flavour, and the `Database` implementation (`query`, `explain`).
 #![forbid(unsafe_code)]
 
 mod catalog;
@@ -111,12 +128,13 @@ use ewii_driver_core::schema::{
     DescribeTableArgs, ExplainArgs, ExplainResult, ListSchemasArgs, ListSchemasResult,
     ListTablesArgs, ListTablesResult, QueryArgs, QueryResult, StandardTool, TableDescription,
 };
+use ewii_driver_core::sqlx_exec::{bind_by_value, pool_options};
 use ewii_driver_core::{
     CallContext, CheckReport, Database, DatabaseConfig, Driver, DriverError, DriverRegistration,
     Limits, ResultBuilder, SecretString, SqlDialect, StatementClass, StatementClasses, ToolError,
     Vetted, vet_statement,
 };
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlRow};
 use sqlx::{AssertSqlSafe, Column, MySql, Row, Type};
 use tokio::sync::OnceCell;
 
@@ -132,9 +150,6 @@ inventory::submit!(DriverRegistration(&MYSQL_DRIVER));
 
 const DIALECT: &str = "MySQL/MariaDB";
 const EXAMPLE_URL: &str = "mysql://reader:secret@db:3306/app";
-
-/// Connections per database.
-const MAX_CONNECTIONS: u32 = 4;
 
 /// Longest a call waits for a pooled connection (connecting included).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -175,11 +190,8 @@ impl Driver for MySqlDriver {
 
     async fn open(&self, config: &DatabaseConfig) -> Result<Arc<dyn Database>, DriverError> {
         let options = connect_options(config)?;
-        let pool = MySqlPoolOptions::new()
-            .max_connections(MAX_CONNECTIONS)
-            .min_connections(0)
+        let pool = pool_options::<MySql>()
             .acquire_timeout(ACQUIRE_TIMEOUT)
-            .idle_timeout(Some(Duration::from_secs(300)))
             .after_connect(|conn, _| Box::pin(async move { init_connection(conn).await }))
             .connect_lazy_with(options.clone());
         Ok(Arc::new(MySqlDatabase {
@@ -328,6 +340,18 @@ impl MySqlDatabase {
             .copied()
     }
 
+    /// Runs Ewii's own catalog queries in a session of their own.
+    async fn in_session<T>(
+        &self,
+        ctx: &CallContext,
+        work: impl AsyncFnOnce(&mut Session) -> Result<T, ToolError>,
+    ) -> Result<T, ToolError> {
+        let mut session = Session::open(self, ctx).await?;
+        let outcome = work(&mut session).await;
+        session.finish().await;
+        outcome
+    }
+
     pub(crate) fn remember_flavor(&self, flavor: Flavor) {
         // Already known: it cannot have changed for the same server.
         let _ = self.flavor.set(flavor);
@@ -338,19 +362,19 @@ impl MySqlDatabase {
     /// promise to roll it back (DDL commits implicitly; MyISAM and Aria
     /// tables are not transactional).
     fn refuse_unsafe_analyze(&self, class: StatementClass) -> Result<(), ToolError> {
-        let reason = if self.read_only {
-            "EXPLAIN ANALYZE runs the statement; it is only available on read-write \
-             databases. Call explain without `analyze`"
-        } else if class != StatementClass::Read {
-            "EXPLAIN ANALYZE runs the statement, and MySQL/MariaDB cannot promise to roll a \
-             write back (DDL commits implicitly; MyISAM and Aria tables are not \
-             transactional): analyze only SELECT statements, or call explain without `analyze`"
-        } else {
-            return Ok(());
-        };
-        Err(ToolError::Refused {
-            reason: reason.into(),
-        })
+        if self.read_only {
+            return Err(ToolError::analyze_on_read_only());
+        }
+        if class != StatementClass::Read {
+            return Err(ToolError::Refused {
+                reason: "EXPLAIN ANALYZE runs the statement, and MySQL/MariaDB cannot promise to \
+                         roll a write back (DDL commits implicitly; MyISAM and Aria tables are \
+                         not transactional): analyze only SELECT statements, or call explain \
+                         without `analyze`"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     /// Checks a statement before it reaches the engine: the file and lock
@@ -389,18 +413,16 @@ impl Database for MySqlDatabase {
 
     async fn query(&self, args: QueryArgs, ctx: &CallContext) -> Result<QueryResult, ToolError> {
         let read_only = ctx.engine_read_only(self.read_only);
-        let class = self.vet(&args.sql, ctx.statements, read_only)?.class;
+        let vetted = self.vet(&args.sql, ctx.statements, read_only)?;
         let mut session = Session::open(self, ctx).await?;
         // The agent's statement may leave state on the session (see the
         // module documentation): the connection is closed after the call.
         session.discard();
-        let mut builder = ResultBuilder::new(&self.limits, args.max_rows, args.offset)
-            .with_max_bytes(args.max_bytes);
+        let mut builder = ResultBuilder::for_query(&self.limits, &args);
         let outcome = session.execute(&args.sql, &args.params, &mut builder).await;
         session.finish().await;
         let (columns, affected) = outcome?;
-        let affected = (class != StatementClass::Read && !read_only).then_some(affected);
-        Ok(builder.finish(columns, affected))
+        Ok(builder.finish(columns, vetted.affected_rows(affected)))
     }
 
     async fn list_schemas(
@@ -408,10 +430,10 @@ impl Database for MySqlDatabase {
         _args: ListSchemasArgs,
         ctx: &CallContext,
     ) -> Result<ListSchemasResult, ToolError> {
-        let mut session = Session::open(self, ctx).await?;
-        let schemas = catalog::schemas(&mut session).await;
-        session.finish().await;
-        Ok(ListSchemasResult { schemas: schemas? })
+        let schemas = self
+            .in_session(ctx, async |s| catalog::schemas(s).await)
+            .await?;
+        Ok(ListSchemasResult { schemas })
     }
 
     async fn list_tables(
@@ -419,10 +441,10 @@ impl Database for MySqlDatabase {
         args: ListTablesArgs,
         ctx: &CallContext,
     ) -> Result<ListTablesResult, ToolError> {
-        let mut session = Session::open(self, ctx).await?;
-        let tables = catalog::tables(&mut session, args.schema).await;
-        session.finish().await;
-        Ok(ListTablesResult { tables: tables? })
+        let tables = self
+            .in_session(ctx, async |s| catalog::tables(s, args.schema).await)
+            .await?;
+        Ok(ListTablesResult { tables })
     }
 
     async fn describe_table(
@@ -430,10 +452,10 @@ impl Database for MySqlDatabase {
         args: DescribeTableArgs,
         ctx: &CallContext,
     ) -> Result<TableDescription, ToolError> {
-        let mut session = Session::open(self, ctx).await?;
-        let description = catalog::describe(&mut session, args.table, args.schema).await;
-        session.finish().await;
-        description
+        self.in_session(ctx, async |s| {
+            catalog::describe(s, args.table, args.schema).await
+        })
+        .await
     }
 
     async fn explain(
@@ -447,10 +469,7 @@ impl Database for MySqlDatabase {
         // A plain EXPLAIN does not run the statement: its plan may be shown
         // whatever its class (the session is still read-only for a
         // read-only call).
-        let allowed = match args.analyze {
-            true => ctx.statements,
-            false => ctx.statements.map(StatementClasses::for_plain_explain),
-        };
+        let allowed = ctx.explain_statements(args.analyze);
         let class = self.vet(&args.sql, allowed, read_only)?.class;
         if args.analyze {
             self.refuse_unsafe_analyze(class)?;
@@ -481,7 +500,7 @@ async fn explain_on(session: &mut Session, args: &ExplainArgs) -> Result<Explain
         ),
     };
     session.prepare(&sql, &args.params).await?;
-    let arguments = values::bind(&args.params)?;
+    let arguments = bind_by_value::<MySql>(&args.params)?;
     let rows = session
         .run(async |conn| {
             sqlx::query_with(AssertSqlSafe(sql.as_str()), arguments)

@@ -20,13 +20,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ewii_driver_core::schema::{ColumnInfo, SqlParam};
-use ewii_driver_core::{CallContext, Next, ResultBuilder, ToolError, check_param_count};
-use futures::TryStreamExt;
+use ewii_driver_core::sqlx_exec::{bind_by_value, check_prepared_params, fetch_into};
+use ewii_driver_core::{CallContext, ResultBuilder, ToolError};
 use sqlx::mysql::{MySqlColumn, MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{
-    AssertSqlSafe, Column, ConnectOptions, Connection, Either, Executor, MySql, Row, SqlSafeStr,
-    Statement,
+    AssertSqlSafe, Column, ConnectOptions, Connection, Executor, MySql, Row, SqlSafeStr, Statement,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -35,7 +34,7 @@ use crate::errors::{
     ER_QUERY_INTERRUPTED, ER_QUERY_TIMEOUT, ER_STATEMENT_TIMEOUT, connection_survives,
     error_number, tool_error, unavailable,
 };
-use crate::values::{self, Kind};
+use crate::values::{self, MySqlRows};
 use crate::{Flavor, MySqlDatabase, begin_read_only, session_read_write};
 
 /// How long after the deadline the client gives up on the server-side limit
@@ -256,14 +255,9 @@ impl Session {
         let statement = self
             .run(async |conn| conn.prepare(AssertSqlSafe(sql).into_sql_str()).await)
             .await?;
-        let expected = match statement.parameters() {
-            Some(Either::Right(n)) => n,
-            Some(Either::Left(types)) => types.len(),
-            None => params.len(),
-        };
         // The server's count, so `?` inside strings and comments never
         // confuses it.
-        check_param_count(expected, params.len())?;
+        check_prepared_params(&statement, params.len())?;
         Ok(statement.columns().to_vec())
     }
 
@@ -277,44 +271,20 @@ impl Session {
     ) -> Result<(Vec<ColumnInfo>, u64), ToolError> {
         let announced = self.prepare(sql, params).await?;
         let json_columns = self.json_columns(&announced).await;
-        let arguments = values::bind(params)?;
-        let (columns, affected, stopped) = self
-            .run(async |conn| {
-                let mut stream = conn.fetch_many(sqlx::query_with(AssertSqlSafe(sql), arguments));
-                let mut kinds: Option<Vec<Kind>> = None;
-                let mut columns = None;
-                let mut affected = 0u64;
-                while let Some(item) = stream.try_next().await? {
-                    let row = match item {
-                        Either::Left(done) => {
-                            affected += done.rows_affected();
-                            continue;
-                        }
-                        Either::Right(row) => row,
-                    };
-                    // Kinds come from the executed result: a placeholder's
-                    // type is only known once a value is bound.
-                    let kinds = kinds.get_or_insert_with(|| {
-                        let k = kinds_of(row.columns(), &json_columns);
-                        columns = Some(values::column_info(row.columns(), &k));
-                        k
-                    });
-                    if builder.push(values::row_values(&row, kinds)) == Next::Stop {
-                        return Ok((columns, affected, true));
-                    }
-                }
-                Ok((columns, affected, false))
-            })
+        let arguments = bind_by_value::<MySql>(params)?;
+        let mut rows = MySqlRows::new(&json_columns);
+        let read = self
+            .run(async |conn| fetch_into(conn, sql, arguments, &mut rows, builder).await)
             .await?;
-        if stopped {
+        if read.stopped {
             // Unread rows are still on the wire: closing is cheaper and
             // safer than draining a huge result.
             self.discard();
         }
-        let columns = columns.unwrap_or_else(|| {
-            values::column_info(&announced, &kinds_of(&announced, &json_columns))
+        let columns = read.columns.unwrap_or_else(|| {
+            values::column_info(&announced, &values::kinds_of(&announced, &json_columns))
         });
-        Ok((columns, affected))
+        Ok((columns, read.done.rows_affected()))
     }
 
     /// Ordinals of MariaDB JSON columns among `columns`. MariaDB sends a
@@ -383,12 +353,4 @@ impl Session {
 /// The check clause MariaDB stores for a JSON column named `column`.
 pub(crate) fn json_check(column: &str) -> String {
     format!("json_valid(`{}`)", column.replace('`', "``"))
-}
-
-fn kinds_of(columns: &[MySqlColumn], json_columns: &HashSet<usize>) -> Vec<Kind> {
-    columns
-        .iter()
-        .enumerate()
-        .map(|(i, c)| Kind::of(c.type_info(), json_columns.contains(&i)))
-        .collect()
 }

@@ -5,12 +5,14 @@
 //! format directly, which also covers what chrono cannot hold (zero dates,
 //! `TIME` values beyond 24 hours or negative).
 
-use ewii_driver_core::ToolError;
-use ewii_driver_core::schema::{ColumnInfo, SqlParam};
+use std::collections::HashSet;
+
+use ewii_driver_core::schema::ColumnInfo;
+use ewii_driver_core::sqlx_exec::RowReader;
 use ewii_driver_core::values::{bytes as base64, float32, float64};
 use serde_json::Value;
-use sqlx::mysql::{MySqlArguments, MySqlColumn, MySqlRow, MySqlTypeInfo};
-use sqlx::{Arguments, Column, MySql, Row, Type, TypeInfo, ValueRef};
+use sqlx::mysql::{MySqlColumn, MySqlRow, MySqlTypeInfo};
+use sqlx::{Column, MySql, Row, Type, TypeInfo, ValueRef};
 
 /// How the values of one result column are converted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,8 +117,47 @@ pub(crate) fn column_info(columns: &[MySqlColumn], kinds: &[Kind]) -> Vec<Column
         .collect()
 }
 
+/// The kinds of `columns`; `json_columns` are the ordinals of MariaDB JSON
+/// columns among them.
+pub(crate) fn kinds_of(columns: &[MySqlColumn], json_columns: &HashSet<usize>) -> Vec<Kind> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Kind::of(c.type_info(), json_columns.contains(&i)))
+        .collect()
+}
+
+/// Reads a result by the kinds of its columns, decided with its first row:
+/// a placeholder's type is only known once a value is bound.
+pub(crate) struct MySqlRows<'a> {
+    /// Ordinals of the MariaDB JSON columns of the result.
+    json_columns: &'a HashSet<usize>,
+    kinds: Vec<Kind>,
+}
+
+impl<'a> MySqlRows<'a> {
+    /// A reader that shows the columns at `json_columns` as JSON.
+    pub(crate) fn new(json_columns: &'a HashSet<usize>) -> Self {
+        MySqlRows {
+            json_columns,
+            kinds: Vec::new(),
+        }
+    }
+}
+
+impl RowReader<MySql> for MySqlRows<'_> {
+    fn columns(&mut self, first: &MySqlRow) -> Vec<ColumnInfo> {
+        self.kinds = kinds_of(first.columns(), self.json_columns);
+        column_info(first.columns(), &self.kinds)
+    }
+
+    fn values(&mut self, row: &MySqlRow) -> Vec<Value> {
+        row_values(row, &self.kinds)
+    }
+}
+
 /// Converts one row by the kinds of its columns.
-pub(crate) fn row_values(row: &MySqlRow, kinds: &[Kind]) -> Vec<Value> {
+fn row_values(row: &MySqlRow, kinds: &[Kind]) -> Vec<Value> {
     kinds
         .iter()
         .enumerate()
@@ -235,22 +276,6 @@ fn fraction(micros: u32) -> String {
         return String::new();
     }
     format!(".{micros:06}").trim_end_matches('0').to_owned()
-}
-
-/// Binds the call's parameters, in order.
-pub(crate) fn bind(params: &[SqlParam]) -> Result<MySqlArguments, ToolError> {
-    let mut args = MySqlArguments::default();
-    for p in params {
-        let added = match p {
-            SqlParam::Null => args.add(None::<String>),
-            SqlParam::Bool(b) => args.add(*b),
-            SqlParam::Int(i) => args.add(*i),
-            SqlParam::Float(f) => args.add(*f),
-            SqlParam::Text(t) => args.add(t.clone()),
-        };
-        added.map_err(|e| ToolError::InvalidArguments(format!("cannot bind a param: {e}")))?;
-    }
-    Ok(args)
 }
 
 #[cfg(test)]
