@@ -22,103 +22,33 @@ use ewii_client::identity::IdentityStore;
 use ewii_conformance::adapter::{CREDENTIAL, TestAdapter, client_credential};
 use ewii_conformance::agent::{STEP, agent, call, http_get, text_of, wait_for_tools};
 use ewii_conformance::client::{
-    ClientHome, client_binary, connection_log, enrol_client, enrolled, events, start_enrolled,
+    client_binary, connection_log, enrol_client, enrolled, events, start_enrolled,
 };
 use ewii_conformance::db::Backend;
-use ewii_conformance::hub::{HUB_NAMES, metric, next_connection, start_hub};
+use ewii_conformance::hub::{HUB_NAMES, start_hub};
 use ewii_conformance::pki::TestCa;
 use ewii_conformance::process::{Launch, RunningProcess, Stream};
 use ewii_conformance::raw_mcp::{call_through, exchange, initialize, initialized, request};
 use ewii_conformance::sample::count_query;
+use ewii_conformance::site::EnrolmentSite;
 use ewii_conformance::stand_in::StandInListener;
 use ewii_conformance::suite;
-use ewii_hub::gateway::registry::LiveDeployment;
-use ewii_hub::gateway::serve::RunningHub;
 use ewii_quic::{Closed, HubTunnel, InMemoryTrust};
 use ewii_wire::enrol::{Control, Refusal};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
 suite!(
     enrolment_token_works_exactly_once_with_clear_refusals,
     svids_rotate_under_load_without_a_failed_call,
 );
 
-const DEPLOYMENT: &str = "spiffe://ewii.local/ws/acme/dep/eu";
+const DEPLOYMENT: &str = EnrolmentSite::DEPLOYMENT;
 const TOKEN_ENV: &str = "EWII_ENROLLMENT_TOKEN";
 
 fn now() -> SystemTime {
     SystemTime::now()
-}
-
-// -- the hub and what it recorded ----------------------------------------------
-
-/// The real hub on a fresh SQLite store holding workspace `acme` and its
-/// deployment `eu`, issuing SVIDs that live `ttl`.
-struct EnrolHub {
-    hub: RunningHub,
-    backend: Backend,
-}
-
-impl EnrolHub {
-    async fn start(ttl: Duration) -> EnrolHub {
-        let backend = Backend::sqlite().await;
-        let store = &backend.store;
-        store.create_workspace("acme", None, now()).await.unwrap();
-        store
-            .create_deployment("acme", "eu", Duration::from_secs(3600), now())
-            .await
-            .unwrap();
-        let hub = start_hub(store, |o| o.svid_ttl = ttl).await;
-        EnrolHub { hub, backend }
-    }
-
-    /// A new enrolment token for `eu`, as `ewii-hub deployment token` makes.
-    async fn token(&self) -> String {
-        let token = self
-            .backend
-            .store
-            .issue_enrolment_token("acme", "eu", Duration::from_secs(3600), now())
-            .await
-            .unwrap();
-        token.token.expose().to_owned()
-    }
-
-    /// The serials the hub issued at enrolment, oldest first.
-    async fn enrolled(&self) -> Vec<String> {
-        self.backend.issued_svids("enrolment").await
-    }
-
-    /// The serials the hub issued at renewal, oldest first.
-    async fn renewed(&self) -> Vec<String> {
-        self.backend.issued_svids("renewal").await
-    }
-
-    /// Every enrolment request the hub answered, issued or refused.
-    fn enrol_requests(&self) -> f64 {
-        metric(&self.hub, "ewii_hub_svids_issued_total{kind=\"enrolment\"}")
-            + metric(&self.hub, "ewii_hub_enrolments_refused_total")
-    }
-
-    /// Whether `eu` is revoked at the hub.
-    async fn revoked(&self) -> bool {
-        let state = self.backend.store.revocation_state().await.unwrap();
-        state.spiffe_ids.contains(DEPLOYMENT)
-    }
-
-    /// `eu`'s tunnel once the hub has it registered on another connection
-    /// than `after`.
-    async fn next_tunnel(&self, after: Option<u64>) -> Arc<LiveDeployment> {
-        next_connection(&self.hub, "acme", "eu", after).await
-    }
-
-    /// The workspace's trust bundle, PEM, as enrolment hands it out.
-    async fn bundle_pem(&self) -> String {
-        let bundle = self.backend.store.trust_bundle("acme").await.unwrap();
-        ewii_hub::state::bundle::to_pem(&bundle.all())
-    }
 }
 
 /// The serial of the SVID a tunnel's client presented.
@@ -168,17 +98,17 @@ fn files_in(dir: &std::path::Path) -> Vec<String> {
     names
 }
 
-/// The real binary aimed at `hub`, with `--state state`, `--allow allow`,
+/// The real binary aimed at `site`'s hub, with `--state state`, `--allow allow`,
 /// the adapter's credential in the environment, and `extra` arguments and
 /// `env`ironment.
 fn binary(
-    hub: &EnrolHub,
+    site: &EnrolmentSite,
     state: &std::path::Path,
     allow: &str,
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> Launch {
-    let mut launch = client_binary(&hub.hub, state)
+    let mut launch = client_binary(&site.hub, state)
         .args(["--allow", allow])
         .args(extra)
         .env("EWII_ADAPTER_CREDENTIAL", CREDENTIAL);
@@ -337,19 +267,15 @@ async fn svids_rotate_under_load_without_a_failed_call(backend: &Backend) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() {
-    let adapter = TestAdapter::sqlite("shop").await;
-    let hub = EnrolHub::start(Duration::from_secs(3600)).await;
-    let first_token = hub.token().await;
-    let home = ClientHome::new();
-    let (dir, state, log) = (home.dir.path(), &home.state, &home.log);
-    let cancel = CancellationToken::new();
+    let site = EnrolmentSite::start(Duration::from_secs(3600)).await;
+    let first_token = site.token().await;
+    let (dir, state, log) = (site.home.dir.path(), &site.home.state, &site.home.log);
+    let cancel = site.cancel.clone();
 
-    let client = start_enrolled(&hub.hub, &adapter, state, log, Some(&first_token), &cancel)
-        .await
-        .unwrap();
+    let client = site.enrol(Some(&first_token)).await.unwrap();
     // The hub issued exactly one SVID, and it is what the client holds and
     // saved: chain, private key (owner-only), bundle.
-    let issued = hub.enrolled().await;
+    let issued = site.enrolled().await;
     assert_eq!(issued.len(), 1);
     assert_eq!(client.identity(), DEPLOYMENT);
     assert_eq!(client.svid().serial, issued[0]);
@@ -363,7 +289,7 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
     );
     assert_eq!(
         std::fs::read_to_string(state.join("bundle.pem")).unwrap(),
-        hub.bundle_pem().await
+        site.bundle_pem().await
     );
     let leftovers: Vec<_> = files_in(state)
         .into_iter()
@@ -373,7 +299,7 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
 
     // The tunnel comes up with the issued identity, and forwards.
     let running = tokio::spawn(client.run(cancel.clone()));
-    let tunnel = hub.next_tunnel(None).await.tunnel.clone();
+    let tunnel = site.next_tunnel(None).await.tunnel.clone();
     assert_eq!(tunnel.peer().identity, DEPLOYMENT);
     assert_eq!(peer_serial(&tunnel), issued[0]);
     mcp_opening(&tunnel).await;
@@ -388,8 +314,8 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
     let other = dir.join("other");
     let other_log = dir.join("other.jsonl");
     let err = start_enrolled(
-        &hub.hub,
-        &adapter,
+        &site.hub,
+        &site.adapter,
         &other,
         &other_log,
         Some(&first_token),
@@ -411,8 +337,8 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
     );
     assert!(!other.join("svid.pem").exists());
     let err = start_enrolled(
-        &hub.hub,
-        &adapter,
+        &site.hub,
+        &site.adapter,
         &other,
         &other_log,
         Some("tok-never-issued"),
@@ -429,9 +355,9 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
     // The binary stops at once, with exit code 2, one line naming the
     // reason, and without printing the token.
     let child = binary(
-        &hub,
+        &site,
         &dir.join("binary"),
-        &adapter.allow(),
+        &site.adapter.allow(),
         &[],
         &[(TOKEN_ENV, &first_token)],
     )
@@ -447,11 +373,11 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
     );
     assert!(!stderr.contains(&first_token), "{stderr}");
     assert_eq!(
-        hub.enrolled().await.len(),
+        site.enrolled().await.len(),
         1,
         "only the first request was issued"
     );
-    assert_eq!(hub.enrol_requests(), 4.0);
+    assert_eq!(site.enrol_requests(), 4.0);
 
     cancel.cancel();
     running.await.unwrap().unwrap();
@@ -459,19 +385,14 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
-    let adapter = TestAdapter::sqlite("shop").await;
     // 4 s SVIDs, and the hub closes a tunnel whose SVID has expired.
-    let hub = EnrolHub::start(Duration::from_secs(4)).await;
-    let token = hub.token().await;
-    let home = ClientHome::new();
-    let (state, log) = (&home.state, &home.log);
-    let cancel = CancellationToken::new();
-    let client = start_enrolled(&hub.hub, &adapter, state, log, Some(&token), &cancel)
-        .await
-        .unwrap();
+    let site = EnrolmentSite::start(Duration::from_secs(4)).await;
+    let token = site.token().await;
+    let (state, log, cancel) = (&site.home.state, &site.home.log, &site.cancel);
+    let client = site.enrol(Some(&token)).await.unwrap();
     let first = client.svid().serial;
     let running = tokio::spawn(client.run(cancel.clone()));
-    let live = hub.next_tunnel(None).await;
+    let live = site.next_tunnel(None).await;
     let tunnel = live.tunnel.clone();
     let connection = tunnel.stable_id();
     mcp_opening(&tunnel).await;
@@ -487,12 +408,12 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
     }
     eprintln!(
         "MEASURED {answered} requests answered; renewals: {:?}",
-        hub.renewed().await
+        site.renewed().await
     );
 
     // At least two renewals, each a fresh SVID, over the same connection:
     // not closed (as expired or otherwise), not re-established.
-    let renewed = hub.renewed().await;
+    let renewed = site.renewed().await;
     assert!(renewed.len() >= 2, "{renewed:?}");
     let mut distinct = renewed.clone();
     distinct.push(first.clone());
@@ -502,7 +423,7 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
     assert!(tunnel.close_reason().is_none());
     assert_eq!(tunnel.stable_id(), connection);
     assert_eq!(
-        hub.next_tunnel(None).await.connection,
+        site.next_tunnel(None).await.connection,
         live.connection,
         "the client reconnected"
     );
@@ -526,10 +447,10 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
     // The next connection presents a renewed SVID (the first one has long
     // expired).
     tunnel.close("test: reconnect");
-    let again = hub.next_tunnel(Some(live.connection)).await;
+    let again = site.next_tunnel(Some(live.connection)).await;
     let serial = peer_serial(&again.tunnel);
     assert!(
-        hub.renewed().await.contains(&serial) && serial != first,
+        site.renewed().await.contains(&serial) && serial != first,
         "{serial}"
     );
     mcp_opening(&again.tunnel).await;
@@ -540,16 +461,11 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_renewals_are_retried_and_not_renewable_stops_renewing() {
-    let adapter = TestAdapter::sqlite("shop").await;
-    let hub = EnrolHub::start(Duration::from_secs(8)).await;
-    let token = hub.token().await;
-    let home = ClientHome::new();
-    let (state, log) = (&home.state, &home.log);
-    let cancel = CancellationToken::new();
+    let site = EnrolmentSite::start(Duration::from_secs(8)).await;
+    let token = site.token().await;
+    let (state, log, cancel) = (&site.home.state, &site.home.log, &site.cancel);
     // A real enrolment: an 8 s SVID from the hub, saved in `state`.
-    start_enrolled(&hub.hub, &adapter, state, log, Some(&token), &cancel)
-        .await
-        .unwrap();
+    site.enrol(Some(&token)).await.unwrap();
     let enrolled_at = Instant::now();
 
     // The real hub never refuses a renewal as `not_renewable` (it issues,
@@ -558,7 +474,7 @@ async fn refused_renewals_are_retried_and_not_renewable_stops_renewing() {
     // as `internal`, the second as `not_renewable`.
     let stand_in_ca = TestCa::new("stand-in hub ca");
     let workspace = ewii_quic::TrustBundle::from_der(
-        hub.backend.store.trust_bundle("acme").await.unwrap().all(),
+        site.backend.store.trust_bundle("acme").await.unwrap().all(),
     )
     .unwrap();
     let trust =
@@ -570,11 +486,11 @@ async fn refused_renewals_are_retried_and_not_renewable_stops_renewing() {
         hub_name: HUB_NAMES[1].into(),
         hub_ca: stand_in_ca.certificates(),
         tls_ca: None,
-        allow: adapter.allow_list(),
+        allow: site.adapter.allow_list(),
         adapter_credential: Some(client_credential()),
         log: Some(Arc::new(ConnectionLog::open(log).unwrap())),
     };
-    let client = Client::start(settings, enrolled(state, None), &cancel)
+    let client = Client::start(settings, enrolled(state, None), cancel)
         .await
         .unwrap();
     let running = tokio::spawn(client.run(cancel.clone()));
@@ -609,7 +525,7 @@ async fn refused_renewals_are_retried_and_not_renewable_stops_renewing() {
     // `not_renewable` nothing more is asked.
     tokio::time::sleep(Duration::from_secs(8).saturating_sub(enrolled_at.elapsed())).await;
     assert_eq!(requests.load(Ordering::SeqCst), 2);
-    assert!(hub.renewed().await.is_empty());
+    assert!(site.renewed().await.is_empty());
     let records = connection_log(log);
     let failed: Vec<&str> = events(&records, "renew_failed")
         .iter()
@@ -618,41 +534,39 @@ async fn refused_renewals_are_retried_and_not_renewable_stops_renewing() {
     assert_eq!(failed.len(), 2, "{records:#?}");
     assert!(failed[0].starts_with("internal:"), "{failed:?}");
     assert!(failed[1].starts_with("not_renewable:"), "{failed:?}");
-    assert_eq!(saved_serial(state), hub.enrolled().await[0]);
+    assert_eq!(saved_serial(state), site.enrolled().await[0]);
     cancel.cancel();
     running.await.unwrap().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_restarted_client_reuses_its_saved_svid_without_a_token() {
-    let adapter = TestAdapter::sqlite("shop").await;
-    let hub = EnrolHub::start(Duration::from_secs(3600)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, format!("{}\n", hub.token().await)).unwrap();
+    let site = EnrolmentSite::start(Duration::from_secs(3600)).await;
+    let (dir, state) = (site.home.dir.path(), site.home.state.clone());
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{}\n", site.token().await)).unwrap();
     {
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
     }
     let token_arg = ["--enrollment-token-file", token_file.to_str().unwrap()];
-    let allow = adapter.allow();
+    let allow = site.adapter.allow();
 
     // First run: the binary enrols with the token file.
-    let mut first = binary(&hub, &state, &allow, &token_arg, &[])
+    let mut first = binary(&site, &state, &allow, &token_arg, &[])
         .spawn()
         .unwrap();
-    let live = hub.next_tunnel(None).await;
+    let live = site.next_tunnel(None).await;
     let serial = peer_serial(&live.tunnel);
-    assert_eq!(hub.enrolled().await, vec![serial.clone()]);
+    assert_eq!(site.enrolled().await, vec![serial.clone()]);
     mcp_opening(&live.tunnel).await;
     // A crash, not a stop: nothing said to the hub.
     first.kill();
     assert_eq!(mode(&state.join("svid.key")), 0o600);
 
     // --check reports the saved identity without contacting the hub.
-    let before = hub.enrol_requests();
-    let check = binary(&hub, &state, &allow, &["--check", "--json"], &[])
+    let before = site.enrol_requests();
+    let check = binary(&site, &state, &allow, &["--check", "--json"], &[])
         .spawn()
         .unwrap();
     let (code, stdout, stderr) = finished(check).await;
@@ -666,8 +580,8 @@ async fn a_restarted_client_reuses_its_saved_svid_without_a_token() {
     assert!(report["expires_at"].as_str().unwrap().ends_with('Z'));
 
     // Restarted without a token: the saved SVID, no enrolment.
-    let mut second = binary(&hub, &state, &allow, &[], &[]).spawn().unwrap();
-    let live = hub.next_tunnel(Some(live.connection)).await;
+    let mut second = binary(&site, &state, &allow, &[], &[]).spawn().unwrap();
+    let live = site.next_tunnel(Some(live.connection)).await;
     assert_eq!(live.tunnel.peer().identity, DEPLOYMENT);
     assert_eq!(peer_serial(&live.tunnel), serial);
     mcp_opening(&live.tunnel).await;
@@ -676,42 +590,26 @@ async fn a_restarted_client_reuses_its_saved_svid_without_a_token() {
 
     // Restarted with the (used) token still configured: the token is not
     // sent, the client is already enrolled.
-    let mut third = binary(&hub, &state, &allow, &token_arg, &[])
+    let mut third = binary(&site, &state, &allow, &token_arg, &[])
         .spawn()
         .unwrap();
-    let live = hub.next_tunnel(Some(live.connection)).await;
+    let live = site.next_tunnel(Some(live.connection)).await;
     assert_eq!(peer_serial(&live.tunnel), serial);
     third.kill();
-    assert_eq!(hub.enrol_requests(), before);
+    assert_eq!(site.enrol_requests(), before);
 
     // The library does the same.
-    let cancel = CancellationToken::new();
-    let client = start_enrolled(
-        &hub.hub,
-        &adapter,
-        &state,
-        &dir.path().join("lib.jsonl"),
-        None,
-        &cancel,
-    )
-    .await
-    .unwrap();
+    let client = site.enrol(None).await.unwrap();
     assert_eq!(client.svid().serial, serial);
-    assert_eq!(hub.enrol_requests(), before);
+    assert_eq!(site.enrol_requests(), before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_expired_saved_svid_is_replaced_by_enrolling_with_a_new_token() {
-    let adapter = TestAdapter::sqlite("shop").await;
-    let hub = EnrolHub::start(Duration::from_secs(2)).await;
-    let (tok_a, tok_b) = (hub.token().await, hub.token().await);
-    let home = ClientHome::new();
-    let (state, log) = (&home.state, &home.log);
-    let cancel = CancellationToken::new();
-    let first = start_enrolled(&hub.hub, &adapter, state, log, Some(&tok_a), &cancel)
-        .await
-        .unwrap()
-        .svid();
+    let site = EnrolmentSite::start(Duration::from_secs(2)).await;
+    let (tok_a, tok_b) = (site.token().await, site.token().await);
+    let state = &site.home.state;
+    let first = site.enrol(Some(&tok_a)).await.unwrap().svid();
     tokio::time::sleep(
         at(first.not_after)
             .duration_since(SystemTime::now())
@@ -729,29 +627,24 @@ async fn an_expired_saved_svid_is_replaced_by_enrolling_with_a_new_token() {
 
     // Without a token the expired SVID is all there is (the client keeps
     // trying and says why).
-    let stale = start_enrolled(&hub.hub, &adapter, state, log, None, &cancel)
-        .await
-        .unwrap();
+    let stale = site.enrol(None).await.unwrap();
     assert_eq!(stale.svid().serial, first.serial);
 
     // With a new token it enrols again.
-    let fresh = start_enrolled(&hub.hub, &adapter, state, log, Some(&tok_b), &cancel)
-        .await
-        .unwrap();
+    let fresh = site.enrol(Some(&tok_b)).await.unwrap();
     assert_ne!(fresh.svid().serial, first.serial);
-    assert_eq!(hub.enrolled().await.len(), 2);
+    assert_eq!(site.enrolled().await.len(), 2);
     assert_eq!(saved_serial(state), fresh.svid().serial);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn without_state_or_token_the_client_says_how_to_enrol() {
-    let hub = EnrolHub::start(Duration::from_secs(3600)).await;
+    let site = EnrolmentSite::start(Duration::from_secs(3600)).await;
     let allow = "tcp:127.0.0.1:9";
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join("state");
+    let (dir, state) = (site.home.dir.path(), site.home.state.clone());
 
     for extra in [&[][..], &["--check"][..]] {
-        let child = binary(&hub, &state, allow, extra, &[]).spawn().unwrap();
+        let child = binary(&site, &state, allow, extra, &[]).spawn().unwrap();
         let (code, stdout, stderr) = finished(child).await;
         assert_eq!(code, Some(2), "{extra:?}: {stderr}");
         assert!(
@@ -765,11 +658,11 @@ async fn without_state_or_token_the_client_says_how_to_enrol() {
             assert!(stdout.contains("not enrolled yet"), "{stdout}");
         }
     }
-    assert_eq!(hub.enrol_requests(), 0.0);
+    assert_eq!(site.enrol_requests(), 0.0);
 
     // --check with a token: not enrolled yet, the token will be used.
     let child = binary(
-        &hub,
+        &site,
         &state,
         allow,
         &["--check", "--json"],
@@ -783,15 +676,15 @@ async fn without_state_or_token_the_client_says_how_to_enrol() {
     assert_eq!(report["enrolled"], false);
     assert_eq!(report["identity"], Value::Null);
     assert!(!stdout.contains("tok-check") && !stderr.contains("tok-check"));
-    assert_eq!(hub.enrol_requests(), 0.0);
+    assert_eq!(site.enrol_requests(), 0.0);
 
     // One identity source at a time.
     let svid = TestCa::new("elsewhere").svid(DEPLOYMENT);
-    let (cert, key) = svid.write_pem(dir.path(), "svid");
-    let token = dir.path().join("token");
+    let (cert, key) = svid.write_pem(dir, "svid");
+    let token = dir.join("token");
     std::fs::write(&token, "tok").unwrap();
     let child = binary(
-        &hub,
+        &site,
         &state,
         allow,
         &[
@@ -810,7 +703,7 @@ async fn without_state_or_token_the_client_says_how_to_enrol() {
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
     let child = binary(
-        &hub,
+        &site,
         &state,
         allow,
         &[
@@ -827,25 +720,24 @@ async fn without_state_or_token_the_client_says_how_to_enrol() {
     let (code, _, stderr) = finished(child).await;
     assert_ne!(code, Some(0), "{stderr}");
     assert!(stderr.contains("one identity source"), "{stderr}");
-    hub.hub.shutdown().await;
+    site.hub.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() {
-    let adapter = TestAdapter::sqlite("shop").await;
-    let hub = EnrolHub::start(Duration::from_secs(3600)).await;
-    let allow = adapter.allow();
-    let dir = tempfile::tempdir().unwrap();
+    let site = EnrolmentSite::start(Duration::from_secs(3600)).await;
+    let allow = site.adapter.allow();
+    let dir = site.home.dir.path();
 
     // Stopped for good: a signed goodbye the hub verifies (and revokes the
     // deployment on), then svid.pem and svid.key deleted (the bundle
     // stays), exit code 0.
-    let bye = hub.token().await;
-    let state = dir.path().join("bye/state");
-    let mut child = binary(&hub, &state, &allow, &[], &[(TOKEN_ENV, &bye)])
+    let bye = site.token().await;
+    let state = dir.join("bye/state");
+    let mut child = binary(&site, &state, &allow, &[], &[(TOKEN_ENV, &bye)])
         .spawn()
         .unwrap();
-    let live = hub.next_tunnel(None).await;
+    let live = site.next_tunnel(None).await;
     mcp_opening(&live.tunnel).await;
     child.terminate();
     let (code, _, stderr) = finished(child).await;
@@ -855,7 +747,7 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
             && stderr.contains("ewii-hub deployment token"),
         "{stderr}"
     );
-    assert!(hub.revoked().await, "the goodbye did not revoke");
+    assert!(site.revoked().await, "the goodbye did not revoke");
     // Closed as revoked: by the client's close after the ack, which the
     // real hub follows with its own revoked close (quinn then reports the
     // hub's side as closed locally).
@@ -875,7 +767,7 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
     assert_eq!(goodbye.len(), 1, "{records:#?}");
     assert_eq!(goodbye[0]["outcome"], "ok");
     // Starting again needs a new token.
-    let again = binary(&hub, &state, &allow, &[], &[]).spawn().unwrap();
+    let again = binary(&site, &state, &allow, &[], &[]).spawn().unwrap();
     let (code, _, stderr) = finished(again).await;
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("not enrolled yet"), "{stderr}");
@@ -883,10 +775,10 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
     // With --keep-enrollment-on-stop a stop closes the tunnel as before and
     // keeps everything. (The token is issued after the goodbye's revoke:
     // one from before it would be refused.)
-    let keep = hub.token().await;
-    let state = dir.path().join("keep/state");
+    let keep = site.token().await;
+    let state = dir.join("keep/state");
     let mut child = binary(
-        &hub,
+        &site,
         &state,
         &allow,
         &["--keep-enrollment-on-stop"],
@@ -894,14 +786,14 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
     )
     .spawn()
     .unwrap();
-    let live = hub.next_tunnel(Some(live.connection)).await;
+    let live = site.next_tunnel(Some(live.connection)).await;
     mcp_opening(&live.tunnel).await;
     let serial = peer_serial(&live.tunnel);
     child.terminate();
     let (code, _, stderr) = finished(child).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert!(!stderr.contains("revoked"), "{stderr}");
-    assert!(!hub.revoked().await, "no new goodbye");
+    assert!(!site.revoked().await, "no new goodbye");
     let closed = tokio::time::timeout(STEP, live.tunnel.closed())
         .await
         .unwrap();
@@ -911,7 +803,7 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
 
     // The environment variable does the same.
     let mut child = binary(
-        &hub,
+        &site,
         &state,
         &allow,
         &[],
@@ -919,18 +811,18 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
     )
     .spawn()
     .unwrap();
-    let live = hub.next_tunnel(Some(live.connection)).await;
+    let live = site.next_tunnel(Some(live.connection)).await;
     assert_eq!(peer_serial(&live.tunnel), serial);
     child.terminate();
     let (code, _, stderr) = finished(child).await;
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(saved_serial(&state), serial);
-    assert!(!hub.revoked().await, "no new goodbye");
+    assert!(!site.revoked().await, "no new goodbye");
 
     // The hub revoking the running client (close code 4): exit code 3, the
     // SVID and key moved aside, the next step named.
-    let child = binary(&hub, &state, &allow, &[], &[]).spawn().unwrap();
-    let live = hub.next_tunnel(Some(live.connection)).await;
+    let child = binary(&site, &state, &allow, &[], &[]).spawn().unwrap();
+    let live = site.next_tunnel(Some(live.connection)).await;
     live.tunnel.close_revoked();
     let (code, _, stderr) = finished(child).await;
     assert_eq!(code, Some(3), "{stderr}");
@@ -948,7 +840,7 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
     }
     assert!(!files.contains(&"svid.pem".to_owned()), "{files:?}");
     assert!(
-        hub.hub
+        site.hub
             .state
             .registry
             .find("acme", "eu")
@@ -959,18 +851,18 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_without_a_tunnel_still_forgets_the_identity_and_says_the_hub_was_not_told() {
-    let adapter = TestAdapter::sqlite("shop").await;
-    let hub = EnrolHub::start(Duration::from_secs(3600)).await;
-    let token = hub.token().await;
-    let home = ClientHome::new();
-    let (state, log) = (&home.state, &home.log);
-    let cancel = CancellationToken::new();
-    let client = start_enrolled(&hub.hub, &adapter, state, log, Some(&token), &cancel)
-        .await
-        .unwrap()
-        .revoke_on_stop(true);
+    let site = EnrolmentSite::start(Duration::from_secs(3600)).await;
+    let token = site.token().await;
+    let client = site.enrol(Some(&token)).await.unwrap().revoke_on_stop(true);
     // The hub goes away before the client ever connects.
-    let EnrolHub { hub, backend } = hub;
+    let EnrolmentSite {
+        hub,
+        backend,
+        home,
+        cancel,
+        ..
+    } = site;
+    let (state, log) = (&home.state, &home.log);
     hub.shutdown().await;
     let running = tokio::spawn(client.run(cancel.clone()));
     tokio::time::sleep(Duration::from_millis(500)).await;
