@@ -11,9 +11,11 @@
 //!   one place they are built;
 //! - [`pki`]: the test PKI ([`ewii_test_pki`], re-exported) and its key
 //!   material and trust bundles;
-//! - [`svid`]: SVIDs issued straight from a workspace CA in the store;
+//! - [`svid`]: SVIDs issued straight from a workspace CA in the store, and
+//!   a workspace's trust as a verifier outside the hub holds it;
 //! - [`site`]: what a suite sets up first: a workspace with an agent, an
-//!   agent with a policy, a deployment connected through a real client;
+//!   agent with a policy, a deployment connected through a real client, and
+//!   the [`site::EnrolmentSite`] every enrolment test starts from;
 //! - [`hub`]: the real hub in-process ([`hub::start_hub`]), waiting for a
 //!   deployment's tunnel, one tunnel attempt, the hub's metrics;
 //! - [`adapter`]: the test adapter, the real `ewii-adapter` in-process on

@@ -2,7 +2,7 @@
 //! messages become on their way to the adapter: the messages
 //! ([`initialize`], [`initialized`], [`request`]), relayed through a
 //! client's adapter link ([`relay`], [`call`]) or sent on the hub's side of
-//! a tunnel ([`exchange`], [`call_through`]).
+//! a tunnel ([`exchange`], [`call_through`], [`open_adapter_session`]).
 
 use std::time::Duration;
 
@@ -115,4 +115,16 @@ pub async fn call_through(tunnel: &HubTunnel, message: &Value) -> Value {
         }
         other => panic!("expected one message, got {other:?}"),
     }
+}
+
+/// Opens an MCP session with the adapter behind `tunnel`, as the hub does
+/// (`initialize`, asserted to be answered by `ewii-adapter`, then
+/// `notifications/initialized`, which has no reply).
+pub async fn open_adapter_session(tunnel: &HubTunnel) {
+    let init = call_through(tunnel, &initialize(1)).await;
+    assert_eq!(
+        init["result"]["serverInfo"]["name"], "ewii-adapter",
+        "{init}"
+    );
+    assert!(exchange(tunnel, None, &initialized()).await.is_empty());
 }

@@ -1,12 +1,14 @@
 //! SVIDs issued straight from a workspace's CA in the store: what
 //! enrolment hands a client, without the token, for suites about what
-//! happens once a client has one.
+//! happens once a client has one; and the workspace's trust as a verifier
+//! outside the hub holds it.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use ewii_hub::Store;
 use ewii_hub::state::store::Deployment;
-use ewii_quic::KeyMaterial;
+use ewii_quic::{InMemoryTrust, KeyMaterial, TrustBundle};
 use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 
 use crate::pki::rcgen::{self, CertificateParams, KeyPair};
@@ -64,4 +66,20 @@ pub async fn find_deployment(store: &Store, workspace: &str, deployment: &str) -
         .into_iter()
         .find(|d| d.name == deployment)
         .unwrap_or_else(|| panic!("no deployment {deployment} in {workspace}"))
+}
+
+/// A trust source holding `workspace`'s bundle for its SPIFFE IDs only, as
+/// something other than the hub (a relay, a stand-in) verifies its SVIDs.
+pub async fn workspace_trust(store: &Store, workspace: &str) -> Arc<InMemoryTrust> {
+    let ws = store
+        .workspace(workspace)
+        .await
+        .unwrap_or_else(|e| panic!("workspace {workspace}: {e}"));
+    let bundle = store
+        .trust_bundle(workspace)
+        .await
+        .unwrap_or_else(|e| panic!("the trust bundle of {workspace}: {e}"));
+    let bundle = TrustBundle::from_der(bundle.all()).expect("a workspace bundle is a trust bundle");
+    let prefix = format!("spiffe://{}/ws/{workspace}", ws.trust_domain);
+    Arc::new(InMemoryTrust::new().with_bundle(&prefix, bundle))
 }

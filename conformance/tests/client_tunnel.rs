@@ -27,7 +27,9 @@ use ewii_conformance::db::Backend;
 use ewii_conformance::hub::{HUB_NAMES, metric, next_connection, start_hub, try_tunnel};
 use ewii_conformance::pki::{Leaf, TestCa, key_material};
 use ewii_conformance::process::RunningProcess;
-use ewii_conformance::raw_mcp::{call_through, exchange, initialize, initialized, request};
+use ewii_conformance::raw_mcp::{
+    call_through, exchange, initialize, open_adapter_session, request,
+};
 use ewii_conformance::stand_in::StandInListener;
 use ewii_conformance::svid;
 use ewii_hub::Store;
@@ -69,12 +71,7 @@ async fn eu(hub: &RunningHub, after: Option<u64>) -> Arc<LiveDeployment> {
 }
 
 async fn mcp_session_through(tunnel: &HubTunnel) {
-    let init = call_through(tunnel, &initialize(1)).await;
-    assert_eq!(
-        init["result"]["serverInfo"]["name"], "ewii-adapter",
-        "{init}"
-    );
-    assert!(exchange(tunnel, None, &initialized()).await.is_empty());
+    open_adapter_session(tunnel).await;
     let tools = call_through(tunnel, &request(2, "tools/list", json!({}))).await;
     let names: Vec<&str> = tools["result"]["tools"]
         .as_array()
@@ -505,10 +502,7 @@ async fn a_tls_terminating_relay_sees_only_ciphertext_and_cannot_pose_as_the_dep
     let mitm_ca = TestCa::new("tls inspection ca");
     let svid = svid::issue(store, "acme", "eu").await;
     let relay_svid = svid::issue(store, "acme", "relay").await;
-    let workspace =
-        ewii_quic::TrustBundle::from_der(store.trust_bundle("acme").await.unwrap().all()).unwrap();
-    let workspace =
-        Arc::new(InMemoryTrust::new().with_bundle("spiffe://ewii.local/ws/acme", workspace));
+    let workspace = svid::workspace_trust(store, "acme").await;
     let mut hub_ca = Vec::new();
 
     for binding in [TlsBinding::Relayed, TlsBinding::Strict] {

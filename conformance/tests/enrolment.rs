@@ -28,12 +28,13 @@ use ewii_conformance::db::Backend;
 use ewii_conformance::hub::{HUB_NAMES, start_hub};
 use ewii_conformance::pki::TestCa;
 use ewii_conformance::process::{Launch, RunningProcess, Stream};
-use ewii_conformance::raw_mcp::{call_through, exchange, initialize, initialized, request};
+use ewii_conformance::raw_mcp::{call_through, open_adapter_session, request};
 use ewii_conformance::sample::count_query;
 use ewii_conformance::site::EnrolmentSite;
 use ewii_conformance::stand_in::StandInListener;
 use ewii_conformance::suite;
-use ewii_quic::{Closed, HubTunnel, InMemoryTrust};
+use ewii_conformance::svid::workspace_trust;
+use ewii_quic::{Closed, HubTunnel};
 use ewii_wire::enrol::{Control, Refusal};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
@@ -61,15 +62,6 @@ fn at(unix: i64) -> SystemTime {
 }
 
 // -- the client ----------------------------------------------------------------
-
-async fn mcp_opening(tunnel: &HubTunnel) {
-    let init = call_through(tunnel, &initialize(1)).await;
-    assert_eq!(
-        init["result"]["serverInfo"]["name"], "ewii-adapter",
-        "{init}"
-    );
-    assert!(exchange(tunnel, None, &initialized()).await.is_empty());
-}
 
 async fn tools_list(tunnel: &HubTunnel, id: u64) {
     let tools = call_through(tunnel, &request(id, "tools/list", json!({}))).await;
@@ -302,7 +294,7 @@ async fn a_token_enrols_once_and_the_tunnel_comes_up_with_the_issued_identity() 
     let tunnel = site.next_tunnel(None).await.tunnel.clone();
     assert_eq!(tunnel.peer().identity, DEPLOYMENT);
     assert_eq!(peer_serial(&tunnel), issued[0]);
-    mcp_opening(&tunnel).await;
+    open_adapter_session(&tunnel).await;
     tools_list(&tunnel, 2).await;
     let records = connection_log(log);
     let enrolments = events(&records, "enrolled");
@@ -395,7 +387,7 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
     let live = site.next_tunnel(None).await;
     let tunnel = live.tunnel.clone();
     let connection = tunnel.stable_id();
-    mcp_opening(&tunnel).await;
+    open_adapter_session(&tunnel).await;
 
     // Requests flow the whole time, several in flight at once.
     let started = Instant::now();
@@ -453,7 +445,7 @@ async fn the_client_renews_over_the_live_tunnel_without_dropping_it() {
         site.renewed().await.contains(&serial) && serial != first,
         "{serial}"
     );
-    mcp_opening(&again.tunnel).await;
+    open_adapter_session(&again.tunnel).await;
     tools_list(&again.tunnel, 2).await;
     cancel.cancel();
     running.await.unwrap().unwrap();
@@ -473,12 +465,7 @@ async fn refused_renewals_are_retried_and_not_renewable_stops_renewing() {
     // a stand-in that trusts the workspace's bundle and refuses the first
     // as `internal`, the second as `not_renewable`.
     let stand_in_ca = TestCa::new("stand-in hub ca");
-    let workspace = ewii_quic::TrustBundle::from_der(
-        site.backend.store.trust_bundle("acme").await.unwrap().all(),
-    )
-    .unwrap();
-    let trust =
-        Arc::new(InMemoryTrust::new().with_bundle("spiffe://ewii.local/ws/acme", workspace));
+    let trust = workspace_trust(&site.backend.store, "acme").await;
     let mut stand_in =
         StandInListener::start(&stand_in_ca.server(HUB_NAMES[1]), &[HUB_NAMES[1]], trust);
     let settings = ClientSettings {
@@ -559,7 +546,7 @@ async fn a_restarted_client_reuses_its_saved_svid_without_a_token() {
     let live = site.next_tunnel(None).await;
     let serial = peer_serial(&live.tunnel);
     assert_eq!(site.enrolled().await, vec![serial.clone()]);
-    mcp_opening(&live.tunnel).await;
+    open_adapter_session(&live.tunnel).await;
     // A crash, not a stop: nothing said to the hub.
     first.kill();
     assert_eq!(mode(&state.join("svid.key")), 0o600);
@@ -584,7 +571,7 @@ async fn a_restarted_client_reuses_its_saved_svid_without_a_token() {
     let live = site.next_tunnel(Some(live.connection)).await;
     assert_eq!(live.tunnel.peer().identity, DEPLOYMENT);
     assert_eq!(peer_serial(&live.tunnel), serial);
-    mcp_opening(&live.tunnel).await;
+    open_adapter_session(&live.tunnel).await;
     tools_list(&live.tunnel, 2).await;
     second.kill();
 
@@ -738,7 +725,7 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
         .spawn()
         .unwrap();
     let live = site.next_tunnel(None).await;
-    mcp_opening(&live.tunnel).await;
+    open_adapter_session(&live.tunnel).await;
     child.terminate();
     let (code, _, stderr) = finished(child).await;
     assert_eq!(code, Some(0), "{stderr}");
@@ -787,7 +774,7 @@ async fn sigterm_revokes_an_enrolled_client_at_the_hub_unless_told_to_keep_it() 
     .spawn()
     .unwrap();
     let live = site.next_tunnel(Some(live.connection)).await;
-    mcp_opening(&live.tunnel).await;
+    open_adapter_session(&live.tunnel).await;
     let serial = peer_serial(&live.tunnel);
     child.terminate();
     let (code, _, stderr) = finished(child).await;
