@@ -37,14 +37,16 @@ cargo fmt --all -- --check
 step "cargo clippy (warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "cargo test (unit, driver test kit on SQLite/PostgreSQL/MariaDB, adapter CLI and MCP, tunnel over QUIC, demo)"
+# Before the tests: the suites in conformance/tests run the real binaries, and
+# `cargo test` builds only the binaries of the crates whose tests it runs.
+step "the binaries (cargo build --workspace --bins): ewii-hub, ewii-adapter, ewii-client, ewii-bearer-proxy, ewii"
+cargo build --workspace --bins --locked
+
+step "cargo test (unit, driver test kit on SQLite/PostgreSQL/MariaDB, adapter CLI and MCP, QUIC binding, the end-to-end suites of conformance/tests, demo)"
 cargo test --workspace --locked
 
 step "the wire's fuzz targets compile, on ewii-wire alone (running them needs nightly: docs/protocol.md, Fuzzing)"
 (cd tunnel/fuzz && cargo check --locked --bins)
-
-step "the binaries (cargo build --workspace --bins): ewii-hub, ewii-adapter, ewii-client, ewii-bearer-proxy, ewii"
-cargo build --workspace --bins --locked
 
 step "official Python MCP SDK, 1.x and 2.x, against ewii-adapter (conformance/sdk/run-adapter.sh)"
 bash conformance/sdk/run-adapter.sh

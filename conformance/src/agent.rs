@@ -152,9 +152,10 @@ impl HttpAnswer {
     }
 }
 
-/// Sends `request` to `addr` and reads the answer until the server closes
-/// the connection or `read_for` passes.
-async fn exchange(addr: SocketAddr, request: String, read_for: Duration) -> HttpAnswer {
+/// Sends the raw HTTP `request` to `addr` and reads the answer until the
+/// server closes the connection or `read_for` passes (what arrived by then
+/// is the answer).
+pub async fn http_exchange(addr: SocketAddr, request: String, read_for: Duration) -> HttpAnswer {
     let mut s = tokio::net::TcpStream::connect(addr)
         .await
         .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
@@ -169,7 +170,7 @@ async fn exchange(addr: SocketAddr, request: String, read_for: Duration) -> Http
 /// `GET path` on `addr` (HTTP/1.1, `Connection: close`).
 pub async fn http_get(addr: SocketAddr, path: &str) -> HttpAnswer {
     let host = addr.ip();
-    exchange(
+    http_exchange(
         addr,
         format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
         STEP,
@@ -201,7 +202,7 @@ pub async fn mcp_post(
     }
     req.push_str("\r\n");
     req.push_str(&body);
-    exchange(addr, req, MCP_READ).await
+    http_exchange(addr, req, MCP_READ).await
 }
 
 #[cfg(test)]

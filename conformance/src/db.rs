@@ -212,6 +212,21 @@ impl Backend {
         out
     }
 
+    /// The serials of the SVIDs the hub recorded as issued of `kind`
+    /// (`enrolment`, `renewal`), oldest first.
+    pub async fn issued_svids(&self, kind: &str) -> Vec<String> {
+        let pool = self.raw_pool().await;
+        let serials = sqlx::query_scalar(
+            "SELECT serial FROM svids WHERE kind = $1 ORDER BY issued_at, expires_at, serial",
+        )
+        .bind(kind)
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_else(|e| panic!("the issued SVIDs: {e}"));
+        pool.close().await;
+        serials
+    }
+
     async fn raw_pool(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
         sqlx::AnyPool::connect(&self.url)

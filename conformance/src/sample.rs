@@ -1,9 +1,8 @@
 //! Sample databases the suites serve through adapters: the SQLite shop, a
 //! `customers (id, name, country)` table of [`SHOP_CUSTOMERS`] rows.
 //!
-//! This is the one place the shop is built; the copies in the hub, tunnel
-//! and adapter tests (over `ewii_driver_sqlite::testdata`) point here when
-//! their suites move into `conformance/`.
+//! This is the one place the shop is built (the adapter's own tests keep a
+//! copy: `ewii-conformance` depends on the adapter, so they cannot use it).
 
 use std::path::Path;
 

@@ -132,10 +132,34 @@ impl Drop for ServeProcess {
     }
 }
 
+/// The sample shop (`customers (id, name, country)`, 10 rows, even ids in
+/// DE). `ewii_conformance::sample` is the one place it is built; this copy
+/// stays because `ewii-conformance` depends on this crate.
 pub async fn make_shop_db(path: &Path) {
-    ewii_driver_sqlite::testdata::customers_db(path)
+    use sqlx::{ConnectOptions as _, Connection as _};
+    let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .create_if_missing(true)
+        .connect()
         .await
         .unwrap();
+    sqlx::query(
+        "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT NOT NULL)",
+    )
+    .execute(&mut c)
+    .await
+    .unwrap();
+    for i in 1..=10 {
+        let country = if i % 2 == 0 { "DE" } else { "FR" };
+        sqlx::query("INSERT INTO customers VALUES (?, ?, ?)")
+            .bind(i)
+            .bind(format!("Customer {i}"))
+            .bind(country)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    c.close().await.unwrap();
 }
 
 pub fn install_crypto_provider() {

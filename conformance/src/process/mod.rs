@@ -34,7 +34,8 @@ pub const BIN_DIR_ENV: &str = "EWII_BIN_DIR";
 pub enum ProcessError {
     /// No binary of that name where this run looks.
     #[error(
-        "{name} is not in {} ({from}); build it first (`cargo build --bins`) or set {BIN_DIR_ENV}",
+        "{name} is not in {} ({from}); build the binaries first (`cargo build --workspace --bins`: \
+         `cargo test -p ewii-conformance` builds only this crate's) or set {BIN_DIR_ENV}",
         dir.display()
     )]
     NotFound {

@@ -288,6 +288,46 @@ impl RunningProcess {
         }
     }
 
+    /// Waits until it has ended on its own and its output is in; how it
+    /// ended. Fails at the deadline (and leaves it running).
+    pub async fn wait_for_exit(&mut self, within: Duration) -> Result<ExitStatus, ProcessError> {
+        let deadline = Instant::now() + within;
+        loop {
+            if self.finished()
+                && let Some(status) = self.exit_status()
+            {
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                return Err(ProcessError::Deadline {
+                    what: format!("{} exiting", self.program),
+                    within,
+                    output: self.output(),
+                });
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// What it wrote on `stream` so far, one line each.
+    pub fn text(&self, stream: Stream) -> String {
+        self.captured
+            .lines()
+            .iter()
+            .filter(|l| l.stream == stream)
+            .map(|l| format!("{}\n", l.text))
+            .collect()
+    }
+
+    /// Sends SIGTERM (a polite stop) and returns at once; see
+    /// [`RunningProcess::wait_for_exit`].
+    pub fn terminate(&mut self) {
+        if self.exit_status().is_none() {
+            // Not reaped yet, so the pid is still this child's.
+            let _ = kill_process(Pid::from_child(&self.child), Signal::TERM);
+        }
+    }
+
     /// Waits until something accepts TCP connections at `addr`. Fails at
     /// the deadline, or as soon as the process has ended.
     pub async fn wait_for_port(

@@ -32,9 +32,7 @@
 //!   connection;
 //! - `values`: result values → JSON by their stored type;
 //! - `catalog`: `list_schemas`, `list_tables`, `describe_table`;
-//! - `check`: the SQLite version and the engine's read-only mode;
-//! - `testdata` (feature `testdata`): a sample database for other crates'
-//!   tests.
+//! - `check`: the SQLite version and the engine's read-only mode.
 #![forbid(unsafe_code)]
 
 mod catalog;
@@ -207,38 +205,5 @@ impl Database for SqliteDatabase {
 
     async fn close(&self) {
         self.pool.close().await;
-    }
-}
-
-/// Sample data for the tests of other crates (feature `testdata`).
-#[cfg(feature = "testdata")]
-pub mod testdata {
-    use std::path::Path;
-
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, Connection, Executor};
-
-    /// Creates an SQLite file with a `customers (id, name, country)` table of
-    /// 10 rows: `Customer 1` … `Customer 10`, even ids in DE, odd in FR.
-    pub async fn customers_db(path: &Path) -> Result<(), sqlx::Error> {
-        let mut c = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .connect()
-            .await?;
-        c.execute(
-            "CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, country TEXT NOT NULL)",
-        )
-        .await?;
-        for i in 1..=10 {
-            let country = if i % 2 == 0 { "DE" } else { "FR" };
-            sqlx::query("INSERT INTO customers VALUES (?, ?, ?)")
-                .bind(i)
-                .bind(format!("Customer {i}"))
-                .bind(country)
-                .execute(&mut c)
-                .await?;
-        }
-        c.close().await
     }
 }

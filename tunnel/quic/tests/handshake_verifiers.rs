@@ -5,20 +5,26 @@
 //! in one thread.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::hub::{DEPLOYMENT, keys};
-use common::pki::{TestCa, install_crypto_provider};
 use ewii_quic::keys::now;
-use ewii_quic::{HubCertVerifier, InMemoryTrust, SvidVerifier};
+use ewii_quic::{HubCertVerifier, InMemoryTrust, KeyMaterial, SvidVerifier, TrustBundle};
+use ewii_test_pki::{Leaf, TestCa};
 use ewii_wire::frame::{Frame, FrameDecoder, MAX_HANDSHAKE};
 use ewii_wire::handshake::{
     ClientConfig, ClientHandshake, Entropy, HandshakeError, HubConfig, hub_read_client_hello,
 };
 
 const HUB: &str = "hub.test";
+const DEPLOYMENT: &str = "spiffe://example.org/ws/acme/dep/eu";
+
+/// The chain and key of `leaf`.
+fn keys(leaf: &Leaf) -> KeyMaterial {
+    KeyMaterial {
+        chain: leaf.chain.clone(),
+        key: leaf.key(),
+    }
+}
 
 fn entropy(tag: u8) -> Entropy {
     Entropy {
@@ -43,11 +49,13 @@ struct World {
 }
 
 fn world() -> World {
-    install_crypto_provider();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let hub_ca = TestCa::new("hub ca");
     let workspace = TestCa::new("workspace ca");
-    let trust =
-        Arc::new(InMemoryTrust::new().with_bundle("spiffe://example.org", workspace.bundle()));
+    let trust = Arc::new(InMemoryTrust::new().with_bundle(
+        "spiffe://example.org",
+        TrustBundle::from_der(workspace.certificates()).unwrap(),
+    ));
     let svid = workspace.svid(DEPLOYMENT);
     World {
         client: ClientConfig {

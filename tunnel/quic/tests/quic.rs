@@ -1,27 +1,163 @@
 //! The QUIC binding over real QUIC on loopback: the hub's listener against
 //! the client's dialer, no client runtime and no adapter (those are
-//! `ewii-client`'s tests).
+//! judged end to end with the real hub in `conformance/tests/`).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod common;
-
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::hub::{DEPLOYMENT, HUB_NAME, Pki, STEP, connect_with, keys};
-use common::pki::TestCa;
 use ewii_quic::quinn;
 use ewii_quic::{
-    ClientQuicConfig, Closed, Dialer, HubCertVerifier, HubListener, ListenerConfig, ListenerEvent,
-    ListenerEvents, NetError, TlsBinding, close_code,
+    Accepted, ClientQuicConfig, Closed, Dialer, HubCertVerifier, HubListener, HubTunnel,
+    InMemoryTrust, KeyMaterial, ListenerConfig, ListenerEvent, ListenerEvents, NetError,
+    SvidVerifier, TlsBinding, TrustBundle, close_code,
 };
+use ewii_test_pki::{Leaf, TestCa, set_validity};
 use ewii_wire::enrol::Control;
+use ewii_wire::handshake::ClientConfig;
+use tokio::sync::mpsc;
+
+// -- the listener under test, and the PKI around it ---------------------------
+
+const HUB_NAME: &str = "localhost";
+const DEPLOYMENT: &str = "spiffe://example.org/ws/acme/dep/eu";
+const STEP: Duration = Duration::from_secs(15);
+
+/// The chain and key of `leaf`.
+fn keys(leaf: &Leaf) -> KeyMaterial {
+    KeyMaterial {
+        chain: leaf.chain.clone(),
+        key: leaf.key(),
+    }
+}
+
+/// What the listener hands out: a tunnel, or why a connection failed.
+type Outcome = Result<HubTunnel, String>;
+
+/// Forwards the listener's failures to the test, next to the tunnels.
+struct Failures(mpsc::Sender<Outcome>);
+
+impl ListenerEvents for Failures {
+    fn record(&self, event: ListenerEvent) {
+        let why = match event {
+            ListenerEvent::TlsHandshakeFailed => "tls".to_owned(),
+            ListenerEvent::HandshakeFailed(reason) => reason.to_owned(),
+            ListenerEvent::HandshakeDeadline => "deadline".to_owned(),
+            ListenerEvent::TooManyHandshakes => "too_many".to_owned(),
+        };
+        let _ = self.0.try_send(Err(why));
+    }
+}
+
+/// The accepting side: a listener with the SVID verifier and the app-layer
+/// handshake, handing out live tunnels and the failures in between.
+struct Listening {
+    addr: SocketAddr,
+    verifier: Arc<SvidVerifier>,
+    /// What the verifier trusts; revoke serials here.
+    trust: Arc<InMemoryTrust>,
+    tunnels: mpsc::Receiver<Outcome>,
+}
+
+impl Listening {
+    /// The next tunnel, or the reason the next attempt failed.
+    async fn next_tunnel(&mut self) -> Outcome {
+        tokio::time::timeout(STEP, self.tunnels.recv())
+            .await
+            .expect("a connection attempt reaches the listener in time")
+            .expect("the accept loop is running")
+    }
+}
+
+struct Pki {
+    hub_ca: TestCa,
+    workspace: TestCa,
+    hub: Leaf,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let hub_ca = TestCa::new("hub ca");
+        let hub = hub_ca.server(HUB_NAME);
+        Pki {
+            workspace: TestCa::new("workspace acme"),
+            hub,
+            hub_ca,
+        }
+    }
+
+    /// A listener trusting the workspace CA for `spiffe://example.org/ws/acme`.
+    fn start_hub(&self, at: SocketAddr, binding: TlsBinding) -> Listening {
+        let bundle = TrustBundle::from_der(self.workspace.certificates()).unwrap();
+        let trust =
+            Arc::new(InMemoryTrust::new().with_bundle("spiffe://example.org/ws/acme", bundle));
+        let verifier = Arc::new(SvidVerifier::new(trust.clone()));
+        let (tx, tunnels) = mpsc::channel(64);
+        let mut config =
+            ListenerConfig::new(keys(&self.hub), vec![HUB_NAME.into()], verifier.clone());
+        config.binding = binding;
+        config.events = Some(Arc::new(Failures(tx.clone())));
+        let listener = Arc::new(HubListener::bind(at, config).unwrap());
+        let addr = listener.local_addr();
+        tokio::spawn(async move {
+            while let Some(accepted) = listener.accept().await {
+                if let Accepted::Tunnel(t) = accepted
+                    && tx.send(Ok(t)).await.is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Listening {
+            addr,
+            verifier,
+            trust,
+            tunnels,
+        }
+    }
+
+    /// The client's app-layer configuration with `svid`.
+    fn client_config(&self, svid: &Leaf) -> ClientConfig {
+        ClientConfig {
+            credentials: keys(svid).credentials().unwrap(),
+            identity: DEPLOYMENT.into(),
+            hub_name: HUB_NAME.into(),
+            hub_verifier: Arc::new(self.hub_verifier()),
+        }
+    }
+
+    /// The client's judge of the hub: the hub CA, the hub's name.
+    fn hub_verifier(&self) -> HubCertVerifier {
+        HubCertVerifier::new(std::slice::from_ref(&self.hub_ca.cert), HUB_NAME).unwrap()
+    }
+
+    /// The client's QUIC configuration with `svid`.
+    fn quic_client(&self, svid: &Leaf) -> ClientQuicConfig {
+        ClientQuicConfig::tunnel(&keys(svid), &self.hub_verifier()).unwrap()
+    }
+}
+
+/// One tunnel attempt with `svid`, dialled from a fresh endpoint.
+async fn connect_with(
+    pki: &Pki,
+    hub: &Listening,
+    svid: &Leaf,
+) -> Result<ewii_quic::ClientTunnel, NetError> {
+    let dialer = Dialer::bind_to("127.0.0.1:0".parse().unwrap()).unwrap();
+    dialer
+        .connect(&pki.quic_client(svid), hub.addr, pki.client_config(svid))
+        .await
+}
+
+// -----------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_hub_refuses_bad_svids_in_tls_with_distinct_logged_reasons() {
     let pki = Pki::new();
     let mut hub = pki.start_hub("127.0.0.1:0".parse().unwrap(), TlsBinding::Strict);
-    let cases: Vec<(&str, common::pki::Leaf)> = vec![
+    let cases: Vec<(&str, Leaf)> = vec![
         (
             "untrusted_issuer",
             TestCa::new("another workspace").svid(DEPLOYMENT),
@@ -30,7 +166,7 @@ async fn the_hub_refuses_bad_svids_in_tls_with_distinct_logged_reasons() {
             "expired",
             pki.workspace.svid_with(DEPLOYMENT, |p| {
                 let past = std::time::SystemTime::now() - Duration::from_secs(7 * 86400);
-                common::pki::set_validity(p, past - Duration::from_secs(86400), past);
+                set_validity(p, past - Duration::from_secs(86400), past);
             }),
         ),
         (
@@ -203,7 +339,7 @@ async fn an_svid_revoked_at_the_hub_is_refused_in_tls_and_the_client_knows_it_is
     // Other TLS refusals are not revocations: they are retried.
     let expired = pki.workspace.svid_with(DEPLOYMENT, |p| {
         let past = std::time::SystemTime::now() - Duration::from_secs(7 * 86400);
-        common::pki::set_validity(p, past - Duration::from_secs(86400), past);
+        set_validity(p, past - Duration::from_secs(86400), past);
     });
     let untrusted = TestCa::new("another workspace").svid(DEPLOYMENT);
     for leaf in [&expired, &untrusted] {

@@ -2,16 +2,14 @@
 //! and the precise reason it gives for each one it refuses.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use common::pki::{Leaf, TestCa, install_crypto_provider, set_validity};
 use ewii_quic::verifier::{
     InMemoryTrust, SvidVerifier, TrustBundle, TrustSource, reason_of, svid_error,
 };
+use ewii_test_pki::{Leaf, TestCa, set_validity};
 use ewii_wire::svid::{SpiffeId, SvidError, check_leaf};
 use rcgen::{
     BasicConstraints, CertificateParams, CustomExtension, DistinguishedName,
@@ -27,9 +25,18 @@ const HOUR: Duration = Duration::from_secs(3600);
 /// A verifier trusting `ca` for the whole `example.org` trust domain, and
 /// the trust source behind it (to revoke serials).
 fn verifier_for(ca: &TestCa) -> (Arc<InMemoryTrust>, SvidVerifier) {
-    let trust = Arc::new(InMemoryTrust::new().with_bundle(TRUST_DOMAIN, ca.bundle()));
+    let trust = Arc::new(InMemoryTrust::new().with_bundle(TRUST_DOMAIN, bundle(ca)));
     let verifier = SvidVerifier::new(Arc::clone(&trust) as Arc<dyn TrustSource>);
     (trust, verifier)
+}
+
+/// A trust bundle holding `ca` only.
+fn bundle(ca: &TestCa) -> TrustBundle {
+    TrustBundle::from_der(ca.certificates()).unwrap()
+}
+
+fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 fn leaf_cert(leaf: &Leaf) -> &CertificateDer<'static> {
@@ -437,8 +444,8 @@ fn longest_prefix_picks_the_workspace_bundle() {
     let domain_ca = TestCa::new("example.org CA");
     let acme_ca = TestCa::new("acme workspace CA");
     let trust = InMemoryTrust::new()
-        .with_bundle(TRUST_DOMAIN, domain_ca.bundle())
-        .with_bundle("spiffe://example.org/ws/acme", acme_ca.bundle());
+        .with_bundle(TRUST_DOMAIN, bundle(&domain_ca))
+        .with_bundle("spiffe://example.org/ws/acme", bundle(&acme_ca));
     let verifier = SvidVerifier::new(Arc::new(trust));
     let ok = |leaf: &Leaf| {
         verifier
@@ -469,12 +476,12 @@ fn longest_prefix_picks_the_workspace_bundle() {
 fn invalid_prefix_is_reported_by_try_with_bundle() {
     let ca = TestCa::new("Ewii test CA");
     let err = InMemoryTrust::new()
-        .try_with_bundle("https://example.org", ca.bundle())
+        .try_with_bundle("https://example.org", bundle(&ca))
         .unwrap_err();
     assert_eq!(err.reason(), "not_spiffe");
     // A trailing slash on a prefix is tolerated.
     let trust = InMemoryTrust::new()
-        .try_with_bundle("spiffe://example.org/ws/", ca.bundle())
+        .try_with_bundle("spiffe://example.org/ws/", bundle(&ca))
         .unwrap();
     assert!(trust.bundle_for(&SpiffeId::parse(ID).unwrap()).is_some());
 }

@@ -12,22 +12,27 @@
 //!   `ewii-hub serve` process's RSS bounded while a real client enrols,
 //!   connects and serves a call.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod serve_support;
-#[macro_use]
-mod support;
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use ewii_conformance::adapter::TestAdapter;
+use ewii_conformance::agent::{
+    HttpAnswer, STEP, agent, call, http_exchange, http_get, install_crypto_provider, text_of,
+    tool_names, try_agent,
+};
+use ewii_conformance::client::{TestClient, enrolled, settings_at};
+use ewii_conformance::db::Backend;
+use ewii_conformance::hub::start_hub;
+use ewii_conformance::sample::count_query;
+use ewii_conformance::site::{agent_credential, deploy};
+use ewii_conformance::suite;
 use ewii_hub::Store;
 use ewii_hub::gateway::serve::RunningHub;
 use ewii_quic::quinn;
 use serde_json::{Value, json};
-use serve_support::*;
-use support::Backend;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 suite!(
@@ -41,28 +46,18 @@ suite!(
 
 // -- raw HTTP -----------------------------------------------------------------
 
-/// One HTTP answer, as read off the wire.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    head: String,
-    body: String,
+fn now() -> SystemTime {
+    SystemTime::now()
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_owned())
-        })
-    }
-
-    /// What an agent could tell apart: status, body and content type.
-    fn visible(&self) -> (u16, String, Option<String>) {
-        (self.status, self.body.clone(), self.header("content-type"))
-    }
+/// What an agent could tell apart in an answer: status, body and content
+/// type.
+fn visible(a: &HttpAnswer) -> (u16, String, Option<String>) {
+    (
+        a.status,
+        a.body.clone(),
+        a.header("content-type").map(str::to_owned),
+    )
 }
 
 /// Sends one request to `/mcp` and reads the answer (up to `wait` for a
@@ -75,8 +70,7 @@ async fn mcp(
     extra: &[(&str, &str)],
     body: Option<&Value>,
     wait: Duration,
-) -> Answer {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+) -> HttpAnswer {
     let body = body.map(Value::to_string).unwrap_or_default();
     let mut req = format!(
         "{method} /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nAuthorization: Bearer {bearer}\r\nMCP-Protocol-Version: 2025-11-25\r\n"
@@ -97,25 +91,7 @@ async fn mcp(
     }
     req.push_str("\r\n");
     req.push_str(&body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(wait, s.read_to_end(&mut out)).await;
-    parse(&out)
-}
-
-fn parse(out: &[u8]) -> Answer {
-    let text = String::from_utf8_lossy(out).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Answer {
-        status,
-        head: head.to_owned(),
-        body: body.to_owned(),
-    }
+    http_exchange(addr, req, wait).await
 }
 
 const QUICK: Duration = Duration::from_secs(3);
@@ -146,7 +122,7 @@ fn count_call(id: u64) -> Value {
 async fn open_session(addr: SocketAddr, bearer: &str) -> String {
     let a = mcp(addr, "POST", bearer, None, &[], Some(&initialize()), QUICK).await;
     assert_eq!(a.status, 200, "initialize: {a:?}");
-    let sid = a.header("mcp-session-id").expect("a session id");
+    let sid = a.session().expect("a session id").to_owned();
     let note = json!({ "jsonrpc": "2.0", "method": "notifications/initialized" });
     let a = mcp(addr, "POST", bearer, Some(&sid), &[], Some(&note), QUICK).await;
     assert_eq!(a.status, 202, "initialized: {a:?}");
@@ -156,8 +132,7 @@ async fn open_session(addr: SocketAddr, bearer: &str) -> String {
 // -- fixtures -----------------------------------------------------------------
 
 async fn credential(store: &Store, workspace: &str, name: &str) -> String {
-    let (_, c) = store.create_agent(workspace, name, now()).await.unwrap();
-    c.expose().to_owned()
+    agent_credential(store, workspace, name, None).await
 }
 
 /// A hub with workspace `acme` whose deployment `eu` is connected (a
@@ -173,35 +148,12 @@ async fn site(
     tweak: impl FnOnce(&mut ewii_hub::gateway::serve::ServeOptions),
 ) -> Site {
     store.create_workspace("acme", None, now()).await.unwrap();
-    store
-        .create_deployment("acme", "eu", Duration::from_secs(600), now())
-        .await
-        .unwrap();
     let hub = start_hub(store, tweak).await;
-    let keys = issue_svid(store, "acme", "eu").await;
-    let dep = store
-        .list_deployments("acme")
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|d| d.name == "eu")
-        .unwrap();
-    let serial = ewii_wire::svid::serial_hex(&keys.chain[0]).unwrap();
-    store
-        .record_svid(&dep.id, &serial, "enrolment", 0, i64::MAX / 2)
-        .await
-        .unwrap();
-    let adapter = TestAdapter::sqlite("shop").await;
-    let client = start_client(&hub, keys, &adapter);
-    let deadline = Instant::now() + STEP;
-    while hub.state.registry.find("acme", "eu").is_none() {
-        assert!(Instant::now() < deadline, "eu never registered");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let d = deploy(store, &hub, "acme", "eu", TestAdapter::sqlite("shop").await).await;
     Site {
         hub,
-        _adapter: adapter,
-        client,
+        _adapter: d.adapter,
+        client: d.client,
     }
 }
 
@@ -272,8 +224,8 @@ async fn sessions_belong_to_their_agent_on_every_method(backend: &Backend) {
             )
             .await;
             assert_eq!(
-                theirs.visible(),
-                none.visible(),
+                visible(&theirs),
+                visible(&none),
                 "{method} {extra:?} on another agent's session differs from an unknown session"
             );
             assert_eq!(theirs.status, 404, "{method} {extra:?}: {theirs:?}");
@@ -308,10 +260,7 @@ async fn sessions_belong_to_their_agent_on_every_method(backend: &Backend) {
     )
     .await;
     assert_eq!(stream.status, 200, "{stream:?}");
-    assert_eq!(
-        stream.header("content-type").as_deref(),
-        Some("text/event-stream")
-    );
+    assert_eq!(stream.header("content-type"), Some("text/event-stream"));
     // The owner ends it; then it is gone for the owner too.
     let ended = mcp(addr, "DELETE", &owner, Some(&sid), &[], None, QUICK).await;
     assert_eq!(ended.status, 202, "{ended:?}");
@@ -328,7 +277,7 @@ async fn sessions_belong_to_their_agent_on_every_method(backend: &Backend) {
     assert_eq!(gone.status, 404, "{gone:?}");
 
     // An rmcp agent (sessions handled by the SDK) is served as before.
-    let agent = agent(&s.hub, &owner).await;
+    let agent = agent(&s.hub.mcp_url(), &owner).await;
     let r = call(&agent, "eu_shop_query", count_query()).await;
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
     drop(agent);
@@ -372,7 +321,7 @@ async fn agent_over_its_in_flight_limit_gets_429_then_service(backend: &Backend)
         assert!(Instant::now() < deadline, "never limited: {a:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_eq!(refused.header("retry-after").as_deref(), Some("1"));
+    assert_eq!(refused.header("retry-after"), Some("1"));
     let why: Value = serde_json::from_str(&refused.body).unwrap();
     assert!(
         why["error"]
@@ -400,7 +349,7 @@ async fn agent_over_its_in_flight_limit_gets_429_then_service(backend: &Backend)
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = http_get(&hub, "/metrics").await.1;
+    let metrics = http_get(hub.http_addr, "/metrics").await.body;
     assert!(
         metrics.contains("ewii_hub_limits_hit_total{limit=\"agent_requests\"}"),
         "{metrics}"
@@ -441,7 +390,7 @@ async fn body_over_the_limit_gets_413(backend: &Backend) {
     s.write_all(head.as_bytes()).await.unwrap();
     let mut out = Vec::new();
     let _ = tokio::time::timeout(QUICK, s.read_to_end(&mut out)).await;
-    let a = parse(&out);
+    let a = HttpAnswer::parse(&String::from_utf8_lossy(&out));
     assert_eq!(a.status, 413, "{a:?}");
 
     // Under the limit: served.
@@ -491,7 +440,7 @@ async fn half_sent_requests_are_closed_after_the_header_timeout(backend: &Backen
     println!("200 half-sent requests to the hub: all closed, the last after {slowest:?}");
     assert!(*slowest < Duration::from_secs(6), "{slowest:?}");
     // The hub serves as usual meanwhile and after.
-    assert_eq!(http_get(&hub, "/healthz").await.0, 200);
+    assert_eq!(http_get(hub.http_addr, "/healthz").await.status, 200);
     hub.shutdown().await;
 }
 
@@ -499,7 +448,7 @@ async fn half_sent_requests_are_closed_after_the_header_timeout(backend: &Backen
 
 /// A QUIC client endpoint on loopback.
 fn quic_endpoint() -> quinn::Endpoint {
-    install_crypto();
+    install_crypto_provider();
     quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap()
 }
 
@@ -553,7 +502,7 @@ async fn quic_connection_that_does_not_authenticate_in_time_is_closed(backend: &
             other => panic!("closed for another reason: {other}"),
         }
     }
-    let metrics = http_get(&hub, "/metrics").await.1;
+    let metrics = http_get(hub.http_addr, "/metrics").await.body;
     assert!(
         metrics.contains("ewii_hub_limits_hit_total{limit=\"handshake_deadline\"}"),
         "{metrics}"
@@ -596,7 +545,7 @@ async fn quic_handshakes_at_once_are_capped(backend: &Backend) {
     }
     let again = dial().await.expect("a handshake after the others ended");
     again.close(0u32.into(), b"done");
-    let metrics = http_get(&hub, "/metrics").await.1;
+    let metrics = http_get(hub.http_addr, "/metrics").await.body;
     assert!(
         metrics.contains("ewii_hub_limits_hit_total{limit=\"quic_handshakes\"}"),
         "{metrics}"
@@ -693,8 +642,8 @@ async fn unauthenticated_quic_flood_leaves_hub_rss_bounded_and_clients_served() 
     let hub = backend
         .serve_process(&["--handshake-timeout", "120s"])
         .await;
-    let (mut child, quic, mcp_url, hub_ca) = (hub.child, hub.quic, hub.mcp_url, hub.hub_ca);
-    let pid = child.id().unwrap();
+    let (mut process, quic, mcp_url, hub_ca) = (hub.process, hub.quic, hub.mcp_url, hub.hub_ca);
+    let pid = process.id();
 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rss_kib(pid);
@@ -722,25 +671,8 @@ async fn unauthenticated_quic_flood_leaves_hub_rss_bounded_and_clients_served() 
     // A real client enrols and connects meanwhile; an agent's call works.
     let adapter = TestAdapter::sqlite("shop").await;
     let dir = tempfile::tempdir().unwrap();
-    let settings = ewii_client::client::ClientSettings {
-        hub: quic.to_string(),
-        hub_name: "127.0.0.1".into(),
-        hub_ca: hub_ca.clone(),
-        tls_ca: None,
-        allow: ewii_client::forward::AllowList::new(vec![
-            adapter
-                .allow()
-                .parse::<ewii_client::forward::Destination>()
-                .unwrap(),
-        ])
-        .unwrap(),
-        adapter_credential: Some(adapter.client_credential()),
-        log: None,
-    };
-    let source = ewii_client::identity::IdentitySource::Enrolled {
-        state: dir.path().to_owned(),
-        token: Some(zeroize::Zeroizing::new(token.token.expose().to_owned())),
-    };
+    let settings = settings_at(quic, hub_ca.clone(), &adapter);
+    let source = enrolled(dir.path(), Some(token.token.expose()));
     let cancel = tokio_util::sync::CancellationToken::new();
     let client = tokio::time::timeout(
         STEP,
@@ -755,7 +687,7 @@ async fn unauthenticated_quic_flood_leaves_hub_rss_bounded_and_clients_served() 
             let _ = client.run(cancel).await;
         }
     });
-    let agent = tokio::time::timeout(STEP, try_agent_at(&mcp_url, credential.expose()))
+    let agent = tokio::time::timeout(STEP, try_agent(&mcp_url, credential.expose()))
         .await
         .unwrap()
         .unwrap();
@@ -822,7 +754,6 @@ async fn unauthenticated_quic_flood_leaves_hub_rss_bounded_and_clients_served() 
     for c in &conns {
         c.close(0u32.into(), b"done");
     }
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    process.kill();
     backend.finish().await;
 }

@@ -11,22 +11,23 @@
 //! - Advisory locks taken in a call are not held after it.
 //! - An aggregated row over the agent's `max_bytes` is cut with a notice.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod serve_support;
-#[macro_use]
-mod support;
+use std::time::SystemTime;
 
-use std::time::{Duration, Instant};
-
+use ewii_conformance::adapter::TestAdapter;
+use ewii_conformance::agent::{Agent, agent, call, text_of};
+use ewii_conformance::client::TestClient;
+use ewii_conformance::db::{Backend, ServerDatabase, server_url, with_database};
+use ewii_conformance::hub::start_hub;
+use ewii_conformance::site::{agent_credential, deploy};
+use ewii_conformance::suite;
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
 use ewii_hub::Store;
 use ewii_hub::gateway::serve::RunningHub;
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
-use serve_support::*;
 use sqlx::{Connection as _, Row as _};
-use support::Backend;
 
 suite!(
     read_only_agent_cannot_write_through_parser_differentials,
@@ -34,26 +35,17 @@ suite!(
     aggregated_row_over_max_bytes_is_cut,
 );
 
-fn hex() -> String {
-    use ring::rand::SecureRandom as _;
-    let mut b = [0u8; 6];
-    ring::rand::SystemRandom::new().fill(&mut b).unwrap();
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// `url` with its database path replaced by `name`.
-fn with_db(url: &str, name: &str) -> String {
-    let scheme_end = url.find("://").unwrap() + 3;
-    let slash = url[scheme_end..].find('/').unwrap() + scheme_end;
-    format!("{}/{name}", &url[..slash])
+fn now() -> SystemTime {
+    SystemTime::now()
 }
 
 /// A fresh PostgreSQL database owned by the test user (not a superuser),
 /// dropped when this is dropped.
 struct PgTarget {
+    /// The database, made with the test user's URL.
+    database: ServerDatabase,
+    /// The same database, reached as the superuser.
     admin: String,
-    name: String,
-    url: String,
 }
 
 const PG_SETUP: &str = r#"
@@ -73,31 +65,17 @@ DO $$ BEGIN FOR i IN 1..40 LOOP EXECUTE format('CREATE TABLE wide_table_with_a_l
 
 impl PgTarget {
     async fn create() -> Option<PgTarget> {
-        let admin = ewii_driver_kit::server_url("EWII_TEST_POSTGRES_ADMIN_URL", true)?;
-        let user_url = ewii_driver_kit::server_url("EWII_TEST_POSTGRES_URL", true)?;
-        let user = user_url
-            .split("://")
-            .nth(1)
-            .and_then(|r| r.split([':', '@']).next())
-            .unwrap()
-            .to_owned();
-        let name = format!("ewii_fence_{}", hex());
-        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "CREATE DATABASE {name} OWNER {user}"
-        )))
-        .execute(&mut c)
-        .await
-        .unwrap();
-        c.close().await.ok();
-        let url = with_db(&user_url, &name);
-        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        let admin = server_url("EWII_TEST_POSTGRES_ADMIN_URL", true)?;
+        let user_url = server_url("EWII_TEST_POSTGRES_URL", true)?;
+        let database = ServerDatabase::create(&user_url, "ewii_fence")
+            .await
+            .unwrap();
+        let mut c = sqlx::PgConnection::connect(database.url()).await.unwrap();
         sqlx::raw_sql(PG_SETUP).execute(&mut c).await.unwrap();
         c.close().await.ok();
         Some(PgTarget {
-            admin: with_db(&admin, &name),
-            name,
-            url,
+            admin: with_database(&admin, database.name()),
+            database,
         })
     }
 
@@ -105,7 +83,7 @@ impl PgTarget {
         DatabaseConfig {
             name: name.into(),
             driver: "postgres".into(),
-            url: SecretString::new(self.url.clone()),
+            url: SecretString::new(self.database.url().to_owned()),
             read_only,
             limits: Limits::default(),
         }
@@ -147,41 +125,21 @@ impl PgTarget {
     }
 }
 
-impl Drop for PgTarget {
-    fn drop(&mut self) {
-        let admin = self.admin.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        support::block_on_own_thread(async move {
-            let admin = with_db(&admin, "postgres");
-            if let Ok(mut c) = sqlx::PgConnection::connect(&admin).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await;
-                let _ = c.close().await;
-            }
-        });
-    }
-}
-
 /// A fresh MariaDB database of the test user, dropped when this is dropped.
 struct MariaTarget {
-    name: String,
+    _database: ServerDatabase,
     url: String,
     lock: String,
 }
 
 impl MariaTarget {
     async fn create() -> Option<MariaTarget> {
-        let user_url = ewii_driver_kit::server_url("EWII_TEST_MARIADB_URL", true)?;
-        let name = format!("ewii_fence_{}", hex());
-        let mut c = sqlx::MySqlConnection::connect(&user_url).await.unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&mut c)
+        let user_url = server_url("EWII_TEST_MARIADB_URL", true)?;
+        let database = ServerDatabase::create(&user_url, "ewii_fence")
             .await
             .unwrap();
-        c.close().await.ok();
-        let url = with_db(&user_url, &name);
-        let lock = format!("{name}_lock");
+        let url = database.url().to_owned();
+        let lock = format!("{}_lock", database.name());
         let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
         for sql in [
             "CREATE TABLE items (id INT PRIMARY KEY, name VARCHAR(100) NOT NULL) ENGINE=InnoDB"
@@ -202,7 +160,11 @@ impl MariaTarget {
                 .unwrap();
         }
         c.close().await.ok();
-        Some(MariaTarget { name, url, lock })
+        Some(MariaTarget {
+            _database: database,
+            url,
+            lock,
+        })
     }
 
     fn config(&self, name: &str, read_only: bool) -> DatabaseConfig {
@@ -249,21 +211,6 @@ impl MariaTarget {
     }
 }
 
-impl Drop for MariaTarget {
-    fn drop(&mut self) {
-        let url = self.url.clone();
-        let sql = format!("DROP DATABASE IF EXISTS {}", self.name);
-        support::block_on_own_thread(async move {
-            if let Ok(mut c) = sqlx::MySqlConnection::connect(&url).await {
-                let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut c)
-                    .await;
-                let _ = c.close().await;
-            }
-        });
-    }
-}
-
 /// A hub with workspace `acme` and deployment `site`, whose adapter serves
 /// `databases`.
 struct Site {
@@ -280,30 +227,13 @@ async fn site(store: &Store, databases: Vec<DatabaseConfig>) -> Site {
     );
     store.create_workspace("acme", None, now()).await.unwrap();
     let hub = start_hub(store, |_| {}).await;
-    store
-        .create_deployment("acme", "site", Duration::from_secs(600), now())
-        .await
-        .unwrap();
     let adapter = TestAdapter::start(databases).await;
-    let client = start_client(&hub, issue_svid(store, "acme", "site").await, &adapter);
-    let deadline = Instant::now() + STEP;
-    while hub.state.registry.find("acme", "site").is_none() {
-        assert!(Instant::now() < deadline, "site never registered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let d = deploy(store, &hub, "acme", "site", adapter).await;
     Site {
         hub,
-        _adapter: adapter,
-        client,
+        _adapter: d.adapter,
+        client: d.client,
     }
-}
-
-async fn agent_with(store: &Store, name: &str, policy: Option<&str>) -> String {
-    let (_, credential) = store
-        .create_agent_with_policy("acme", name, policy, now())
-        .await
-        .unwrap();
-    credential.expose().to_owned()
 }
 
 fn denied_by_hub(r: &CallToolResult) -> bool {
@@ -505,8 +435,8 @@ async fn read_only_agent_cannot_write_through_parser_differentials(backend: &Bac
     )
     .await;
     let reader = agent(
-        &s.hub,
-        &agent_with(store, "reader", Some("statements = [\"read\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "reader", Some("statements = [\"read\"]")).await,
     )
     .await;
 
@@ -549,7 +479,11 @@ async fn read_only_agent_cannot_write_through_parser_differentials(backend: &Bac
 
     // The same functions do delete for an agent allowed to write: the
     // engine, not the function, is what held.
-    let writer = agent(&s.hub, &agent_with(store, "writer", None).await).await;
+    let writer = agent(
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "writer", None).await,
+    )
+    .await;
     let r = call(&writer, "site_pg_query", json!({"sql": "SELECT wipe_pl()"})).await;
     assert!(r.is_error != Some(true), "{}", text_of(&r));
     assert!(pg.fingerprint().await.starts_with("0/"));
@@ -584,10 +518,14 @@ async fn advisory_locks_do_not_outlive_a_call(backend: &Backend) {
     )
     .await;
     // Unrestricted: the hub lets `other` (the lock functions) through.
-    let full = agent(&s.hub, &agent_with(store, "full", None).await).await;
+    let full = agent(
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "full", None).await,
+    )
+    .await;
     let reader = agent(
-        &s.hub,
-        &agent_with(store, "reader", Some("statements = [\"read\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "reader", Some("statements = [\"read\"]")).await,
     )
     .await;
     let ran = |r: &CallToolResult| {
@@ -651,8 +589,14 @@ async fn aggregated_row_over_max_bytes_is_cut(backend: &Backend) {
     let store = &backend.store;
     let s = site(store, vec![pg.config("pg", false)]).await;
     let limited = agent(
-        &s.hub,
-        &agent_with(store, "limited", Some("row_limit = 2\nmax_bytes = 2000")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(
+            store,
+            "acme",
+            "limited",
+            Some("row_limit = 2\nmax_bytes = 2000"),
+        )
+        .await,
     )
     .await;
     let texts = |r: &CallToolResult| -> Vec<String> {
@@ -713,7 +657,11 @@ async fn aggregated_row_over_max_bytes_is_cut(backend: &Backend) {
     assert!(!t.contains("wide_table_with_a_long_name"), "{t}");
 
     // Without the policy the same call returns the whole row.
-    let free = agent(&s.hub, &agent_with(store, "free", None).await).await;
+    let free = agent(
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "free", None).await,
+    )
+    .await;
     let r = call(
         &free,
         "site_pg_query",

@@ -2,25 +2,28 @@
 //! real hub, real QUIC tunnels, real adapters and rmcp agents, on SQLite
 //! and PostgreSQL hub stores alike.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod serve_support;
-#[macro_use]
-mod support;
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use ewii_conformance::adapter::TestAdapter;
+use ewii_conformance::agent::{STEP, agent, call, text_of, tool_names, try_agent};
+use ewii_conformance::client::{TestClient, enrol_client, start_client, start_client_at};
+use ewii_conformance::db::Backend;
+use ewii_conformance::hub::{start_hub, try_tunnel, wait_registered};
+use ewii_conformance::sample::{count_query, shop_db, sqlite_config};
+use ewii_conformance::site::{agent_credential, deploy};
+use ewii_conformance::suite;
+use ewii_conformance::svid::issue_svid;
 use ewii_hub::Store;
 use ewii_hub::audit::export::SinkConfig;
 use ewii_hub::gateway::serve::RunningHub;
 use ewii_hub::state::store::{RevocationReason, Verification};
 use ewii_quic::KeyMaterial;
 use serde_json::{Value, json};
-use serve_support::*;
-use support::{Backend, raw_exec, raw_record};
 
 suite!(
     revoke_closes_the_link_and_refuses_reconnects_fast,
@@ -32,6 +35,10 @@ suite!(
     syslog_stream_reaches_a_tcp_listener,
     hub_killed_under_load_loses_no_released_record,
 );
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
 
 /// A workspace `acme` with a deployment `eu` whose client runs with an
 /// SVID the hub issued (recorded as enrolment does), serving a read-only
@@ -68,39 +75,9 @@ async fn connect(
     hub: &RunningHub,
     deployment: &str,
 ) -> (TestAdapter, KeyMaterial, TestClient) {
-    store
-        .create_deployment("acme", deployment, Duration::from_secs(600), now())
-        .await
-        .unwrap();
-    let keys = issue_svid(store, "acme", deployment).await;
-    record(store, deployment, &keys).await;
     let adapter = TestAdapter::sqlite("shop").await;
-    let client = start_client(hub, keys.clone(), &adapter);
-    wait_registered(hub, deployment).await;
-    (adapter, keys, client)
-}
-
-async fn record(store: &Store, deployment: &str, keys: &KeyMaterial) {
-    let dep = store
-        .list_deployments("acme")
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|d| d.name == deployment)
-        .unwrap();
-    let serial = ewii_wire::svid::serial_hex(&keys.chain[0]).unwrap();
-    store
-        .record_svid(&dep.id, &serial, "enrolment", 0, i64::MAX / 2)
-        .await
-        .unwrap();
-}
-
-async fn wait_registered(hub: &RunningHub, deployment: &str) {
-    let deadline = Instant::now() + STEP;
-    while hub.state.registry.find("acme", deployment).is_none() {
-        assert!(Instant::now() < deadline, "{deployment} never registered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let d = deploy(store, hub, "acme", deployment, adapter).await;
+    (d.adapter, d.keys, d.client)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -133,7 +110,7 @@ async fn revoke_closes_the_link_and_refuses_reconnects_fast(backend: &Backend) {
             .expect("the revoked tunnel stayed open");
         let t1 = t0.elapsed();
         // The hub closed it (as revoked; the client's side is covered in
-        // tunnel/client/tests/quic.rs and tunnel/quic/tests/quic.rs).
+        // client_tunnel.rs and tunnel/quic/tests/quic.rs).
         let reason = live.tunnel.close_reason().unwrap();
         assert_eq!(reason, ewii_quic::Closed::Locally, "{reason}");
         // Reconnecting with the same SVID is refused.
@@ -231,7 +208,7 @@ async fn revoke_by_serial_from_the_cli_and_back_with_a_new_token(backend: &Backe
     let client3 = enrol_client(&s.hub, &s.adapter, state.path(), token.token.expose())
         .await
         .expect("a new token brings a revoked deployment back");
-    wait_registered(&s.hub, "us").await;
+    wait_registered(&s.hub, "acme", "us").await;
     client3.stop().await;
     s.hub.shutdown().await;
 }
@@ -337,14 +314,6 @@ async fn webhook_arrives_signed_after_the_receiver_was_down(backend: &Backend) {
 
 // -- policy -------------------------------------------------------------------
 
-async fn agent_with(store: &Store, name: &str, policy: Option<&str>) -> String {
-    let (_, credential) = store
-        .create_agent_with_policy("acme", name, policy, now())
-        .await
-        .unwrap();
-    credential.expose().to_owned()
-}
-
 fn is_denied(r: &rmcp::model::CallToolResult, rule: &str) -> bool {
     r.is_error == Some(true) && text_of(r).contains(&format!("agent policy rule `{rule}`"))
 }
@@ -356,8 +325,8 @@ async fn each_policy_rule_allows_and_denies(backend: &Backend) {
 
     // deployments
     let a = agent(
-        &s.hub,
-        &agent_with(store, "only-us", Some("deployments = [\"us\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "only-us", Some("deployments = [\"us\"]")).await,
     )
     .await;
     assert!(
@@ -369,16 +338,16 @@ async fn each_policy_rule_allows_and_denies(backend: &Backend) {
         "deployments"
     ));
     let a = agent(
-        &s.hub,
-        &agent_with(store, "only-eu", Some("deployments = [\"eu\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "only-eu", Some("deployments = [\"eu\"]")).await,
     )
     .await;
     assert!(call(&a, "eu_shop_query", q.clone()).await.is_error != Some(true));
 
     // databases
     let a = agent(
-        &s.hub,
-        &agent_with(store, "crm", Some("databases = [\"crm\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "crm", Some("databases = [\"crm\"]")).await,
     )
     .await;
     assert!(is_denied(
@@ -386,16 +355,16 @@ async fn each_policy_rule_allows_and_denies(backend: &Backend) {
         "databases"
     ));
     let a = agent(
-        &s.hub,
-        &agent_with(store, "shop", Some("databases = [\"eu.shop\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "shop", Some("databases = [\"eu.shop\"]")).await,
     )
     .await;
     assert!(call(&a, "eu_shop_query", q.clone()).await.is_error != Some(true));
 
     // tools
     let a = agent(
-        &s.hub,
-        &agent_with(store, "lister", Some("tools = [\"list_tables\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "lister", Some("tools = [\"list_tables\"]")).await,
     )
     .await;
     assert_eq!(
@@ -410,8 +379,8 @@ async fn each_policy_rule_allows_and_denies(backend: &Backend) {
 
     // statements
     let a = agent(
-        &s.hub,
-        &agent_with(store, "reader", Some("statements = [\"read\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "reader", Some("statements = [\"read\"]")).await,
     )
     .await;
     assert!(call(&a, "eu_shop_query", q.clone()).await.is_error != Some(true));
@@ -430,8 +399,8 @@ async fn each_policy_rule_allows_and_denies(backend: &Backend) {
 
     // row_limit: a cap on what comes back.
     let a = agent(
-        &s.hub,
-        &agent_with(store, "capped", Some("row_limit = 3")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "capped", Some("row_limit = 3")).await,
     )
     .await;
     let r = call(
@@ -462,9 +431,10 @@ async fn each_policy_rule_allows_and_denies(backend: &Backend) {
 
     // rate_limit
     let a = agent(
-        &s.hub,
-        &agent_with(
+        &s.hub.mcp_url(),
+        &agent_credential(
             store,
+            "acme",
             "slow",
             Some("rate_limit = { calls = 3, per_seconds = 60 }"),
         )
@@ -539,13 +509,13 @@ async fn read_only_is_enforced_by_each_fence_on_its_own(backend: &Backend) {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shop.db");
-    make_shop_db(&path).await;
+    shop_db(&path).await;
     let mut config = sqlite_config("shop", &path);
     config.read_only = false;
     let rw_adapter = TestAdapter::start(vec![config]).await;
     let rw_client = start_client(&hub, issue_svid(store, "acme", "rw").await, &rw_adapter);
     let (_ro_adapter, _, ro_client) = connect(store, &hub, "ro").await;
-    wait_registered(&hub, "rw").await;
+    wait_registered(&hub, "acme", "rw").await;
 
     let delete = json!({"sql": "DELETE FROM customers WHERE id = 1"});
     let count = |r: &rmcp::model::CallToolResult| {
@@ -557,8 +527,8 @@ async fn read_only_is_enforced_by_each_fence_on_its_own(backend: &Backend) {
     // The hub's fence: a read-only agent's write is denied at the hub,
     // though this adapter would run it.
     let reader = agent(
-        &hub,
-        &agent_with(store, "reader", Some("statements = [\"read\"]")).await,
+        &hub.mcp_url(),
+        &agent_credential(store, "acme", "reader", Some("statements = [\"read\"]")).await,
     )
     .await;
     let r = call(&reader, "rw_shop_query", delete.clone()).await;
@@ -572,8 +542,14 @@ async fn read_only_is_enforced_by_each_fence_on_its_own(backend: &Backend) {
     // The adapter's fence: the hub policy allows writes, the read-only
     // adapter refuses.
     let writer = agent(
-        &hub,
-        &agent_with(store, "writer", Some("statements = [\"read\", \"write\"]")).await,
+        &hub.mcp_url(),
+        &agent_credential(
+            store,
+            "acme",
+            "writer",
+            Some("statements = [\"read\", \"write\"]"),
+        )
+        .await,
     )
     .await;
     let r = call(&writer, "ro_shop_query", delete.clone()).await;
@@ -621,8 +597,8 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
     let store = &backend.store;
     let s = site(store, "eu", |o| o.audit_redact = true).await;
     let a = agent(
-        &s.hub,
-        &agent_with(store, "auditor", Some("statements = [\"read\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "auditor", Some("statements = [\"read\"]")).await,
     )
     .await;
     let r = call(&a, "eu_shop_query", json!({"sql": "SELECT name FROM customers WHERE id = $1 OR name = 'Customer 2'", "params": [1]})).await;
@@ -714,17 +690,15 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
     assert_eq!(lines[1]["seq"], 6);
 
     // One changed byte in record 3.
-    let (rec, _, _) = raw_record(backend, 3).await;
+    let (rec, _, _) = backend.raw_audit_row(3).await;
     let changed = rec.replacen("statements", "statementz", 1);
     assert_ne!(changed, rec);
-    raw_exec(
-        backend,
-        format!(
+    backend
+        .raw_exec(format!(
             "UPDATE audit_log SET record = '{}' WHERE seq = 3",
             changed.replace('\'', "''")
-        ),
-    )
-    .await;
+        ))
+        .await;
     match store.verify_audit().await.unwrap() {
         Verification::Broken {
             seq,
@@ -738,37 +712,37 @@ async fn every_call_is_audited_and_verify_names_tampering(backend: &Backend) {
     }
     let (ok, text) = verify_cli(backend);
     assert!(!ok && text.contains("record 3"), "{text}");
-    raw_exec(
-        backend,
-        format!(
+    backend
+        .raw_exec(format!(
             "UPDATE audit_log SET record = '{}' WHERE seq = 3",
             rec.replace('\'', "''")
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert!(matches!(
         store.verify_audit().await.unwrap(),
         Verification::Intact { .. }
     ));
 
     // A deleted record in the middle, and the last one.
-    let (rec4, prev4, hash4) = raw_record(backend, 4).await;
-    raw_exec(backend, "DELETE FROM audit_log WHERE seq = 4".into()).await;
+    let (rec4, prev4, hash4) = backend.raw_audit_row(4).await;
+    backend
+        .raw_exec("DELETE FROM audit_log WHERE seq = 4".into())
+        .await;
     match store.verify_audit().await.unwrap() {
         Verification::Broken { seq, .. } => assert_eq!(seq, 4),
         v => panic!("deletion not detected: {v:?}"),
     }
     let (ok, text) = verify_cli(backend);
     assert!(!ok && text.contains("record 4"), "{text}");
-    raw_exec(
-        backend,
-        format!(
+    backend.raw_exec(format!(
             "INSERT INTO audit_log (seq, record, prev_hash, hash) VALUES (4, '{}', '{prev4}', '{hash4}')",
             rec4.replace('\'', "''")
         ),
     )
     .await;
-    raw_exec(backend, "DELETE FROM audit_log WHERE seq = 6".into()).await;
+    backend
+        .raw_exec("DELETE FROM audit_log WHERE seq = 6".into())
+        .await;
     match store.verify_audit().await.unwrap() {
         Verification::Broken { seq, .. } => assert_eq!(seq, 6),
         v => panic!("deletion of the last record not detected: {v:?}"),
@@ -797,8 +771,8 @@ async fn syslog_stream_reaches_a_tcp_listener(backend: &Backend) {
     let sink = SinkConfig::parse(&spec).unwrap();
     let s = site(store, "eu", |o| o.audit_export = vec![sink]).await;
     let a = agent(
-        &s.hub,
-        &agent_with(store, "siem", Some("statements = [\"read\"]")).await,
+        &s.hub.mcp_url(),
+        &agent_credential(store, "acme", "siem", Some("statements = [\"read\"]")).await,
     )
     .await;
     assert!(call(&a, "eu_shop_query", count_query()).await.is_error != Some(true));
@@ -878,9 +852,9 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
         .await
         .unwrap();
     let keys = issue_svid(store, "acme", "eu").await;
-    let credential = agent_with(store, "load", None).await;
+    let credential = agent_credential(store, "acme", "load", None).await;
     let hub = backend.serve_process(&[]).await;
-    let (mut child, quic, mcp_url) = (hub.child, hub.quic, hub.mcp_url);
+    let (mut process, quic, mcp_url) = (hub.process, hub.quic, hub.mcp_url);
 
     let adapter = TestAdapter::sqlite("shop").await;
     let client = start_client_at(quic, hub.hub_ca, keys, &adapter);
@@ -895,7 +869,7 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
             credential.clone(),
         );
         workers.push(tokio::spawn(async move {
-            let a = try_agent_at(&url, &credential).await.unwrap();
+            let a = try_agent(&url, &credential).await.unwrap();
             // Wait for the deployment's tools.
             let deadline = Instant::now() + STEP;
             while !tool_names(&a).await.iter().any(|t| t == "eu_shop_query") {
@@ -928,8 +902,7 @@ async fn hub_killed_under_load_loses_no_released_record(backend: &Backend) {
         assert!(Instant::now() < deadline, "calls did not flow");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    child.start_kill().unwrap();
-    let _ = child.wait().await;
+    process.kill();
     let got: BTreeSet<usize> = received.lock().unwrap().clone();
     for w in workers {
         let _ = tokio::time::timeout(STEP, w).await;

@@ -1,17 +1,27 @@
-//! `ewii demo --once` from a user's point of view: the whole kit in one
-//! process, the agent's session going through the hub and the tunnel.
+//! `ewii demo --once` from a user's point of view: the real `ewii` binary,
+//! the whole kit in one process, the agent's session going through the hub
+//! and the tunnel.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[test]
-fn demo_once_prints_tools_and_a_query_result_and_exits_zero() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_ewii"))
+use std::time::Duration;
+
+use ewii_conformance::process::{Launch, Stream};
+
+/// How long the demo may take, start to finish.
+const DEMO: Duration = Duration::from_secs(120);
+
+#[tokio::test]
+async fn demo_once_prints_tools_and_a_query_result_and_exits_zero() {
+    // A private home and no inherited `EWII_*` setting (`EWII_LOG` above all).
+    let mut demo = Launch::binary("ewii")
+        .unwrap()
         .args(["demo", "--once"])
-        .env_remove("EWII_LOG")
-        .output()
+        .spawn()
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    let status = demo.wait_for_exit(DEMO).await.unwrap();
+    let stdout = demo.text(Stream::Stdout);
+    let stderr = demo.text(Stream::Stderr);
+    assert!(status.success(), "demo failed:\n{stdout}\n{stderr}");
     // Enrolment and the tunnel, before the agent.
     assert!(
         stdout.contains("hub: workspace demo, deployment eu, agent assistant"),

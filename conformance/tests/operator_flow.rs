@@ -1,28 +1,31 @@
-//! The hub suite: every test runs against SQLite and against PostgreSQL
-//! (when `EWII_TEST_POSTGRES_ADMIN_URL` is set; under `CI` it must be).
+//! The operator's flow through the hub's CLI and the state under it:
+//! workspaces, deployments and their single-use enrolment tokens, agent
+//! credentials, workspace CAs and the SVIDs they issue, trust bundles
+//! (exported, and imported from a CA made outside Ewii), and isolation
+//! between tenants at the CA. Every test runs against SQLite and against
+//! PostgreSQL (when `EWII_TEST_POSTGRES_ADMIN_URL` is set; under `CI` it
+//! must be).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[macro_use]
-mod support;
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use base64::Engine as _;
+use ewii_conformance::db::Backend;
+use ewii_conformance::pki::SpireCa;
+use ewii_conformance::pki::rcgen::{
+    self, BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+use ewii_conformance::suite;
 use ewii_hub::state::bundle;
 use ewii_hub::state::ca::SVID_TTL;
 use ewii_hub::state::trust::StoreTrust;
 use ewii_hub::{Error, Store, TokenError};
 use ewii_quic::{InMemoryTrust, SvidVerifier, TrustBundle};
 use ewii_wire::svid::{SpiffeId, SvidError, check_leaf, serial_hex};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
-};
 use rustls::pki_types::{CertificateDer, UnixTime};
 use sqlx::Row as _;
-use support::Backend;
 
 suite!(
     cli_workflow,
@@ -65,50 +68,6 @@ fn verifier_for(prefix: &str, certs: Vec<CertificateDer<'static>>) -> SvidVerifi
         .try_with_bundle(prefix, TrustBundle::from_der(certs).unwrap())
         .unwrap();
     SvidVerifier::new(Arc::new(trust))
-}
-
-/// A self-signed P-256 CA made outside Ewii (as SPIRE would), and a leaf
-/// SVID from it with only a URI SAN.
-struct ForeignCa {
-    cert: CertificateDer<'static>,
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl ForeignCa {
-    fn new(cn: &str) -> ForeignCa {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
-        ForeignCa {
-            cert: cert.der().clone(),
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    fn svid(&self, id: &str) -> CertificateDer<'static> {
-        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let mut params = CertificateParams::default();
-        params.subject_alt_names = vec![SanType::URI(id.try_into().unwrap())];
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-            KeyUsagePurpose::KeyAgreement,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.signed_by(&key, &self.issuer).unwrap().der().clone()
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -640,8 +599,8 @@ async fn bundle_round_trip_and_imported_foreign_ca(b: &Backend) {
     assert_eq!(bundle::parse_bundle(&jwks.to_string()).unwrap(), own);
     assert_eq!(bundle::parse_bundle(&bundle::to_pem(&own)).unwrap(), own);
     // A leaf is not a CA to import.
-    let foreign = ForeignCa::new("SPIRE root");
-    let leaf_pem = bundle::to_pem(&[foreign.svid("spiffe://ewii.local/ws/acme/dep/x")]);
+    let foreign = SpireCa::new("SPIRE root");
+    let leaf_pem = bundle::to_pem(&foreign.svid("spiffe://ewii.local/ws/acme/dep/x").chain);
     let err = bundle::parse_bundle(&leaf_pem).unwrap_err();
     assert!(err.to_string().contains("not a CA certificate"), "{err}");
     assert!(bundle::parse_bundle("hello").is_err());
@@ -649,8 +608,8 @@ async fn bundle_round_trip_and_imported_foreign_ca(b: &Backend) {
 
     // An SVID from a CA made outside Ewii (P-256, URI SAN only).
     let id = "spiffe://ewii.local/ws/acme/dep/legacy";
-    let svid = foreign.svid(id);
-    let unrelated = ForeignCa::new("someone else").svid(id);
+    let svid = foreign.svid(id).chain.remove(0);
+    let unrelated = SpireCa::new("someone else").svid(id).chain.remove(0);
     let trust = Arc::new(StoreTrust::load(s.clone()).await.unwrap());
     let verifier = SvidVerifier::new(trust.clone());
     assert_eq!(
@@ -671,7 +630,7 @@ async fn bundle_round_trip_and_imported_foreign_ca(b: &Backend) {
     let ws = s.import_bundle("acme", &certs, now()).await.unwrap();
     assert_eq!(ws.bundle_sequence, 2);
     // Also accepted as PEM.
-    assert_eq!(bundle::parse_bundle(&foreign.pem).unwrap(), certs);
+    assert_eq!(bundle::parse_bundle(&foreign.cert_pem).unwrap(), certs);
 
     trust.refresh().await.unwrap();
     let ok = verifier.verify(&svid, &[], unix_now()).unwrap();

@@ -12,14 +12,18 @@
 //! - `audit verify` names a changed intent, a deleted outcome, a deleted
 //!   last outcome, and an outcome re-pointed at another call's intent.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod serve_support;
-#[macro_use]
-mod support;
+use std::time::{Duration, Instant, SystemTime};
 
-use std::time::{Duration, Instant};
-
+use ewii_conformance::adapter::TestAdapter;
+use ewii_conformance::agent::{Agent, STEP, agent, call, text_of};
+use ewii_conformance::client::TestClient;
+use ewii_conformance::db::{Backend, server_url};
+use ewii_conformance::hub::start_hub;
+use ewii_conformance::sample::{count_query, shop_db, sqlite_config};
+use ewii_conformance::site::{agent_credential, deploy};
+use ewii_conformance::suite;
 use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
 use ewii_hub::Store;
 use ewii_hub::audit::trail::{AuditLog, AuditRecord};
@@ -29,8 +33,6 @@ use ewii_hub::state::store::audit::chain_hash;
 use rmcp::model::CallToolRequestParams;
 use rmcp::service::ServiceError;
 use serde_json::{Value, json};
-use serve_support::*;
-use support::{Backend, raw_exec, raw_record};
 
 suite!(
     a_call_whose_intent_cannot_be_written_is_not_sent,
@@ -39,6 +41,10 @@ suite!(
     verify_names_a_changed_intent_and_a_deleted_outcome,
     one_audit_commit_costs,
 );
+
+fn now() -> SystemTime {
+    SystemTime::now()
+}
 
 /// A hub with workspace `acme` and deployment `deployment` serving
 /// `databases` through a real client.
@@ -49,27 +55,15 @@ async fn site(
 ) -> (RunningHub, TestAdapter, TestClient) {
     store.create_workspace("acme", None, now()).await.unwrap();
     let hub = start_hub(store, |_| {}).await;
-    store
-        .create_deployment("acme", deployment, Duration::from_secs(600), now())
-        .await
-        .unwrap();
     let adapter = TestAdapter::start(databases).await;
-    let client = start_client(&hub, issue_svid(store, "acme", deployment).await, &adapter);
-    let deadline = Instant::now() + STEP;
-    while hub.state.registry.find("acme", deployment).is_none() {
-        assert!(Instant::now() < deadline, "{deployment} never registered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    (hub, adapter, client)
+    let d = deploy(store, &hub, "acme", deployment, adapter).await;
+    (hub, d.adapter, d.client)
 }
 
 /// An agent of `acme` with `policy`, connected.
 async fn agent_of(hub: &RunningHub, store: &Store, name: &str, policy: Option<&str>) -> Agent {
-    let (_, credential) = store
-        .create_agent_with_policy("acme", name, policy, now())
-        .await
-        .unwrap();
-    agent(hub, credential.expose()).await
+    let credential = agent_credential(store, "acme", name, policy).await;
+    agent(&hub.mcp_url(), &credential).await
 }
 
 /// A tools/call whose answer is a JSON-RPC error: its message.
@@ -103,45 +97,47 @@ async fn refuse_audit_inserts(backend: &Backend, only_outcomes: bool) {
         } else {
             String::new()
         };
-        raw_exec(
-            backend,
-            format!(
+        backend
+            .raw_exec(format!(
                 "CREATE TRIGGER ewii_test_refuse BEFORE INSERT ON audit_log {when} \
                  BEGIN SELECT RAISE(ABORT, 'the audit store refuses (test)'); END"
-            ),
-        )
-        .await;
+            ))
+            .await;
     } else {
         let condition = if only_outcomes {
             format!("NEW.record LIKE {outcome}")
         } else {
             "true".into()
         };
-        raw_exec(
-            backend,
-            format!(
+        backend
+            .raw_exec(format!(
                 "CREATE FUNCTION ewii_test_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ \
                  BEGIN IF {condition} THEN RAISE EXCEPTION 'the audit store refuses (test)'; \
                  END IF; RETURN NEW; END $$"
-            ),
-        )
-        .await;
-        raw_exec(
-            backend,
-            "CREATE TRIGGER ewii_test_refuse BEFORE INSERT ON audit_log FOR EACH ROW \
+            ))
+            .await;
+        backend
+            .raw_exec(
+                "CREATE TRIGGER ewii_test_refuse BEFORE INSERT ON audit_log FOR EACH ROW \
              EXECUTE FUNCTION ewii_test_refuse()"
-                .into(),
-        )
-        .await;
+                    .into(),
+            )
+            .await;
     }
 }
 
 async fn accept_audit_inserts(backend: &Backend) {
     if is_sqlite(backend) {
-        raw_exec(backend, "DROP TRIGGER ewii_test_refuse".into()).await;
+        backend
+            .raw_exec("DROP TRIGGER ewii_test_refuse".into())
+            .await;
     } else {
-        raw_exec(backend, "DROP TRIGGER ewii_test_refuse ON audit_log".into()).await;
-        raw_exec(backend, "DROP FUNCTION ewii_test_refuse()".into()).await;
+        backend
+            .raw_exec("DROP TRIGGER ewii_test_refuse ON audit_log".into())
+            .await;
+        backend
+            .raw_exec("DROP FUNCTION ewii_test_refuse()".into())
+            .await;
     }
 }
 
@@ -186,7 +182,7 @@ async fn a_call_whose_intent_cannot_be_written_is_not_sent(backend: &Backend) {
     let store = &backend.store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shop.db");
-    make_shop_db(&path).await;
+    shop_db(&path).await;
     let mut config = sqlite_config("shop", &path);
     config.read_only = false;
     let (hub, _adapter, client) = site(store, "rw", vec![config]).await;
@@ -241,7 +237,7 @@ async fn a_call_whose_intent_cannot_be_written_is_not_sent(backend: &Backend) {
 }
 
 async fn the_intent_is_in_the_store_while_the_statement_runs(backend: &Backend) {
-    let Some(pg) = ewii_driver_kit::server_url("EWII_TEST_POSTGRES_URL", true) else {
+    let Some(pg) = server_url("EWII_TEST_POSTGRES_URL", true) else {
         return;
     };
     let store = &backend.store;
@@ -351,7 +347,7 @@ async fn a_refused_outcome_withholds_the_result_and_leaves_an_open_intent(backen
     let store = &backend.store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shop.db");
-    make_shop_db(&path).await;
+    shop_db(&path).await;
     let (hub, _adapter, client) = site(store, "eu", vec![sqlite_config("shop", &path)]).await;
     let a = agent_of(&hub, store, "reader", None).await;
 
@@ -407,7 +403,7 @@ async fn verify_names_a_changed_intent_and_a_deleted_outcome(backend: &Backend) 
     let store = &backend.store;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("shop.db");
-    make_shop_db(&path).await;
+    shop_db(&path).await;
     let (hub, _adapter, client) = site(store, "eu", vec![sqlite_config("shop", &path)]).await;
     let a = agent_of(&hub, store, "reader", Some("statements = [\"read\"]")).await;
     assert!(call(&a, "eu_shop_query", count_query()).await.is_error != Some(true));
@@ -463,7 +459,7 @@ async fn verify_names_a_changed_intent_and_a_deleted_outcome(backend: &Backend) 
     };
 
     // A changed intent (3).
-    let (rec3, _, _) = raw_record(backend, 3).await;
+    let (rec3, _, _) = backend.raw_audit_row(3).await;
     let changed = rec3.replacen("eu_shop_list_tables", "eu_shop_list_tablez", 1);
     assert_ne!(changed, rec3);
     set_record(backend, 3, &changed).await;
@@ -476,44 +472,42 @@ async fn verify_names_a_changed_intent_and_a_deleted_outcome(backend: &Backend) 
 
     // A deleted outcome (4), then the deleted last outcome (7).
     for seq in [4, 7] {
-        let (rec, prev, hash) = raw_record(backend, seq).await;
-        raw_exec(backend, format!("DELETE FROM audit_log WHERE seq = {seq}")).await;
+        let (rec, prev, hash) = backend.raw_audit_row(seq).await;
+        backend
+            .raw_exec(format!("DELETE FROM audit_log WHERE seq = {seq}"))
+            .await;
         let (at, verified, reason) = broken_at(store.verify_audit().await.unwrap());
         assert_eq!((at, verified), (seq, seq - 1), "{reason}");
         assert!(reason.contains("missing"), "{reason}");
         verify_cli_names(seq);
-        raw_exec(
-            backend,
-            format!(
+        backend
+            .raw_exec(format!(
                 "INSERT INTO audit_log (seq, record, prev_hash, hash) \
                  VALUES ({seq}, '{}', '{prev}', '{hash}')",
                 rec.replace('\'', "''")
-            ),
-        )
-        .await;
+            ))
+            .await;
         assert_eq!(intact(store.verify_audit().await.unwrap()).0, 7);
     }
 
     // Outcome 4 re-pointed at intent 1 with every hash from 4 on
     // recomputed: the hashes check out, the pairing does not.
-    let mut prev = raw_record(backend, 3).await.2;
+    let mut prev = backend.raw_audit_row(3).await.2;
     for seq in 4..=7 {
-        let (mut rec, _, _) = raw_record(backend, seq).await;
+        let (mut rec, _, _) = backend.raw_audit_row(seq).await;
         if seq == 4 {
             let mut v: Value = serde_json::from_str(&rec).unwrap();
             v["intent_seq"] = json!(1);
             rec = v.to_string();
         }
         let hash = chain_hash(&prev, &rec);
-        raw_exec(
-            backend,
-            format!(
+        backend
+            .raw_exec(format!(
                 "UPDATE audit_log SET record = '{}', prev_hash = '{prev}', hash = '{hash}' \
                  WHERE seq = {seq}",
                 rec.replace('\'', "''")
-            ),
-        )
-        .await;
+            ))
+            .await;
         prev = hash;
     }
     let (seq, verified, reason) = broken_at(store.verify_audit().await.unwrap());
@@ -525,14 +519,12 @@ async fn verify_names_a_changed_intent_and_a_deleted_outcome(backend: &Backend) 
 }
 
 async fn set_record(backend: &Backend, seq: i64, record: &str) {
-    raw_exec(
-        backend,
-        format!(
+    backend
+        .raw_exec(format!(
             "UPDATE audit_log SET record = '{}' WHERE seq = {seq}",
             record.replace('\'', "''")
-        ),
-    )
-    .await;
+        ))
+        .await;
 }
 
 /// What the second commit of a sent call costs: one audit commit, alone

@@ -5,33 +5,30 @@
 //! real QUIC tunnel, real adapter, rmcp agents, a real TCP syslog receiver;
 //! on SQLite and PostgreSQL hub stores alike.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-mod serve_support;
-#[macro_use]
-mod support;
-
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use ewii_client::client::ClientError;
+use ewii_conformance::adapter::TestAdapter;
+use ewii_conformance::agent::{Agent, STEP, agent, call, text_of, wait_for_tools};
+use ewii_conformance::client::{enrol_client, start_client};
+use ewii_conformance::db::Backend;
+use ewii_conformance::hub::{start_hub, wait_registered};
+use ewii_conformance::sample::count_query;
+use ewii_conformance::suite;
+use ewii_conformance::svid::issue_svid;
 use ewii_hub::audit::export::{SinkConfig, breaks_lines};
-use ewii_hub::gateway::serve::RunningHub;
 use rmcp::model::{CallToolRequestParams, ErrorCode};
 use serde_json::{Value, json};
-use serve_support::*;
-use support::Backend;
 
 suite!(
     a_token_issued_before_a_revoke_cannot_undo_it,
     forged_tool_names_and_arguments_give_one_syslog_record_per_call,
 );
 
-async fn wait_registered(hub: &RunningHub, deployment: &str) {
-    let deadline = Instant::now() + STEP;
-    while hub.state.registry.find("acme", deployment).is_none() {
-        assert!(Instant::now() < deadline, "{deployment} never registered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+fn now() -> SystemTime {
+    SystemTime::now()
 }
 
 /// Waits for the agent to see `tool`, then calls it with a count query and
@@ -66,8 +63,8 @@ async fn a_token_issued_before_a_revoke_cannot_undo_it(backend: &Backend) {
     let client = enrol_client(&hub, &adapter, state.path(), first.token.expose())
         .await
         .expect("the first token enrols");
-    wait_registered(&hub, "eu").await;
-    let a = agent(&hub, credential.expose()).await;
+    wait_registered(&hub, "acme", "eu").await;
+    let a = agent(&hub.mcp_url(), credential.expose()).await;
     assert_eq!(count_through(&a, "eu_shop_query").await, json!([[10]]));
 
     // Revoke from the CLI: the spare token dies with it, in the revoke's
@@ -132,7 +129,7 @@ async fn a_token_issued_before_a_revoke_cannot_undo_it(backend: &Backend) {
     let client3 = enrol_client(&hub, &adapter, state3.path(), &token)
         .await
         .expect("a token issued after the revoke brings the deployment back");
-    wait_registered(&hub, "eu").await;
+    wait_registered(&hub, "acme", "eu").await;
     assert!(
         !store
             .revocation_state()
@@ -236,7 +233,7 @@ async fn forged_tool_names_and_arguments_give_one_syslog_record_per_call(backend
     let hub = start_hub(store, |o| o.audit_export = vec![sink]).await;
     let adapter = TestAdapter::sqlite("shop").await;
     let client = start_client(&hub, issue_svid(store, "acme", "eu").await, &adapter);
-    let a = agent(&hub, credential.expose()).await;
+    let a = agent(&hub.mcp_url(), credential.expose()).await;
     wait_for_tools(&a, |n| n.iter().any(|t| t == "eu_shop_query")).await;
 
     // 1. CR/LF and a forged record in the name.

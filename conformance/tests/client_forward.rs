@@ -1,24 +1,50 @@
-//! The client's last hop against a real `ewii-adapter` served in-process:
-//! raw JSON-RPC messages relayed over MCP streamable HTTP on TCP and on a
-//! unix socket, the server stream, the allow-list, and the failures an
-//! admin has to understand. A scripted fake adapter covers what the real
-//! one never does (oversized replies, 405 on GET, exact headers).
+//! The client's last hop (its forwarder, `ewii_client::forward`) against
+//! the test adapter, a real `ewii-adapter` served in-process: raw JSON-RPC
+//! messages relayed over MCP streamable HTTP on TCP and on a unix socket,
+//! the server stream, the allow-list, and the failures an admin has to
+//! understand. A scripted stand-in covers what the real adapter never does
+//! (oversized replies, 405 on GET, exact headers).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
-
-mod forward_support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use ewii_client::forward::{AdapterLink, AllowList, Destination, ForwardError, MAX_MESSAGE};
-use ewii_wire::refusal::RefusalCode;
-use forward_support::{
-    CREDENTIAL, FakeAdapter, STEP, TestAdapter, call, client_credential,
-    delete_session_behind_the_links_back, http_reply, http_reply_until_close, initialize,
-    initialized, link, relay, request,
+use ewii_conformance::adapter::{CREDENTIAL, TestAdapter, client_credential, link};
+use ewii_conformance::raw_mcp::{
+    REPLY_WAIT as STEP, call, initialize, initialized, relay, request,
 };
+use ewii_conformance::stand_in::{
+    ScriptedAdapter, http_reply, http_reply_until_close, read_request,
+};
+use ewii_wire::refusal::RefusalCode;
 use http::StatusCode;
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// The shop every adapter here serves.
+async fn shop_adapter() -> TestAdapter {
+    TestAdapter::sqlite("shop").await
+}
+
+/// Sends a raw `DELETE /mcp` for `session` to a TCP adapter, as if the
+/// adapter had ended the session on its own (restart, idle expiry).
+async fn delete_session_behind_the_links_back(destination: &Destination, session: &str) {
+    let Destination::Tcp(addr) = destination else {
+        panic!("TCP only")
+    };
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "DELETE /mcp HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {CREDENTIAL}\r\nMcp-Session-Id: {session}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(STEP, s.read_to_string(&mut response))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(response.starts_with("HTTP/1.1 2"), "{response}");
+}
 
 /// The whole lifecycle a hub drives through one link.
 async fn full_session(destination: Destination) {
@@ -110,19 +136,19 @@ async fn full_session(destination: Destination) {
 
 #[tokio::test]
 async fn relays_a_session_over_tcp() {
-    let adapter = TestAdapter::start().await;
+    let adapter = shop_adapter().await;
     full_session(adapter.tcp.clone()).await;
 }
 
 #[tokio::test]
 async fn relays_a_session_over_a_unix_socket() {
-    let adapter = TestAdapter::start().await;
+    let adapter = shop_adapter().await;
     full_session(adapter.unix.clone()).await;
 }
 
 #[tokio::test]
 async fn listen_hears_tools_list_changed_and_ends_with_the_session() {
-    let adapter = TestAdapter::start().await;
+    let mut adapter = shop_adapter().await;
     let link = link(adapter.tcp.clone());
     assert!(matches!(link.listen().await, Err(ForwardError::NoSession)));
     call(&link, &initialize(1)).await;
@@ -132,7 +158,7 @@ async fn listen_hears_tools_list_changed_and_ends_with_the_session() {
     call(&link, &request(2, "tools/list", json!({}))).await;
 
     let mut server = link.listen().await.unwrap();
-    adapter.attach_sales().await;
+    adapter.attach_sqlite("sales").await;
     let notice = tokio::time::timeout(STEP, server.recv())
         .await
         .expect("notifications/tools/list_changed within 10 s")
@@ -162,7 +188,7 @@ async fn listen_hears_tools_list_changed_and_ends_with_the_session() {
 
 #[tokio::test]
 async fn a_new_initialize_starts_a_new_session() {
-    let adapter = TestAdapter::start().await;
+    let adapter = shop_adapter().await;
     let link = link(adapter.unix.clone());
     call(&link, &initialize(1)).await;
     relay(&link, &initialized()).await.unwrap();
@@ -202,7 +228,7 @@ async fn assert_no_connection(listener: &tokio::net::TcpListener) {
 
 #[tokio::test]
 async fn the_allow_list_refuses_before_dialling() {
-    let adapter = TestAdapter::start().await;
+    let adapter = shop_adapter().await;
     let allow = AllowList::new(vec![adapter.tcp.clone()]).unwrap();
 
     // A refused destination that would accept a connection if dialled.
@@ -285,7 +311,7 @@ async fn nothing_listening_is_unreachable_with_advice() {
 
 #[tokio::test]
 async fn adapter_http_errors_become_status() {
-    let adapter = TestAdapter::start().await;
+    let adapter = shop_adapter().await;
     let link = link(adapter.tcp.clone());
 
     // Not JSON at all: relayed as is, refused by the adapter.
@@ -328,7 +354,7 @@ async fn headers_follow_the_transport_rules() {
     let init_result = br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"fake","version":"0"}}}"#;
     let not_found =
         br#"{"jsonrpc":"2.0","id":5,"error":{"code":-32601,"message":"Method not found"}}"#;
-    let fake = FakeAdapter::start(vec![
+    let fake = ScriptedAdapter::start(vec![
         http_reply(
             "200 OK",
             &[
@@ -445,7 +471,7 @@ async fn an_adapter_with_another_credential_refuses_the_client_clearly() {
     use ewii_adapter::local_credential::LocalCredential;
     use ewii_client::forward::AdapterCredential;
     let theirs = LocalCredential::generate().unwrap();
-    let adapter = TestAdapter::start_with(Some(theirs.clone())).await;
+    let adapter = TestAdapter::sqlite_with("shop", Some(theirs.clone())).await;
     let init = Bytes::from(serde_json::to_vec(&initialize(1)).unwrap());
 
     for destination in [adapter.tcp.clone(), adapter.unix.clone()] {
@@ -498,7 +524,7 @@ async fn an_adapter_with_another_credential_refuses_the_client_clearly() {
     }
 
     // An adapter started without a credential serves no one.
-    let closed = TestAdapter::start_with(None).await;
+    let closed = TestAdapter::sqlite_with("shop", None).await;
     let e = link(closed.tcp.clone()).send(init).await.unwrap_err();
     assert!(matches!(e, ForwardError::Unauthorized { .. }), "{e:?}");
 }
@@ -543,7 +569,7 @@ async fn oversized_messages_stop_the_stream() {
     let mut json_body = b"{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"".to_vec();
     json_body.extend_from_slice(&huge);
     json_body.extend_from_slice(b"\"}");
-    let fake = FakeAdapter::start(vec![
+    let fake = ScriptedAdapter::start(vec![
         http_reply_until_close("text/event-stream", &sse),
         // Streamed without a length: caught while reading.
         http_reply_until_close("application/json", &json_body),
@@ -608,12 +634,11 @@ async fn oversized_messages_stop_the_stream() {
 
 #[tokio::test]
 async fn dropping_the_receiver_hangs_up_on_the_adapter() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let link = link(Destination::Tcp(listener.local_addr().unwrap()));
     let adapter = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
-        forward_support::read_request(&mut s).await;
+        read_request(&mut s).await;
         // An open stream that only ever carries keep-alive comments.
         s.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n: ping\n\n")
             .await
