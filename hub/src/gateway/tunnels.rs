@@ -348,7 +348,9 @@ impl Shared {
         // Let the client close first (its close carries the ack's meaning
         // when the ack itself is lost); then close as revoked.
         let _ = tokio::time::timeout(Duration::from_secs(1), tunnel.closed()).await;
-        tunnel.close_revoked();
+        if tunnel.close_reason().is_none() {
+            tunnel.close_revoked();
+        }
     }
 
     async fn renew(
