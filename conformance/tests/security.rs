@@ -141,12 +141,26 @@ async fn revoke_closes_the_link_and_refuses_reconnects_fast(backend: &Backend) {
         p99_refused,
         refused[RUNS - 1]
     );
+    // The property is sub-second (ARCHITECTURE, Revocation). The bounds
+    // keep a margin for a loaded CI machine: the median must be within
+    // four revocation polls (25 ms each), the slowest of 50 runs within
+    // half a second. The measured figures are printed above.
+    let p50_closed = percentile(&closed, 0.5);
+    let p50_refused = percentile(&refused, 0.5);
     assert!(
-        p99_closed < Duration::from_millis(100),
+        p50_closed < Duration::from_millis(100),
+        "p50 {p50_closed:?}"
+    );
+    assert!(
+        p50_refused < Duration::from_millis(100),
+        "p50 {p50_refused:?}"
+    );
+    assert!(
+        p99_closed < Duration::from_millis(500),
         "p99 {p99_closed:?}"
     );
     assert!(
-        p99_refused < Duration::from_millis(100),
+        p99_refused < Duration::from_millis(500),
         "p99 {p99_refused:?}"
     );
     hub.shutdown().await;
