@@ -128,7 +128,13 @@ pub async fn serve_tcp(
     cancel: CancellationToken,
 ) -> Result<(), ServeError> {
     let app = router(adapter, opts, cancel.clone());
-    serve_http(listener, app, opts.limits.header_read_timeout, cancel).await;
+    serve_http(
+        ewii_mcp::without_nagle(listener),
+        app,
+        opts.limits.header_read_timeout,
+        cancel,
+    )
+    .await;
     Ok(())
 }
 

@@ -136,6 +136,21 @@ async fn body_limit(State(limit): State<BodyLimit>, req: Request, next: Next) ->
     next.run(req).await
 }
 
+/// `listener` with Nagle's algorithm off on every accepted connection
+/// (`TCP_NODELAY`). MCP answers are small writes; with Nagle on, a
+/// keep-alive client that delays its ACKs waits about 40 ms for each
+/// answer.
+pub fn without_nagle(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Io = tokio::net::TcpStream, Addr = std::net::SocketAddr> {
+    use axum::serve::ListenerExt as _;
+    listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    })
+}
+
 /// Serves `app` over HTTP/1.1 on `listener` until `cancel`, then lets open
 /// connections finish. A client must send a request's headers within
 /// `header_read_timeout` (an idle keep-alive connection also closes after
@@ -198,6 +213,20 @@ mod tests {
             max_body_bytes: 1024,
             server: "the test",
         }
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_have_nagle_off() {
+        use axum::serve::Listener as _;
+        let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let mut listener = without_nagle(tcp);
+        let client = tokio::net::TcpStream::connect(addr);
+        let ((server_side, _), _client) = tokio::join!(listener.accept(), client);
+        assert!(
+            server_side.nodelay().unwrap(),
+            "TCP_NODELAY is off on an accepted connection"
+        );
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub mod server;
 
 pub use convert::{call_statements, set_statements, statements_of, to_call_result, to_mcp_tool};
 pub use ewii_tools_schema::{NameError, SecretString, ToolName};
-pub use http::{AllowedHosts, HttpEdge, serve_http};
+pub use http::{AllowedHosts, HttpEdge, serve_http, without_nagle};
 pub use list_changed::ListChanged;
 pub use origin::{ExactOrigin, InvalidOrigin};
 pub use page::{TOOLS_PAGE_SIZE, list_page, tools_page};
