@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use ewii_driver_core::schema::ToolDescriptor;
 use ewii_driver_core::{CallContext, Catalog, CatalogChange, DatabaseConfig, ToolError};
-use ewii_mcp::{ListChanged, SessionCaller, ToolBackend, to_call_result, to_mcp_tool};
+use ewii_mcp::{ListChanged, SessionCaller, ToolBackend, to_call_response, to_mcp_tool};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Extensions,
     Implementation, Tool,
@@ -168,12 +168,6 @@ impl ToolBackend for Adapter {
             Ok(_) => tracing::info!(tool = %request.name, ms, "tool call"),
             Err(e) => tracing::info!(tool = %request.name, ms, error = %e, "tool call failed"),
         }
-        match outcome {
-            // A name no tool has is a protocol error (JSON-RPC -32602), as
-            // MCP specifies and as the hub answers; failures of a real tool
-            // are `isError` results the model can correct itself from.
-            Err(ToolError::UnknownTool(message)) => Err(ErrorData::invalid_params(message, None)),
-            outcome => Ok(to_call_result(outcome).into()),
-        }
+        to_call_response(outcome)
     }
 }

@@ -10,8 +10,8 @@
 //!   `user:password@` (it would end up in logs and in the store).
 //! - [`tls_client_config`]: the rustls client config for a raw TLS stream
 //!   (syslog over TLS): the platform verifier plus the same CA file.
-//! - [`backoff`] and [`jitter`]: exponential retry delays, spread at random
-//!   so that many senders failing together do not retry together.
+//! - [`backoff`]: exponential retry delays, spread at random so that many
+//!   senders failing together do not retry together.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -158,7 +158,7 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
 /// Scales `delay` by a random factor in `[1 - spread, 1 + spread]`. If the
 /// random generator fails the delay is returned as is: jitter only spreads
 /// load, it protects nothing.
-pub fn jitter(delay: Duration, spread: f64) -> Duration {
+fn jitter(delay: Duration, spread: f64) -> Duration {
     let mut bytes = [0u8; 4];
     if rand::SystemRandom::new().fill(&mut bytes).is_err() {
         return delay;

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use ewii_driver_core::schema::ToolDescriptor;
 use ewii_driver_core::{STATEMENTS_META, StatementClasses, ToolError};
 use rmcp::model::{
-    CallToolRequestParams, CallToolResult, ContentBlock, RequestMetaObject, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    RequestMetaObject, Tool, ToolAnnotations,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use serde_json::{Map, Value};
@@ -35,6 +36,16 @@ pub fn to_mcp_tool(d: &ToolDescriptor) -> Tool {
     ));
     tool.meta = d.meta.clone().map(Into::into);
     tool
+}
+
+/// Turns a tool outcome into the answer to `tools/call`: a name no tool has
+/// is a protocol error (JSON-RPC -32602, invalid params), as MCP specifies;
+/// everything else is a result ([`to_call_result`]).
+pub fn to_call_response(outcome: Result<Value, ToolError>) -> Result<CallToolResponse, ErrorData> {
+    match outcome {
+        Err(ToolError::UnknownTool(message)) => Err(ErrorData::invalid_params(message, None)),
+        outcome => Ok(to_call_result(outcome).into()),
+    }
 }
 
 /// Turns a tool outcome into an MCP result: structured content plus the same
@@ -148,6 +159,13 @@ mod tests {
         assert!(
             texts.iter().any(|t| t == "TRUNCATED: cut at 1 row"),
             "{texts:?}"
+        );
+        let unknown =
+            to_call_response(Err(ToolError::UnknownTool("unknown tool 'x'".into()))).unwrap_err();
+        assert_eq!(unknown.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+        assert!(
+            to_call_response(Err(ToolError::NotFound("table x".into()))).is_ok(),
+            "a failure of a real tool is a result"
         );
         let e = to_call_result(Err(ToolError::NotFound("table x".into())));
         assert_eq!(e.is_error, Some(true));

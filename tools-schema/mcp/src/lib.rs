@@ -31,7 +31,9 @@ pub mod origin;
 pub mod page;
 pub mod server;
 
-pub use convert::{call_statements, set_statements, statements_of, to_call_result, to_mcp_tool};
+pub use convert::{
+    call_statements, set_statements, statements_of, to_call_response, to_call_result, to_mcp_tool,
+};
 pub use ewii_tools_schema::{NameError, SecretString, ToolName};
 pub use http::{AllowedHosts, HttpEdge, serve_http, without_nagle};
 pub use list_changed::ListChanged;

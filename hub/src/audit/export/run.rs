@@ -40,9 +40,7 @@ impl RetryPolicy {
     /// doubled each time up to `cap`, then ±20 % so that exporters of
     /// several hubs do not retry in step (never above `cap`).
     pub fn delay(&self, failures: u32) -> Duration {
-        let exp = failures.saturating_sub(1).min(31);
-        let delay = self.base.saturating_mul(1u32 << exp).min(self.cap);
-        egress::jitter(delay, 0.2).min(self.cap)
+        egress::backoff(failures, self.base, self.cap).min(self.cap)
     }
 }
 
