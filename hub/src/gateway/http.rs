@@ -1,6 +1,6 @@
 //! The agents' HTTP edge: `/mcp` behind the bearer gate, `/healthz`,
 //! `/metrics`, served over HTTP/1.1 with a header-read deadline
-//! ([`serve_http`], from the shared MCP layer).
+//! (`ewii_mcp::serve_http`, from the shared MCP layer).
 //!
 //! `/mcp` is [`ewii_mcp::HttpEdge`]'s: a declared body over the limit is
 //! refused with 413 before anything else, then this module's gate, then
@@ -22,8 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::gateway::agents::HubState;
 use crate::gateway::serve::ServeOptions;
-
-pub(crate) use ewii_mcp::serve_http;
 
 /// The HTTP side: `/mcp` behind bearer authentication, `/healthz`,
 /// `/metrics`.

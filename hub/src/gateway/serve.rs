@@ -369,7 +369,7 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     }
     // Agents, health, metrics.
     let app = crate::gateway::http::router(state.clone(), &options, cancel.clone());
-    tasks.push(tokio::spawn(crate::gateway::http::serve_http(
+    tasks.push(tokio::spawn(ewii_mcp::serve_http(
         ewii_mcp::without_nagle(listener),
         app,
         options.header_read_timeout,
