@@ -40,7 +40,8 @@
 //!   withheld.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use ewii_mcp::{ListChanged, SessionCaller, ToolBackend, ToolName, ToolServer};
@@ -49,14 +50,14 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Extensions,
     Implementation, Tool,
 };
-use rmcp::service::{RequestContext, RoleServer, ServiceError};
+use rmcp::service::{RequestContext, RoleServer};
 use tokio::sync::broadcast;
 
 use crate::audit::trail::{AuditLog, AuditRecord};
 use crate::gateway::metrics::Metrics;
 use crate::gateway::policy::{self, Call, Decision, Policy, RateLimiter, Rule};
 use crate::gateway::registry::{LiveDeployment, Registry};
-use crate::gateway::upstream::TICKET_META;
+use crate::gateway::upstream::{ProgressSink, TICKET_META, UpstreamError};
 use crate::state::store::{Agent, Store};
 
 /// One agent MCP session: the shared server over the hub's state.
@@ -80,6 +81,8 @@ pub struct HubState {
     limiter: RateLimiter,
     /// Agent sessions and subscribers to notify, by workspace.
     list_changed: ListChanged,
+    /// Agents' compiled policies.
+    policies: CompiledPolicies,
 }
 
 impl std::fmt::Debug for HubState {
@@ -108,6 +111,7 @@ impl HubState {
             audit_redact,
             limiter: RateLimiter::new(),
             list_changed: ListChanged::new(),
+            policies: CompiledPolicies::default(),
         });
         let mut changes = state.registry.subscribe();
         let weak = Arc::downgrade(&state);
@@ -191,16 +195,55 @@ impl SessionCaller for Agent {
     }
 }
 
-/// The agent's policy; an unreadable one is an error (every call denied).
-fn agent_policy(agent: &Agent) -> Result<Policy, String> {
-    match agent.policy.as_deref() {
-        None => Ok(Policy::unrestricted()),
-        Some(text) => Policy::from_toml(text).map_err(|e| e.to_string()),
+/// Agents' policies, compiled once per policy text: a call reuses the
+/// compiled policy while the agent's stored text is unchanged, and a
+/// changed text (`ewii-hub policy set`) is compiled on its next call.
+#[derive(Debug, Default)]
+struct CompiledPolicies(std::sync::Mutex<HashMap<String, (Option<String>, CompiledPolicy)>>);
+
+/// A compiled policy, or why the text does not compile.
+type CompiledPolicy = Result<Arc<Policy>, String>;
+
+/// Agents whose compiled policy is kept; beyond it the cache starts over
+/// (a miss only costs a compile).
+const POLICY_CACHE: usize = 10_000;
+
+impl CompiledPolicies {
+    /// The agent's policy; an unreadable one is an error (every call denied).
+    fn of(&self, agent: &Agent) -> CompiledPolicy {
+        let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((text, compiled)) = cache.get(&agent.id)
+            && *text == agent.policy
+        {
+            return compiled.clone();
+        }
+        let compiled = match agent.policy.as_deref() {
+            None => Ok(Arc::new(Policy::unrestricted())),
+            Some(text) => Policy::from_toml(text)
+                .map(Arc::new)
+                .map_err(|e| e.to_string()),
+        };
+        if cache.len() >= POLICY_CACHE {
+            cache.clear();
+        }
+        cache.insert(agent.id.clone(), (agent.policy.clone(), compiled.clone()));
+        compiled
     }
 }
 
 fn json_len<T: serde::Serialize>(v: &T) -> u64 {
     serde_json::to_vec(v).map_or(0, |b| b.len() as u64)
+}
+
+/// The size of what the agent gets, serialised.
+fn result_len(result: &Result<CallToolResponse, ErrorData>) -> u64 {
+    match result {
+        Ok(CallToolResponse::Complete(r)) => json_len(r),
+        Ok(CallToolResponse::InputRequired(r)) => json_len(r),
+        Ok(CallToolResponse::Task(r)) => json_len(r),
+        Ok(_) => 0,
+        Err(e) => json_len(e),
+    }
 }
 
 fn denied(message: String) -> Result<CallToolResponse, ErrorData> {
@@ -228,7 +271,7 @@ impl HubState {
             )
         };
         record.decision = "deny".into();
-        let policy = match agent_policy(agent) {
+        let policy = match self.policies.of(agent) {
             Ok(p) => p,
             Err(e) => {
                 record.rule = Some("policy".into());
@@ -331,64 +374,60 @@ impl HubState {
         if !live.tools().iter().any(|t| t.name == tool) {
             return (Err(unknown()), "unknown_tool");
         }
-        let mut params = CallToolRequestParams::new(tool.to_owned());
-        params.arguments = arguments;
         // The call's id is its ticket: the request the client signs a
         // receipt for carries the id its audit records share.
-        let ticket = record.call_id.clone();
         let mut meta = rmcp::model::RequestMetaObject::new();
         meta.insert(
             TICKET_META.into(),
-            serde_json::Value::String(ticket.clone()),
+            serde_json::Value::String(record.call_id.clone()),
         );
         // Always sent (all four for an unrestricted agent): the adapter
         // enforces it in its classifier and, for a read-only agent, in the
         // engine's read-only mode.
         ewii_mcp::set_statements(&mut meta, policy.allowed_statements());
-        params.meta = Some(meta);
         // The intent is durable before the call crosses the tunnel: a call
         // the hub cannot audit is not sent, so nothing runs unaudited.
         if let Err(e) = self.audit.record_intent(record).await {
             tracing::error!(error = %e, agent = %agent.name, tool = %request.name, "call not audited; not sent");
             return (Err(not_audited(deployment)), NOT_AUDITED);
         }
+        let progress = context.meta.get_progress_token().map(|token| ProgressSink {
+            peer: context.peer.clone(),
+            token,
+        });
         let upstream = live.upstream();
-        let call = upstream.call_tool_once(params);
+        // Dropping the call (cancelled, timed out) cancels it at the
+        // adapter, which stops the statement in the engine.
+        let call = upstream.call_tool(tool, arguments.as_ref(), meta, progress);
         let outcome = tokio::select! {
             r = call => r,
             _ = context.ct.cancelled() => {
-                live.receipts.take(&ticket);
                 return (Err(ErrorData::internal_error("the call was cancelled", None)), "cancelled");
             }
             _ = tokio::time::sleep(self.call_timeout) => {
-                live.receipts.take(&ticket);
                 return (Ok(CallToolResult::error(vec![ContentBlock::text(format!(
-                    "deployment '{deployment}' did not answer within {} s; the statement may \
-                     still be running there",
+                    "deployment '{deployment}' did not answer within {} s; the hub asked it to \
+                     cancel the statement",
                     self.call_timeout.as_secs()
                 ))]).into()), "failed");
             }
         };
-        if let Some(receipt) = live.receipts.take(&ticket) {
-            record.request_digest = Some(receipt.request_digest);
-            record.response_digest = Some(receipt.response_digest);
-            record.response_signature = Some(receipt.signature);
-            record.signature_scheme = Some(receipt.scheme);
-        }
         match outcome {
-            Ok(mut response) => {
-                if let (Some(limit), CallToolResponse::Complete(r)) =
-                    (policy.max_bytes, &mut response)
-                {
-                    policy::cap_result_bytes(r, limit);
+            Ok(routed) => {
+                record.request_digest = Some(routed.receipt.request_digest);
+                record.response_digest = Some(routed.receipt.response_digest);
+                record.response_signature = Some(routed.receipt.signature);
+                record.signature_scheme = Some(routed.receipt.scheme);
+                let mut result = routed.result;
+                // The answer's size as it crossed the tunnel, unless the
+                // policy cuts it (then it is measured again).
+                record.bytes_out = routed.bytes;
+                if let Some(limit) = policy.max_bytes {
+                    policy::cap_result_bytes(&mut result, limit);
+                    record.bytes_out = 0;
                 }
-                let (is_error, rows) = match &response {
-                    CallToolResponse::Complete(r) => (
-                        r.is_error == Some(true),
-                        r.structured_content.as_ref().and_then(policy::rows_in),
-                    ),
-                    _ => (false, None),
-                };
+                let is_error = result.is_error == Some(true);
+                let rows = result.structured_content.as_ref().and_then(policy::rows_in);
                 record.rows = rows;
                 if let (Some(limit), Some(rows)) = (policy.row_limit, rows)
                     && rows > u64::from(limit)
@@ -402,9 +441,22 @@ impl HubState {
                     agent = %agent.name, workspace = %agent.workspace, deployment = %deployment,
                     tool = %tool, is_error, "tool call"
                 );
-                (Ok(response), if is_error { "tool_error" } else { "ok" })
+                (
+                    Ok(result.into()),
+                    if is_error { "tool_error" } else { "ok" },
+                )
             }
-            Err(ServiceError::McpError(e)) => (Err(e), "tool_error"),
+            Err(UpstreamError::Rpc(e)) => (Err(e), "tool_error"),
+            // The request did not run (or the answer cannot be read): the
+            // agent gets an error that says so.
+            Err(
+                e @ (UpstreamError::SessionLost
+                | UpstreamError::Refused(_)
+                | UpstreamError::Malformed(_)),
+            ) => (
+                Err(ErrorData::internal_error(e.to_string(), None)),
+                "tool_error",
+            ),
             Err(e) => {
                 tracing::warn!(deployment = %deployment, error = %e, "routed call failed");
                 (
@@ -522,6 +574,11 @@ impl ToolBackend for HubState {
         &self.list_changed
     }
 
+    /// The hub relays the adapter's own progress notifications.
+    fn progress_interval(&self) -> Option<Duration> {
+        None
+    }
+
     /// The agent the bearer middleware authenticated.
     fn caller(&self, extensions: &Extensions) -> Result<Agent, ErrorData> {
         ewii_mcp::from_http_request::<Agent>(extensions).ok_or_else(|| {
@@ -531,7 +588,10 @@ impl ToolBackend for HubState {
 
     async fn tools(&self, agent: &Agent) -> Vec<Tool> {
         // An unreadable policy shows nothing (and denies every call).
-        let policy = agent_policy(agent).unwrap_or_else(|_| Policy::nothing());
+        let policy = self
+            .policies
+            .of(agent)
+            .unwrap_or_else(|_| Arc::new(Policy::nothing()));
         self.tools_for(&agent.workspace, &policy)
     }
 
@@ -557,13 +617,11 @@ impl ToolBackend for HubState {
         let elapsed = started.elapsed();
         record.outcome = outcome.to_owned();
         record.duration_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        record.bytes_out = match &result {
-            Ok(CallToolResponse::Complete(r)) => json_len(r),
-            Ok(CallToolResponse::InputRequired(r)) => json_len(r),
-            Ok(CallToolResponse::Task(r)) => json_len(r),
-            Ok(_) => 0,
-            Err(e) => json_len(e),
-        };
+        // A relayed answer was measured on the wire; anything else the hub
+        // answered itself (or withheld) is measured here.
+        if record.bytes_out == 0 || outcome == "withheld" {
+            record.bytes_out = result_len(&result);
+        }
         self.metrics.call(outcome, elapsed);
         if outcome == NOT_AUDITED {
             // The store refused the intent and nothing was sent: there is

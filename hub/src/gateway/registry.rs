@@ -13,13 +13,11 @@ use std::time::SystemTime;
 
 use ewii_driver_core::{DIALECT_META, SqlDialect};
 use ewii_quic::HubTunnel;
-use rmcp::RoleClient;
 use rmcp::model::Tool;
-use rmcp::service::Peer;
 use tokio::sync::broadcast;
 
 use crate::gateway::metrics::Metrics;
-use crate::gateway::upstream::Receipts;
+use crate::gateway::upstream::Upstream;
 
 /// One connected deployment.
 pub struct LiveDeployment {
@@ -38,9 +36,7 @@ pub struct LiveDeployment {
     /// Serial of the SVID the tunnel was opened with: its key signs the
     /// session's receipts, and revoking it closes the session.
     pub session_serial: String,
-    /// Receipts of calls in flight on this tunnel.
-    pub receipts: Arc<Receipts>,
-    upstream: RwLock<Peer<RoleClient>>,
+    upstream: RwLock<Arc<Upstream>>,
     serial: Mutex<String>,
     expires_at: AtomicI64,
     tools: RwLock<Vec<Tool>>,
@@ -72,11 +68,9 @@ pub struct Connected {
     /// The tunnel.
     pub tunnel: Arc<HubTunnel>,
     /// The adapter session.
-    pub upstream: Peer<RoleClient>,
+    pub upstream: Arc<Upstream>,
     /// The adapter's tools.
     pub tools: Vec<Tool>,
-    /// Where the upstream transport files receipts.
-    pub receipts: Arc<Receipts>,
 }
 
 impl LiveDeployment {
@@ -90,7 +84,6 @@ impl LiveDeployment {
             connection: c.connection,
             tunnel: c.tunnel,
             session_serial: c.serial.clone(),
-            receipts: c.receipts,
             upstream: RwLock::new(c.upstream),
             serial: Mutex::new(c.serial),
             expires_at: AtomicI64::new(c.expires_at),
@@ -98,8 +91,8 @@ impl LiveDeployment {
         }
     }
 
-    /// The MCP client session with the deployment's adapter.
-    pub fn upstream(&self) -> Peer<RoleClient> {
+    /// The MCP session with the deployment's adapter.
+    pub fn upstream(&self) -> Arc<Upstream> {
         self.upstream
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -107,7 +100,7 @@ impl LiveDeployment {
     }
 
     /// Replaces the adapter session (after the adapter restarted).
-    pub fn set_upstream(&self, peer: Peer<RoleClient>) {
+    pub fn set_upstream(&self, peer: Arc<Upstream>) {
         *self
             .upstream
             .write()

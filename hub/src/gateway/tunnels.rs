@@ -10,48 +10,31 @@ use base64::Engine as _;
 use ewii_quic::{EnrolExchange, HubTunnel};
 use ewii_wire::enrol::{self, Control, EnrolRequest, EnrolResponse, Refusal};
 use ewii_wire::svid;
-use rmcp::ServiceExt;
 use tokio::sync::mpsc;
 
 use crate::gateway::registry::{Connected, LiveDeployment};
 use crate::gateway::serve::Shared;
-use crate::gateway::upstream::Receipts;
+use crate::gateway::upstream::{Upstream, method_of};
 use crate::state::bundle;
 use crate::state::ca;
 use crate::state::store::{Deployment, RevocationReason, unix};
 use crate::{Error, TokenError};
 
-/// An MCP client session with a deployment's adapter over its tunnel, and
-/// the adapter's tools.
+/// The MCP session with a deployment's adapter over its tunnel, and the
+/// adapter's tools.
 async fn upstream_session(
     tunnel: &Arc<HubTunnel>,
-    changed: &mpsc::Sender<()>,
     lost: &mpsc::Sender<()>,
-    receipts: &Arc<Receipts>,
-) -> Result<
-    (
-        rmcp::service::RunningService<rmcp::RoleClient, crate::gateway::upstream::UpstreamHandler>,
-        Vec<rmcp::model::Tool>,
-    ),
-    String,
-> {
-    let handler = crate::gateway::upstream::UpstreamHandler::new(changed.clone());
-    let client = tokio::time::timeout(
+) -> Result<(Arc<Upstream>, Vec<rmcp::model::Tool>), String> {
+    tokio::time::timeout(
         Duration::from_secs(15),
-        handler.serve(crate::gateway::upstream::transport(
-            tunnel.clone(),
-            lost.clone(),
-            receipts.clone(),
-        )),
+        Upstream::open(tunnel.clone(), lost.clone()),
     )
     .await
-    .map_err(|_| "the deployment's adapter did not answer initialize within 15 s".to_string())?
-    .map_err(|e| format!("the deployment's adapter refused initialize: {e}"))?;
-    let tools = tokio::time::timeout(Duration::from_secs(15), client.list_all_tools())
-        .await
-        .map_err(|_| "the deployment's adapter did not answer tools/list".to_string())?
-        .map_err(|e| format!("tools/list failed: {e}"))?;
-    Ok((client, tools))
+    .map_err(|_| {
+        "the deployment's adapter did not answer initialize and tools/list within 15 s".to_string()
+    })?
+    .map_err(|e| format!("the deployment's adapter session could not be opened: {e}"))
 }
 
 /// The notAfter of a certificate (DER), Unix seconds.
@@ -218,11 +201,8 @@ impl Shared {
         let serial = svid::serial_hex(&leaf).map_err(|e| e.to_string())?;
         let expires_at = not_after(&leaf).ok_or("unreadable notAfter")?;
 
-        let (changed_tx, mut changed_rx) = mpsc::channel(4);
         let (lost_tx, mut lost_rx) = mpsc::channel(1);
-        let receipts = Arc::new(Receipts::default());
-        let (mut client, tools) =
-            upstream_session(&tunnel, &changed_tx, &lost_tx, &receipts).await?;
+        let (upstream, tools) = upstream_session(&tunnel, &lost_tx).await?;
 
         let connection = self.connections.fetch_add(1, Ordering::SeqCst);
         let live = Arc::new(LiveDeployment::new(Connected {
@@ -233,9 +213,8 @@ impl Shared {
             expires_at,
             connection,
             tunnel: tunnel.clone(),
-            upstream: client.peer().clone(),
+            upstream,
             tools,
-            receipts: receipts.clone(),
         }));
         let registry = self.state.registry.clone();
         if let Some(old) = registry.insert(live.clone()) {
@@ -259,16 +238,17 @@ impl Shared {
                 _ = self.cancel.cancelled() => break Err("hub stopping".to_string()),
                 Some(()) = lost_rx.recv() => {
                     tracing::info!(deployment = %deployment.name, "the adapter restarted; new MCP session");
-                    let (fresh, tools) =
-                        upstream_session(&tunnel, &changed_tx, &lost_tx, &receipts).await?;
-                    live.set_upstream(fresh.peer().clone());
-                    client = fresh;
+                    let (fresh, tools) = upstream_session(&tunnel, &lost_tx).await?;
+                    live.set_upstream(fresh);
                     if live.set_tools(tools) {
                         registry.changed(&deployment.workspace);
                     }
                 }
-                Some(()) = changed_rx.recv() => {
-                    match client.list_all_tools().await {
+                Some(note) = tunnel.next_notification() => {
+                    if method_of(&note).as_deref() != Some("notifications/tools/list_changed") {
+                        continue;
+                    }
+                    match live.upstream().list_tools().await {
                         Ok(tools) => {
                             if live.set_tools(tools) {
                                 tracing::info!(deployment = %deployment.name, "catalog changed");
@@ -306,7 +286,6 @@ impl Shared {
             reason = tunnel.close_reason().map(|r| r.to_string()).unwrap_or_default(),
             "deployment disconnected"
         );
-        drop(client);
         ended
     }
 

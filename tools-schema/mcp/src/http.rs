@@ -8,7 +8,10 @@
 //!    same limit);
 //! 2. the server's own gate (the adapter's local credential, the hub's
 //!    agent bearer);
-//! 3. rmcp's service: `Host` validation against DNS rebinding, `Origin`
+//! 3. one JSON-RPC id in flight per session ([`crate::in_flight`]): a
+//!    request reusing the id of one still running is answered with an
+//!    error at once;
+//! 4. rmcp's service: `Host` validation against DNS rebinding, `Origin`
 //!    validation where configured, then MCP.
 //!
 //! [`serve_http`] bounds each connection before any of that: request
@@ -25,6 +28,7 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio_util::sync::CancellationToken;
 
+use crate::in_flight::{InFlight, refuse_duplicate_ids};
 use crate::origin::ExactOrigin;
 use crate::server::{ToolBackend, ToolServer};
 
@@ -103,8 +107,11 @@ impl HttpEdge {
             max: self.max_body_bytes,
             server: self.server,
         };
-        gate(axum::Router::new().nest_service("/mcp", service))
-            .layer(axum::middleware::from_fn_with_state(limit, body_limit))
+        let in_flight = InFlight::new(self.max_body_bytes);
+        let mcp = axum::Router::new().nest_service("/mcp", service).layer(
+            axum::middleware::from_fn_with_state(in_flight, refuse_duplicate_ids),
+        );
+        gate(mcp).layer(axum::middleware::from_fn_with_state(limit, body_limit))
     }
 }
 

@@ -17,6 +17,10 @@
 //! - [`http`]: the streamable HTTP edge ([`HttpEdge`]: Host and Origin
 //!   validation, body limit) and the one HTTP/1.1 serving loop
 //!   ([`serve_http`]: header-read deadline, graceful shutdown);
+//! - [`in_flight`]: one JSON-RPC id in flight per session (a duplicate is
+//!   answered with an error at once, not left to hang);
+//! - [`progress`]: `notifications/progress` while a call runs, for a
+//!   caller that sent a `progressToken`;
 //! - [`origin`]: browser origins compared exactly ([`ExactOrigin`]).
 //!
 //! The naming rules ([`ToolName`]) and [`SecretString`] live one crate
@@ -26,9 +30,11 @@
 
 pub mod convert;
 pub mod http;
+pub mod in_flight;
 pub mod list_changed;
 pub mod origin;
 pub mod page;
+pub mod progress;
 pub mod server;
 
 pub use convert::{
@@ -39,4 +45,5 @@ pub use http::{AllowedHosts, HttpEdge, serve_http, without_nagle};
 pub use list_changed::ListChanged;
 pub use origin::{ExactOrigin, InvalidOrigin};
 pub use page::{TOOLS_PAGE_SIZE, list_page, tools_page};
+pub use progress::{PROGRESS_INTERVAL, with_progress};
 pub use server::{SessionCaller, ToolBackend, ToolServer, from_http_request};

@@ -63,6 +63,13 @@ pub trait ToolBackend: Send + Sync + 'static {
     /// into it).
     fn tools(&self, caller: &Self::Caller) -> impl Future<Output = Vec<Tool>> + Send;
 
+    /// How often a call whose caller sent a `progressToken` reports
+    /// progress ([`crate::progress`]); `None` when the backend reports
+    /// progress itself (the hub relays its deployments' progress).
+    fn progress_interval(&self) -> Option<std::time::Duration> {
+        Some(crate::progress::PROGRESS_INTERVAL)
+    }
+
     /// Runs one `tools/call` for `caller`.
     fn call_tool(
         &self,
@@ -166,7 +173,15 @@ impl<B: ToolBackend> ServerHandler for ToolServer<B> {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let caller = self.caller(&context.extensions)?;
-        self.backend.call_tool(caller, request, context).await
+        let progress = context.meta.get_progress_token();
+        let peer = context.peer.clone();
+        let call = self.backend.call_tool(caller, request, context);
+        match (progress, self.backend.progress_interval()) {
+            (Some(token), Some(every)) => {
+                crate::progress::with_progress(call, peer, token, every).await
+            }
+            _ => call.await,
+        }
     }
 
     fn accepted_subscription_filter(

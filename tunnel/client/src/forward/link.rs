@@ -1,12 +1,14 @@
 //! [`AdapterLink`]: the client side of MCP streamable HTTP towards one
 //! adapter destination. It relays raw JSON-RPC messages and keeps only what
 //! the transport needs: the session id and the negotiated protocol
-//! version. Responses are read as SSE ([`ewii_wire::sse::SseDecoder`]) or
+//! version. Requests go on pooled HTTP/1.1 keep-alive connections (a
+//! connection carries no MCP state: the session is in each request's
+//! headers). Responses are read as SSE ([`ewii_wire::sse::SseDecoder`]) or
 //! JSON, every message bounded by [`MAX_MESSAGE`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ewii_wire::sse::SseDecoder;
@@ -22,6 +24,13 @@ use tokio::sync::mpsc;
 
 use super::headers::Peek;
 use super::{AdapterCredential, Destination, ForwardError, MAX_MESSAGE};
+
+/// Keep-alive connections kept for reuse, at most.
+const MAX_IDLE: usize = 32;
+/// How long an idle connection is reused: well under the adapter's
+/// header-read deadline (10 s by default), after which it closes idle
+/// connections.
+const IDLE_FOR: Duration = Duration::from_secs(2);
 
 /// The adapter's MCP endpoint.
 const MCP_PATH: &str = "/mcp";
@@ -63,7 +72,6 @@ impl SessionState {
     }
 }
 
-#[derive(Debug)]
 struct LinkInner {
     destination: Destination,
     host: HeaderValue,
@@ -71,6 +79,16 @@ struct LinkInner {
     session: Mutex<SessionState>,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// Keep-alive connections ready for a request, newest last.
+    idle: Mutex<Vec<(Instant, SendRequest<Full<Bytes>>)>>,
+}
+
+impl std::fmt::Debug for LinkInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkInner")
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LinkInner {
@@ -78,6 +96,29 @@ impl LinkInner {
         // The state is two header values and a counter, consistent after
         // any panic; a poisoned lock must not take the link down with it.
         self.session.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A pooled connection that is ready for a request, if any. Connections
+    /// idle for longer than [`IDLE_FOR`] are dropped: the adapter closes
+    /// idle keep-alive connections after its header-read deadline, and a
+    /// request must not race that close.
+    fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        while let Some((since, sender)) = idle.pop() {
+            if since.elapsed() < IDLE_FOR && sender.is_ready() && !sender.is_closed() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// Returns a connection to the pool (beyond [`MAX_IDLE`] it is closed).
+    fn put_idle(&self, sender: SendRequest<Full<Bytes>>) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        idle.retain(|(since, s)| since.elapsed() < IDLE_FOR && !s.is_closed());
+        if idle.len() < MAX_IDLE {
+            idle.push((Instant::now(), sender));
+        }
     }
 
     fn add_in(&self, n: usize) {
@@ -193,6 +234,7 @@ impl AdapterLink {
                 session: Mutex::new(SessionState::default()),
                 bytes_in: AtomicU64::new(0),
                 bytes_out: AtomicU64::new(0),
+                idle: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -438,16 +480,48 @@ impl AdapterLink {
         }
     }
 
-    /// One request on a fresh connection.
+    /// One request, on a pooled keep-alive connection when one is ready,
+    /// else on a new one. A pooled connection that turns out closed before
+    /// the request was written hands the request back, and it goes on the
+    /// next connection; once written, a request is never sent twice.
     async fn exchange(
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, ForwardError> {
+        let mut request = request;
+        while let Some(mut sender) = self.inner.take_idle() {
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    self.reuse_when_ready(sender);
+                    return Ok(response);
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) => request = unsent,
+                    None => return Err(ForwardError::Http(e.into_error().to_string())),
+                },
+            }
+        }
         let mut sender = self.connect().await?;
-        sender
+        let response = sender
             .send_request(request)
             .await
-            .map_err(|e| ForwardError::Http(e.to_string()))
+            .map_err(|e| ForwardError::Http(e.to_string()))?;
+        self.reuse_when_ready(sender);
+        Ok(response)
+    }
+
+    /// Pools `sender` once its response has been read to the end (an SSE
+    /// stream may take a while); a connection whose response was cut off
+    /// is closed by hyper and never pooled.
+    fn reuse_when_ready(&self, mut sender: SendRequest<Full<Bytes>>) {
+        let inner = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok()
+                && let Some(inner) = inner.upgrade()
+            {
+                inner.put_idle(sender);
+            }
+        });
     }
 
     async fn connect(&self) -> Result<SendRequest<Full<Bytes>>, ForwardError> {
