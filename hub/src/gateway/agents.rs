@@ -387,10 +387,12 @@ impl HubState {
         ewii_mcp::set_statements(&mut meta, policy.allowed_statements());
         // The intent is durable before the call crosses the tunnel: a call
         // the hub cannot audit is not sent, so nothing runs unaudited.
+        let intent = Instant::now();
         if let Err(e) = self.audit.record_intent(record).await {
             tracing::error!(error = %e, agent = %agent.name, tool = %request.name, "call not audited; not sent");
             return (Err(not_audited(deployment)), NOT_AUDITED);
         }
+        self.metrics.stage("audit_intent", intent.elapsed());
         let progress = context.meta.get_progress_token().map(|token| ProgressSink {
             peer: context.peer.clone(),
             token,
@@ -399,6 +401,7 @@ impl HubState {
         // Dropping the call (cancelled, timed out) cancels it at the
         // adapter, which stops the statement in the engine.
         let call = upstream.call_tool(tool, arguments.as_ref(), meta, progress);
+        let relayed = Instant::now();
         let outcome = tokio::select! {
             r = call => r,
             _ = context.ct.cancelled() => {
@@ -412,6 +415,7 @@ impl HubState {
                 ))]).into()), "failed");
             }
         };
+        self.metrics.stage("deployment", relayed.elapsed());
         match outcome {
             Ok(routed) => {
                 record.request_digest = Some(routed.receipt.request_digest);
@@ -630,7 +634,12 @@ impl ToolBackend for HubState {
         }
         // The outcome (or the decision) is durable before the result is
         // released.
-        if let Err(e) = self.audit.record(record).await {
+        let written = Instant::now();
+        let audited = self.audit.record(record).await;
+        if outcome != "denied" && outcome != "unknown_tool" {
+            self.metrics.stage("audit_outcome", written.elapsed());
+        }
+        if let Err(e) = audited {
             tracing::error!(error = %e, agent = %agent.name, tool = %request.name, "call not audited; result withheld");
             return Err(ErrorData::internal_error(
                 "the hub could not write this call to its audit trail, so its result is withheld \

@@ -46,6 +46,7 @@ pub struct Metrics {
     connected: Gauge,
     calls: Family<Labels, Counter>,
     latency: Histogram,
+    stages: Family<Labels, Histogram, fn() -> Histogram>,
     handshake_failures: Family<Labels, Counter>,
     issued: Family<Labels, Counter>,
     enrolments_refused: Family<Labels, Counter>,
@@ -83,6 +84,14 @@ impl Metrics {
             "Agent tools/call latency at the hub",
             latency.clone(),
         );
+        let stages: Family<Labels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.0001, 2.0, 16)));
+        registry.register(
+            "call_stage_duration_seconds",
+            "Time a routed call spends in each stage at the hub: audit_intent (the durable \
+             intent), deployment (through the tunnel to the adapter and back), audit_outcome",
+            stages.clone(),
+        );
         let handshake_failures = Family::<Labels, Counter>::default();
         registry.register(
             "handshake_failures",
@@ -108,6 +117,7 @@ impl Metrics {
             connected,
             calls,
             latency,
+            stages,
             handshake_failures,
             issued,
             enrolments_refused,
@@ -128,6 +138,13 @@ impl Metrics {
             .get_or_create(&labels(&[("outcome", outcome)]))
             .inc();
         self.latency.observe(took.as_secs_f64());
+    }
+
+    /// Records how long a routed call spent in `stage`.
+    pub fn stage(&self, stage: &str, took: Duration) {
+        self.stages
+            .get_or_create(&labels(&[("stage", stage)]))
+            .observe(took.as_secs_f64());
     }
 
     /// Counts an app-layer handshake failure.

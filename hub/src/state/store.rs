@@ -165,6 +165,9 @@ pub(super) fn is_unique_violation(err: &sqlx::Error) -> bool {
 pub struct Store {
     pool: AnyPool,
     master_key: Arc<MasterKey>,
+    /// The audit chain's head (sequence number and hash) as this store
+    /// last committed it: see [`Store::append_audit`].
+    audit_head: Arc<std::sync::Mutex<Option<(i64, String)>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -201,14 +204,29 @@ impl Store {
     /// pending migrations.
     pub async fn connect(url: &str, master_key: MasterKey) -> Result<Store, Error> {
         sqlx::any::install_default_drivers();
-        let pool = AnyPoolOptions::new()
-            .max_connections(8)
-            .connect(url)
-            .await?;
+        let mut options = AnyPoolOptions::new().max_connections(8);
+        if url.starts_with("sqlite:") {
+            // Write-ahead logging with a full sync: each commit (an audit
+            // record's among them) is one append and one fsync of the log,
+            // durable on return, instead of the rollback journal's
+            // create-write-sync-delete dance; readers do not block the
+            // writer. SQLite keeps the log's file mode equal to the
+            // database file's.
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    use sqlx::Executor as _;
+                    conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL")
+                        .await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await?;
         MIGRATOR.run(&pool).await?;
         Ok(Store {
             pool,
             master_key: Arc::new(master_key),
+            audit_head: Arc::default(),
         })
     }
 

@@ -102,27 +102,72 @@ impl Store {
         }
     }
 
+    /// The head this store last committed, if it still holds it.
+    fn cached_head(&self) -> Option<(i64, String)> {
+        self.audit_head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_cached_head(&self, head: Option<(i64, String)>) {
+        *self
+            .audit_head
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = head;
+    }
+
     async fn try_append(&self, records: &[Map<String, Value>]) -> Result<Option<Vec<i64>>, Error> {
+        // Forgotten unless this append commits: a failed or conflicting
+        // append reads the head from the store again.
+        let cached = self.cached_head();
+        self.set_cached_head(None);
+        let appended = self.append_at(records, cached).await?;
+        if let Some((_, head)) = &appended {
+            self.set_cached_head(Some(head.clone()));
+        }
+        Ok(appended.map(|(seqs, _)| seqs))
+    }
+
+    /// Appends after `cached` (the head this store last committed) or, if
+    /// `None`, after the head read from the store. A head that moved under
+    /// the cache (another writer of the same store: a replica, the CLI)
+    /// makes the conditional head update touch no row, or the insert hit
+    /// an existing sequence number: nothing is committed and the caller
+    /// retries with the head read afresh. The sequence numbers and the new
+    /// head.
+    #[allow(clippy::type_complexity)]
+    async fn append_at(
+        &self,
+        records: &[Map<String, Value>],
+        cached: Option<(i64, String)>,
+    ) -> Result<Option<(Vec<i64>, (i64, String))>, Error> {
         let mut tx = self.pool.begin().await?;
-        let head: i64 = sqlx::query("SELECT value FROM revisions WHERE id = $1")
-            .bind(HEAD)
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("value")?;
-        let mut prev = if head == 0 {
-            GENESIS.to_owned()
-        } else {
-            let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
-                .bind(head)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match row {
-                Some(r) => r.try_get("hash")?,
-                None => {
-                    return Err(Error::Corrupt(format!(
-                        "audit record {head} (the head) is missing; run `ewii-hub audit verify`"
-                    )));
-                }
+        let (head, mut prev) = match cached {
+            Some(h) => h,
+            None => {
+                let head: i64 = sqlx::query("SELECT value FROM revisions WHERE id = $1")
+                    .bind(HEAD)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get("value")?;
+                let prev = if head == 0 {
+                    GENESIS.to_owned()
+                } else {
+                    let row = sqlx::query("SELECT hash FROM audit_log WHERE seq = $1")
+                        .bind(head)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    match row {
+                        Some(r) => r.try_get("hash")?,
+                        None => {
+                            return Err(Error::Corrupt(format!(
+                                "audit record {head} (the head) is missing; run `ewii-hub audit verify`"
+                            )));
+                        }
+                    }
+                };
+                (head, prev)
             }
         };
         let mut seqs = Vec::with_capacity(records.len());
@@ -157,7 +202,7 @@ impl Store {
             return Ok(None);
         }
         tx.commit().await?;
-        Ok(Some(seqs))
+        Ok(Some((seqs, (new_head, prev))))
     }
 
     /// Checks the whole chain and names the first broken record.
