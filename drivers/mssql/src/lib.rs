@@ -96,17 +96,36 @@ impl Driver for MssqlDriver {
     }
 
     async fn open(&self, config: &DatabaseConfig) -> Result<Arc<dyn Database>, DriverError> {
-        let target = url::parse(config.url.expose())?;
-        let tls = match target.encryption {
-            url::Encryption::Strict => Some(tls::client_config(&target)?),
-            url::Encryption::Plaintext => None,
-        };
-        Ok(Arc::new(MssqlDatabase {
-            target,
-            tls,
-            read_only: config.read_only,
-            limits: config.limits,
-        }))
+        Ok(Arc::new(MssqlDatabase::new(config)?))
+    }
+}
+
+/// Runs `sql` on exactly the session a read-only call of `config` gets —
+/// its own connection, `SET XACT_ABORT ON`, `SET LOCK_TIMEOUT`, a
+/// transaction that is rolled back — without the classifier: the driver
+/// test kit's proof of the engine fence. `Err` when the engine refused the
+/// statement or the rollback held it (the transaction was still Ewii's when
+/// it ended); `Ok` only when the statement escaped the transaction.
+pub async fn run_unguarded_read_only(config: &DatabaseConfig, sql: &str) -> Result<(), String> {
+    let db = MssqlDatabase::new(config).map_err(|e| e.to_string())?;
+    let mut s = db.session(true).await.map_err(|e| e.to_string())?;
+    let ran = s
+        .client
+        .simple_query(sql)
+        .await
+        .map_err(|e| e.to_string());
+    let ran = match ran {
+        Ok(stream) => stream.into_results().await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e),
+    };
+    let held = session::still_in_transaction(&mut s.client)
+        .await
+        .unwrap_or(false);
+    db.finish(s, false).await;
+    match (ran, held) {
+        (Err(e), _) => Err(e),
+        (Ok(()), true) => Err("ran inside the call's transaction and was rolled back".into()),
+        (Ok(()), false) => Ok(()),
     }
 }
 
@@ -116,6 +135,23 @@ pub(crate) struct MssqlDatabase {
     pub(crate) tls: Option<Arc<ClientConfig>>,
     pub(crate) read_only: bool,
     pub(crate) limits: Limits,
+}
+
+impl MssqlDatabase {
+    /// The database of `config`: its URL parsed, its TLS configuration built.
+    fn new(config: &DatabaseConfig) -> Result<MssqlDatabase, DriverError> {
+        let target = url::parse(config.url.expose())?;
+        let tls = match target.encryption {
+            url::Encryption::Strict => Some(tls::client_config(&target)?),
+            url::Encryption::Plaintext => None,
+        };
+        Ok(MssqlDatabase {
+            target,
+            tls,
+            read_only: config.read_only,
+            limits: config.limits,
+        })
+    }
 }
 
 #[async_trait]

@@ -91,6 +91,23 @@ impl Driver for OracleDriver {
     }
 }
 
+/// Runs `sql` on exactly the session a read-only call of `config` gets —
+/// its own connection in `SET TRANSACTION READ ONLY`, rolled back — without
+/// the classifier: the driver test kit's proof of the engine fence. `Err`
+/// is the engine's refusal.
+pub async fn run_unguarded_read_only(config: &DatabaseConfig, sql: &str) -> Result<(), String> {
+    let target = url::parse(config.url.expose()).map_err(|e| e.to_string())?;
+    let limit = config.limits.timeout;
+    let sql = sql.to_owned();
+    client::with_session(&target, &CallContext::default(), limit, true, move |conn| {
+        conn.execute(&sql, &[])
+            .map(|_| ((), false))
+            .map_err(|e| client::statement_error(&e, limit))
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
 /// One attached Oracle database. Connections are opened per call.
 pub(crate) struct OracleDatabase {
     pub(crate) target: url::Target,
