@@ -47,7 +47,7 @@ use sqlparser::parser::Parser;
 use crate::ToolError;
 
 pub use model::{Classification, SqlDialect, StatementClass, StatementClasses};
-pub use vet::{Vetted, check_param_count, vet_statement};
+pub use vet::{Vetted, check_param_count, vet_statement, vet_with_params};
 
 /// Classifies one SQL text. Errors when the text is empty, holds more than
 /// one statement, or does not parse.

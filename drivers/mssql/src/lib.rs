@@ -109,15 +109,12 @@ impl Driver for MssqlDriver {
 pub async fn run_unguarded_read_only(config: &DatabaseConfig, sql: &str) -> Result<(), String> {
     let db = MssqlDatabase::new(config).map_err(|e| e.to_string())?;
     let mut s = db.session(true).await.map_err(|e| e.to_string())?;
-    let ran = s
-        .client
-        .simple_query(sql)
-        .await
-        .map_err(|e| e.to_string());
-    let ran = match ran {
-        Ok(stream) => stream.into_results().await.map(|_| ()).map_err(|e| e.to_string()),
-        Err(e) => Err(e),
-    };
+    let ran = async {
+        let stream = s.client.simple_query(sql).await?;
+        stream.into_results().await.map(|_| ())
+    }
+    .await
+    .map_err(|e| e.to_string());
     let held = session::still_in_transaction(&mut s.client)
         .await
         .unwrap_or(false);

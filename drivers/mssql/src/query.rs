@@ -7,7 +7,7 @@ use ewii_driver_core::schema::{
 };
 use ewii_driver_core::{
     CallContext, Next, ResultBuilder, SqlDialect, StatementClass, StatementClasses, ToolError,
-    Vetted, check_param_count, vet_statement,
+    Vetted, vet_with_params,
 };
 use futures::TryStreamExt;
 use serde_json::Value;
@@ -48,11 +48,13 @@ impl MssqlDatabase {
         params: &[SqlParam],
         allowed: Option<StatementClasses>,
     ) -> Result<Vetted, ToolError> {
-        let v = vet_statement(sql, SqlDialect::MsSql, self.read_only, allowed)?;
-        if let Some(expected) = v.placeholders {
-            check_param_count(expected, params.len())?;
-        }
-        Ok(v)
+        vet_with_params(
+            sql,
+            params.len(),
+            SqlDialect::MsSql,
+            self.read_only,
+            allowed,
+        )
     }
 
     /// `query`: runs the statement in its own session, then commits (a

@@ -26,7 +26,10 @@ impl KitHarness for MssqlHarness {
 
     async fn create_empty(&self) -> Result<DatabaseConfig, String> {
         let config = kit::database_config("kit", "mssql", &self.url, false);
-        let db = MSSQL_DRIVER.open(&config).await.map_err(|e| e.to_string())?;
+        let db = MSSQL_DRIVER
+            .open(&config)
+            .await
+            .map_err(|e| e.to_string())?;
         for table in ["kit_orders", "kit_customers"] {
             kit::query(db.as_ref(), &format!("DROP TABLE IF EXISTS {table}"))
                 .await
@@ -65,10 +68,14 @@ impl KitHarness for MssqlHarness {
     }
 }
 
+/// Ignored unless asked for (`cargo test -- --ignored`, which
+/// `scripts/test.sh` does when EWII_TEST_MSSQL_URL is set): without a server this test
+/// checks nothing, so it must show as ignored, never as passed.
 #[tokio::test]
+#[ignore = "SKIPPED: needs a live SQL Server in EWII_TEST_MSSQL_URL; none can run on the build machines"]
 async fn driver_test_kit() {
     let Some(url) = kit::server_url("EWII_TEST_MSSQL_URL", false) else {
-        return;
+        panic!("SKIPPED is not a pass: set EWII_TEST_MSSQL_URL to run the driver test kit");
     };
     let h = MssqlHarness {
         url,

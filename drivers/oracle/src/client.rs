@@ -87,7 +87,7 @@ where
     F: FnOnce(&Connection) -> Result<(T, bool), ToolError> + Send + 'static,
 {
     let target = target.clone();
-    let (conn_tx, conn_rx) = tokio::sync::oneshot::channel::<Arc<Connection>>();
+    let (conn_tx, mut conn_rx) = tokio::sync::oneshot::channel::<Arc<Connection>>();
     let task = tokio::task::spawn_blocking(move || {
         let conn = Arc::new(connect(&target).map_err(|e| unavailable(&e))?);
         let _ = conn_tx.send(Arc::clone(&conn));
@@ -123,7 +123,9 @@ where
         Err(e) => {
             // Stop the statement in the engine; the thread then rolls back
             // and closes the connection itself.
-            if let Ok(conn) = conn_rx.await {
+            // (Not awaited: a login still under way is bounded by the call
+            // timeout set right after it.)
+            if let Ok(conn) = conn_rx.try_recv() {
                 let _ = tokio::task::spawn_blocking(move || conn.break_execution()).await;
             }
             Err(e)

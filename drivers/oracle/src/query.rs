@@ -10,7 +10,7 @@ use ewii_driver_core::schema::{
 };
 use ewii_driver_core::{
     CallContext, Next, ResultBuilder, SqlDialect, StatementClass, StatementClasses, ToolError,
-    Vetted, check_param_count, vet_statement,
+    Vetted, check_param_count, vet_with_params,
 };
 use oracle::sql_type::{OracleType, ToSql};
 use oracle::{Connection, Statement};
@@ -50,11 +50,13 @@ impl OracleDatabase {
         params: &[SqlParam],
         allowed: Option<StatementClasses>,
     ) -> Result<Vetted, ToolError> {
-        let v = vet_statement(sql, SqlDialect::Oracle, self.read_only, allowed)?;
-        if let Some(expected) = v.placeholders {
-            check_param_count(expected, params.len())?;
-        }
-        Ok(v)
+        vet_with_params(
+            sql,
+            params.len(),
+            SqlDialect::Oracle,
+            self.read_only,
+            allowed,
+        )
     }
 
     /// `query`: runs the statement in its own session (read-only

@@ -27,12 +27,14 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, Statement, TableFactor, Visit, Visitor};
+use sqlparser::ast::{Expr, Statement, TableFactor, Visitor};
 use sqlparser::dialect::OracleDialect;
 use sqlparser::tokenizer::Token;
 
 use super::model::{Classification, StatementClass};
-use super::screen::{Screened, Tokens, other, stacked_refusal, write};
+use super::screen::{
+    Screened, Tokens, first_finding, other, stacked_refusal, table_function, write,
+};
 use crate::ToolError;
 
 /// First words of statements that are never queries.
@@ -342,10 +344,7 @@ fn database_link() -> &'static str {
 /// built-in, and table functions: any other function may be declared
 /// `PRAGMA AUTONOMOUS_TRANSACTION` and commit writes of its own.
 pub(super) fn check_functions(statement: &Statement) -> Option<Classification> {
-    match statement.visit(&mut UnknownCalls) {
-        ControlFlow::Break(c) => Some(c),
-        ControlFlow::Continue(()) => None,
-    }
+    first_finding(statement, &mut UnknownCalls)
 }
 
 struct UnknownCalls;
@@ -378,12 +377,7 @@ impl Visitor for UnknownCalls {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Classification> {
-        if let TableFactor::Table {
-            name,
-            args: Some(_),
-            ..
-        } = factor
-        {
+        if let Some(name) = table_function(factor) {
             return ControlFlow::Break(Classification::new(
                 StatementClass::Other,
                 format!("{name}(…) is a table function; only tables and views are read"),

@@ -1,7 +1,8 @@
 //! Oracle classifier tests: what must be refused on a read-only database,
 //! and the reads that must pass.
 
-use crate::{SqlDialect, StatementClass, ToolError, check_read_only, classify};
+use super::super::screen::refusal_failures;
+use crate::{SqlDialect, StatementClass, check_read_only, classify};
 
 const O: SqlDialect = SqlDialect::Oracle;
 
@@ -65,15 +66,7 @@ const REFUSED: &[(&str, &str)] = &[
 #[test]
 fn oracle_refusals() {
     assert!(REFUSED.len() >= 30);
-    let failures: Vec<String> = REFUSED
-        .iter()
-        .filter_map(|(sql, word)| match check_read_only(sql, O) {
-            Err(ToolError::Refused { reason }) if reason.contains(word) => None,
-            other => Some(format!(
-                "{sql}: expected a refusal naming {word}, got {other:?}"
-            )),
-        })
-        .collect();
+    let failures = refusal_failures(REFUSED, O);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 

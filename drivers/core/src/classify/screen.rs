@@ -4,6 +4,9 @@
 //! servers, database links, batch separators) is found on the tokens, where
 //! strings and comments are already told apart from code.
 
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{ObjectName, Statement, TableFactor, Visit, Visitor};
 use sqlparser::dialect::Dialect;
 use sqlparser::tokenizer::{Token, Tokenizer, Word};
 
@@ -111,4 +114,46 @@ pub(super) fn stacked_refusal(engine: &str) -> ToolError {
              run)"
         ),
     }
+}
+
+/// The first finding of a dialect's visitor over a parsed statement.
+pub(super) fn first_finding<V: Visitor<Break = Classification>>(
+    statement: &Statement,
+    visitor: &mut V,
+) -> Option<Classification> {
+    match statement.visit(visitor) {
+        ControlFlow::Break(c) => Some(c),
+        ControlFlow::Continue(()) => None,
+    }
+}
+
+/// The name of a table-valued function in a `FROM` clause (`f(…)`), which
+/// the dialects with user-defined functions refuse in a read.
+pub(super) fn table_function(factor: &TableFactor) -> Option<&ObjectName> {
+    match factor {
+        TableFactor::Table {
+            name,
+            args: Some(_),
+            ..
+        } => Some(name),
+        _ => None,
+    }
+}
+
+/// Test support: the statements of `refused` that `dialect` does not refuse
+/// on a read-only database with a reason naming the paired word.
+#[cfg(test)]
+pub(super) fn refusal_failures(
+    refused: &[(&str, &str)],
+    dialect: super::SqlDialect,
+) -> Vec<String> {
+    refused
+        .iter()
+        .filter_map(|(sql, word)| match super::check_read_only(sql, dialect) {
+            Err(ToolError::Refused { reason }) if reason.contains(word) => None,
+            other => Some(format!(
+                "{sql}: expected a refusal naming {word}, got {other:?}"
+            )),
+        })
+        .collect()
 }

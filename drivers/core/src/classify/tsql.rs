@@ -29,11 +29,13 @@
 
 use std::ops::ControlFlow;
 
-use sqlparser::ast::{Expr, Statement, TableFactor, Visit, Visitor};
+use sqlparser::ast::{Expr, Statement, TableFactor, Visitor};
 use sqlparser::dialect::MsSqlDialect;
 
 use super::model::Classification;
-use super::screen::{Screened, Tokens, other, stacked_refusal, write};
+use super::screen::{
+    Screened, Tokens, first_finding, other, stacked_refusal, table_function, write,
+};
 use crate::ToolError;
 
 /// First words of statements that are never queries.
@@ -192,10 +194,7 @@ fn finding(t: &Tokens) -> Option<Classification> {
 /// table-valued functions: a user-defined function may call extended
 /// procedures, which no rollback undoes.
 pub(super) fn check_functions(statement: &Statement) -> Option<Classification> {
-    match statement.visit(&mut QualifiedCalls) {
-        ControlFlow::Break(c) => Some(c),
-        ControlFlow::Continue(()) => None,
-    }
+    first_finding(statement, &mut QualifiedCalls)
 }
 
 struct QualifiedCalls;
@@ -220,12 +219,7 @@ impl Visitor for QualifiedCalls {
     }
 
     fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<Classification> {
-        if let TableFactor::Table {
-            name,
-            args: Some(_),
-            ..
-        } = factor
-        {
+        if let Some(name) = table_function(factor) {
             return ControlFlow::Break(Classification::new(
                 super::StatementClass::Other,
                 format!(

@@ -1,7 +1,8 @@
 //! T-SQL classifier tests: what must be refused on a read-only database,
 //! and the reads that must pass.
 
-use crate::{SqlDialect, StatementClass, ToolError, check_read_only, classify};
+use super::super::screen::refusal_failures;
+use crate::{SqlDialect, StatementClass, check_read_only, classify};
 
 const T: SqlDialect = SqlDialect::MsSql;
 
@@ -79,15 +80,7 @@ const REFUSED: &[(&str, &str)] = &[
 #[test]
 fn tsql_refusals() {
     assert!(REFUSED.len() >= 30);
-    let failures: Vec<String> = REFUSED
-        .iter()
-        .filter_map(|(sql, word)| match check_read_only(sql, T) {
-            Err(ToolError::Refused { reason }) if reason.contains(word) => None,
-            other => Some(format!(
-                "{sql}: expected a refusal naming {word}, got {other:?}"
-            )),
-        })
-        .collect();
+    let failures = refusal_failures(REFUSED, T);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
