@@ -162,11 +162,11 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         (
             vec![
                 "add-database",
-                "ms",
+                "mg",
                 "--driver",
-                "mssql",
+                "mongodb",
                 "--url",
-                "mssql://u@h/d",
+                "mongodb://u@h/d",
             ],
             "not built into this binary",
         ),

@@ -55,6 +55,8 @@ pub fn placeholder(dialect: SqlDialect, n: usize) -> String {
     match dialect {
         SqlDialect::Postgres => format!("${n}"),
         SqlDialect::Sqlite | SqlDialect::MySql => "?".to_owned(),
+        SqlDialect::MsSql => format!("@P{n}"),
+        SqlDialect::Oracle => format!(":{n}"),
     }
 }
 

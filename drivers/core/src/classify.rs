@@ -24,13 +24,21 @@
 //! - `side_effects`: the functions, per engine, that act even inside a
 //!   read-only transaction;
 //! - `vet`: the fence every SQL driver runs before the engine sees a
-//!   statement ([`vet_statement`]), and the parameter count check.
+//!   statement ([`vet_statement`]), and the parameter count check;
+//! - `screen`: the token-level screen the T-SQL and Oracle rules share;
+//! - `tsql`, `oracle`: what SQL Server and Oracle execute that the parser
+//!   and the shared walk do not see (procedures, PL/SQL, rowset functions,
+//!   database links, side-effect packages, user-defined functions), found on
+//!   the tokens before parsing and on the parsed functions after.
 //!
 //! This file holds the entry points: [`classify`] (one statement, parsed in
 //! its dialect) and [`check_read_only`].
 
 mod model;
+mod oracle;
+mod screen;
 mod side_effects;
+mod tsql;
 mod vet;
 mod walk;
 
@@ -39,7 +47,7 @@ use sqlparser::parser::Parser;
 use crate::ToolError;
 
 pub use model::{Classification, SqlDialect, StatementClass, StatementClasses};
-pub use vet::{Vetted, check_param_count, vet_statement};
+pub use vet::{Vetted, check_param_count, vet_statement, vet_with_params};
 
 /// Classifies one SQL text. Errors when the text is empty, holds more than
 /// one statement, or does not parse.
@@ -57,7 +65,32 @@ pub fn classify(sql: &str, dialect: SqlDialect) -> Result<Classification, ToolEr
             });
         }
     }
+    let screened = match dialect {
+        SqlDialect::MsSql => Some(tsql::screen(sql)?),
+        SqlDialect::Oracle => Some(oracle::screen(sql)?),
+        _ => None,
+    };
+    if let Some(screen::Screened {
+        finding: Some(mut c),
+        placeholders,
+    }) = screened
+    {
+        c.placeholders = placeholders;
+        return Ok(c);
+    }
     let statements = Parser::parse_sql(dialect.parser_dialect().as_ref(), sql).map_err(|e| {
+        if dialect == SqlDialect::MsSql {
+            // SQL Server runs every statement of a batch, with or without
+            // `;`: a text the parser cannot read may hide a second one, so
+            // it never runs, not even as `other`.
+            return ToolError::Refused {
+                reason: format!(
+                    "the statement could not be parsed ({e}); SQL Server runs every statement \
+                     of a batch, so a text Ewii cannot read is never sent. Check the syntax, \
+                     and send exactly one statement"
+                ),
+            };
+        }
         ToolError::InvalidArguments(format!(
             "the statement could not be parsed ({e}); check the SQL syntax"
         ))
@@ -80,7 +113,20 @@ pub fn classify(sql: &str, dialect: SqlDialect) -> Result<Classification, ToolEr
         }
     };
     let mut c = walk::classify_statement(statement);
-    c.placeholders = walk::placeholders(statement);
+    if c.class == StatementClass::Read {
+        let dialect_finding = match dialect {
+            SqlDialect::MsSql => tsql::check_functions(statement),
+            SqlDialect::Oracle => oracle::check_functions(statement),
+            _ => None,
+        };
+        if let Some(found) = dialect_finding {
+            c = found;
+        }
+    }
+    c.placeholders = match screened {
+        Some(s) => s.placeholders,
+        None => walk::placeholders(statement),
+    };
     Ok(c)
 }
 

@@ -41,7 +41,7 @@ pub use bounded::{Next, ResultBuilder, byte_truncation, row_size};
 pub use catalog::{Catalog, CatalogChange, CatalogEntry, ResolvedTool};
 pub use classify::{
     Classification, SqlDialect, StatementClass, StatementClasses, Vetted, check_param_count,
-    check_read_only, classify, vet_statement,
+    check_read_only, classify, vet_statement, vet_with_params,
 };
 pub use config::{DatabaseConfig, Limits, mask_url};
 pub use driver::{

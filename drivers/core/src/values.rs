@@ -26,6 +26,15 @@ pub fn bytes(b: &[u8]) -> Value {
     Value::from(base64::engine::general_purpose::STANDARD.encode(b))
 }
 
+/// What a driver shows instead of one value (a LOB, a long string or
+/// binary) larger than the call's byte limit: a notice that says how to read
+/// it in parts, rather than a result that can never fit.
+pub fn oversized(len: u64, max_bytes: u64, substring: &str) -> Value {
+    Value::from(format!(
+        "[a value of {len} bytes, over the {max_bytes}-byte limit of this call; read it in          parts, e.g. {substring}]"
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,5 +47,11 @@ mod tests {
         assert_eq!(float64(f64::INFINITY), json!("inf"));
         assert_eq!(float32(0.1), json!(0.1));
         assert_eq!(bytes(&[0x00, 0xff, 0x10]), json!("AP8Q"));
+        let notice = oversized(10, 4, "SUBSTR(col, 1, 4)");
+        assert!(
+            notice
+                .as_str()
+                .is_some_and(|n| n.contains("10 bytes") && n.contains("SUBSTR"))
+        );
     }
 }

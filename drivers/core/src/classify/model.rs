@@ -2,7 +2,9 @@
 //! the set of classes a call may run, and the classification result.
 
 use serde::Serialize;
-use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::{
+    Dialect, MsSqlDialect, MySqlDialect, OracleDialect, PostgreSqlDialect, SQLiteDialect,
+};
 
 /// The SQL dialect a statement is parsed in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -13,19 +15,31 @@ pub enum SqlDialect {
     Postgres,
     /// MySQL and MariaDB.
     MySql,
+    /// Microsoft SQL Server (T-SQL).
+    MsSql,
+    /// Oracle Database (Oracle SQL; PL/SQL is never a read).
+    Oracle,
 }
 
 impl SqlDialect {
     /// Every dialect.
-    pub const ALL: [SqlDialect; 3] = [SqlDialect::Sqlite, SqlDialect::Postgres, SqlDialect::MySql];
+    pub const ALL: [SqlDialect; 5] = [
+        SqlDialect::Sqlite,
+        SqlDialect::Postgres,
+        SqlDialect::MySql,
+        SqlDialect::MsSql,
+        SqlDialect::Oracle,
+    ];
 
     /// The name a tool's `_meta["ewii/dialect"]` carries: `sqlite`,
-    /// `postgres` or `mysql` (MariaDB speaks `mysql`).
+    /// `postgres`, `mysql` (MariaDB speaks `mysql`), `mssql` or `oracle`.
     pub fn as_str(self) -> &'static str {
         match self {
             SqlDialect::Sqlite => "sqlite",
             SqlDialect::Postgres => "postgres",
             SqlDialect::MySql => "mysql",
+            SqlDialect::MsSql => "mssql",
+            SqlDialect::Oracle => "oracle",
         }
     }
 
@@ -40,6 +54,8 @@ impl SqlDialect {
             SqlDialect::Sqlite => Box::new(SQLiteDialect {}),
             SqlDialect::Postgres => Box::new(PostgreSqlDialect {}),
             SqlDialect::MySql => Box::new(MySqlDialect {}),
+            SqlDialect::MsSql => Box::new(MsSqlDialect {}),
+            SqlDialect::Oracle => Box::new(OracleDialect {}),
         }
     }
 }

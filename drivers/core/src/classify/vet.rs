@@ -132,6 +132,23 @@ pub fn vet_statement(
     }
 }
 
+/// [`vet_statement`], then the parameter count when the classifier counted
+/// the placeholders: the whole driver-side check of one call's statement
+/// and `params_given` values.
+pub fn vet_with_params(
+    sql: &str,
+    params_given: usize,
+    dialect: SqlDialect,
+    read_only_database: bool,
+    allowed: Option<StatementClasses>,
+) -> Result<Vetted, ToolError> {
+    let v = vet_statement(sql, dialect, read_only_database, allowed)?;
+    if let Some(expected) = v.placeholders {
+        check_param_count(expected, params_given)?;
+    }
+    Ok(v)
+}
+
 /// "read and write", "no" for messages.
 fn names_phrase(allowed: StatementClasses) -> String {
     let names = allowed.names();

@@ -5,7 +5,9 @@ use std::ops::ControlFlow;
 
 use ewii_driver_core::SqlDialect;
 use sqlparser::ast::{Expr, Value as SqlValue, ValueWithSpan, VisitMut, VisitorMut};
-use sqlparser::dialect::{Dialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::dialect::{
+    Dialect, MsSqlDialect, MySqlDialect, OracleDialect, PostgreSqlDialect, SQLiteDialect,
+};
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, Tokenizer};
 /// The dialects [`redact_literals`] tries, in order (redaction only: it
@@ -42,6 +44,8 @@ fn parser_dialect(dialect: SqlDialect) -> Box<dyn Dialect> {
         SqlDialect::Postgres => Box::new(PostgreSqlDialect {}),
         SqlDialect::MySql => Box::new(MySqlDialect {}),
         SqlDialect::Sqlite => Box::new(SQLiteDialect {}),
+        SqlDialect::MsSql => Box::new(MsSqlDialect {}),
+        SqlDialect::Oracle => Box::new(OracleDialect {}),
     }
 }
 
