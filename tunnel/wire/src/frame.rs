@@ -111,20 +111,28 @@ impl From<FrameError> for DecodeError {
     }
 }
 
+/// The header of a frame of `kind` with a body of `len` bytes. Fails only if
+/// `len` exceeds `max`.
+pub fn header(
+    kind: FrameType,
+    len: usize,
+    max: usize,
+) -> Result<[u8; FRAME_HEADER_LEN], FrameError> {
+    let n = match u32::try_from(len) {
+        Ok(n) if len <= max => n,
+        _ => return Err(FrameError::TooLarge { len, max }),
+    };
+    let mut h = [0u8; FRAME_HEADER_LEN];
+    h[0] = kind as u8;
+    h[1..].copy_from_slice(&n.to_be_bytes());
+    Ok(h)
+}
+
 /// Encodes one frame. Fails only if `body` exceeds `max`.
 pub fn encode(kind: FrameType, body: &[u8], max: usize) -> Result<Vec<u8>, FrameError> {
-    let len = match u32::try_from(body.len()) {
-        Ok(len) if body.len() <= max => len,
-        _ => {
-            return Err(FrameError::TooLarge {
-                len: body.len(),
-                max,
-            });
-        }
-    };
+    let h = header(kind, body.len(), max)?;
     let mut out = Vec::with_capacity(FRAME_HEADER_LEN + body.len());
-    out.push(kind as u8);
-    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&h);
     out.extend_from_slice(body);
     Ok(out)
 }

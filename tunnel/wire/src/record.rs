@@ -267,11 +267,11 @@ impl DirectionKeys {
     }
 
     /// header || session id || direction.
-    fn aad(&self, header: &[u8; HEADER_LEN]) -> Aad<Vec<u8>> {
-        let mut a = Vec::with_capacity(HEADER_LEN + SESSION_ID_LEN + 1);
-        a.extend_from_slice(header);
-        a.extend_from_slice(&self.session);
-        a.push(self.direction as u8);
+    fn aad(&self, header: &[u8; HEADER_LEN]) -> Aad<[u8; HEADER_LEN + SESSION_ID_LEN + 1]> {
+        let mut a = [0u8; HEADER_LEN + SESSION_ID_LEN + 1];
+        a[..HEADER_LEN].copy_from_slice(header);
+        a[HEADER_LEN..HEADER_LEN + SESSION_ID_LEN].copy_from_slice(&self.session);
+        a[HEADER_LEN + SESSION_ID_LEN] = self.direction as u8;
         Aad::from(a)
     }
 }
@@ -305,26 +305,41 @@ impl Sealer {
 
     /// Seals one record.
     pub fn seal(&mut self, kind: RecordKind, payload: &[u8]) -> Result<Vec<u8>, RecordError> {
-        if payload.len() > MAX_PLAINTEXT {
-            return Err(RecordError::TooLarge(payload.len()));
+        let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+        self.seal_into(kind, &[], payload, &mut out)?;
+        Ok(out)
+    }
+
+    /// Seals one record whose plaintext is `prefix` then `payload`,
+    /// appending it to `out` and encrypting it there: no copy of the
+    /// plaintext besides the one into `out`. The same bytes as [`Sealer::seal`]
+    /// of the concatenation.
+    pub fn seal_into(
+        &mut self,
+        kind: RecordKind,
+        prefix: &[u8],
+        payload: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), RecordError> {
+        let total = prefix.len() + payload.len();
+        if total > MAX_PLAINTEXT {
+            return Err(RecordError::TooLarge(total));
         }
         if self.needs_rekey() && kind != RecordKind::KeyUpdate {
             return Err(RecordError::RekeyRequired);
         }
         let seq = self.next_seq;
-        let len = u32::try_from(payload.len()).map_err(|_| RecordError::TooLarge(payload.len()))?;
+        let len = u32::try_from(total).map_err(|_| RecordError::TooLarge(total))?;
         let h = header(kind, self.keys.epoch, seq, len);
-        let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + TAG_LEN);
+        out.reserve(HEADER_LEN + total + TAG_LEN);
         out.extend_from_slice(&h);
+        let start = out.len();
+        out.extend_from_slice(prefix);
         out.extend_from_slice(payload);
         let tag = self
             .keys
             .key
-            .seal_in_place_separate_tag(
-                self.keys.nonce(seq),
-                self.keys.aad(&h),
-                &mut out[HEADER_LEN..],
-            )
+            .seal_in_place_separate_tag(self.keys.nonce(seq), self.keys.aad(&h), &mut out[start..])
             .map_err(|_| RecordError::Malformed("sealing failed"))?;
         out.extend_from_slice(tag.as_ref());
         self.next_seq += 1;
@@ -333,7 +348,7 @@ impl Sealer {
             self.keys.advance();
             self.sealed_under_key = 0;
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Sends a `KeyUpdate` record and switches to the next key epoch.
@@ -378,6 +393,20 @@ impl Opener {
     /// Opens one record: returns its kind and plaintext, or why it was
     /// dropped. After [`RecordError::SessionClosed`] every call fails.
     pub fn open(&mut self, record: &[u8]) -> Result<(RecordKind, Vec<u8>), RecordError> {
+        let mut buf = record.to_vec();
+        let (kind, plain) = self.open_in_place(&mut buf)?;
+        buf.truncate(plain.end);
+        buf.drain(..plain.start);
+        Ok((kind, buf))
+    }
+
+    /// [`Opener::open`] decrypting in `record` itself: its kind and where
+    /// its plaintext lies in `record`. A refused record leaves `record`'s
+    /// contents unspecified.
+    pub fn open_in_place(
+        &mut self,
+        record: &mut [u8],
+    ) -> Result<(RecordKind, std::ops::Range<usize>), RecordError> {
         if self.closed {
             return Err(RecordError::SessionClosed(self.burst));
         }
@@ -415,7 +444,10 @@ impl Opener {
         }
     }
 
-    fn open_inner(&mut self, record: &[u8]) -> Result<(RecordKind, Vec<u8>), RecordError> {
+    fn open_inner(
+        &mut self,
+        record: &mut [u8],
+    ) -> Result<(RecordKind, std::ops::Range<usize>), RecordError> {
         // Decode the header without trusting any length it has not bounded.
         if record.len() < HEADER_LEN + TAG_LEN {
             return Err(RecordError::Truncated {
@@ -457,19 +489,21 @@ impl Opener {
         }
         // RFC 6479: check before decrypting, advance only after the tag.
         self.window.check(seq)?;
-        let mut buf = record[HEADER_LEN..].to_vec();
         let plain_len = self
             .keys
             .key
-            .open_in_place(self.keys.nonce(seq), self.keys.aad(&h), &mut buf)
+            .open_in_place(
+                self.keys.nonce(seq),
+                self.keys.aad(&h),
+                &mut record[HEADER_LEN..],
+            )
             .map_err(|_| RecordError::BadTag { seq })?
             .len();
-        buf.truncate(plain_len);
         self.window.accept(seq);
         if kind == RecordKind::KeyUpdate {
             self.keys.advance();
         }
-        Ok((kind, buf))
+        Ok((kind, HEADER_LEN..HEADER_LEN + plain_len))
     }
 }
 

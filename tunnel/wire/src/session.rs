@@ -261,15 +261,30 @@ impl StreamChannel {
     /// Seals one frame as records (several if it exceeds a record), rekeying
     /// when the key's usage limit is reached.
     pub fn seal(&mut self, kind: FrameType, body: &[u8]) -> Result<Vec<u8>, StreamError> {
-        let framed = frame::encode(kind, body, MAX_MESSAGE)?;
-        let mut out = Vec::with_capacity(framed.len() + 64);
-        for chunk in framed.chunks(MAX_PLAINTEXT) {
+        // The frame's header, then its body, cut into records as
+        // `frame::encode(kind, body)` would be, each sealed straight into
+        // `out` (the body is copied once, not framed first).
+        let header = frame::header(kind, body.len(), MAX_MESSAGE)?;
+        let records = (header.len() + body.len()).div_ceil(MAX_PLAINTEXT).max(1);
+        let mut out = Vec::with_capacity(
+            header.len() + body.len() + records * (record::HEADER_LEN + record::TAG_LEN) + 64,
+        );
+        let mut prefix: &[u8] = &header;
+        let mut rest = body;
+        loop {
+            let take = rest.len().min(MAX_PLAINTEXT - prefix.len());
+            let (chunk, after) = rest.split_at(take);
             if self.sealer.needs_rekey() {
                 out.extend(self.sealer.rekey()?);
             }
-            out.extend(self.sealer.seal(RecordKind::Data, chunk)?);
+            self.sealer
+                .seal_into(RecordKind::Data, prefix, chunk, &mut out)?;
+            prefix = &[];
+            rest = after;
+            if rest.is_empty() {
+                return Ok(out);
+            }
         }
-        Ok(out)
     }
 
     /// The `Close` record that ends our direction of the stream.
@@ -298,11 +313,16 @@ impl StreamChannel {
             if self.peer_closed {
                 return Err(StreamError::AfterClose);
             }
-            let (kind, plaintext) = self.opener.open(&self.inbuf[start..start + len])?;
+            // Decrypted where it lies: the plaintext goes to the frame
+            // decoder without another copy.
+            let (kind, plain) = self
+                .opener
+                .open_in_place(&mut self.inbuf[start..start + len])?;
             self.verified = true;
+            let plaintext = &self.inbuf[start + plain.start..start + plain.end];
             start += len;
             match kind {
-                RecordKind::Data => out.extend(self.frames.push(&plaintext)?),
+                RecordKind::Data => out.extend(self.frames.push(plaintext)?),
                 RecordKind::KeyUpdate => {}
                 RecordKind::Close => self.peer_closed = true,
             }
