@@ -77,6 +77,7 @@ export KIT_POSTGRES=1
 source "$repo/conformance/flows/kit.sh"
 kit_init bench
 # The kit's own cleanup (processes, its database), then the servers.
+# shellcheck disable=SC2317 # run by the EXIT trap
 bench_cleanup() {
     local rc=$?
     trap - EXIT
@@ -145,7 +146,10 @@ if wants tunnel; then
 fi
 if wants audit; then
     say "== audit commit cost per call: SQLite and PostgreSQL stores"
-    "$bench_bin" audit --postgres "$EWII_TEST_POSTGRES_ADMIN_URL" --out "$out/audit.md"
+    audit_db=ewii_bench_audit_$$
+    psql "$EWII_TEST_POSTGRES_ADMIN_URL" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $audit_db OWNER ewii" >/dev/null
+    "$bench_bin" audit --postgres "${EWII_TEST_POSTGRES_URL%/*}/$audit_db" --out "$out/audit.md"
+    psql "$EWII_TEST_POSTGRES_ADMIN_URL" -q -c "DROP DATABASE $audit_db WITH (FORCE)" >/dev/null 2>&1 || true
 fi
 if wants idle; then
     say "== idle tunnels and the reconnect storm"

@@ -34,6 +34,7 @@ import report
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROTOCOL = "2025-11-25"
+IDLE_SAMPLE_S = 3
 
 
 def log(msg: str) -> None:
@@ -193,9 +194,15 @@ def main(plan_file: str) -> int:
     for conns in plan["connections"]:
         log(f"pgbench SELECT 1, {conns} client(s), {seconds} s")
         rows.append(measure_pgbench(pg, conns, seconds, work))
+    idle = {}
     for t in plan["targets"]:
         sid = open_sessions(t["url"], t["bearer"], 1)[0]
         check_one_call(t, sid)
+        # What the target burns with no calls at all (timers, polling): it
+        # inflates the CPU per call of slow runs, so it is reported apart.
+        cpu0 = procstat.cpu_seconds(t["pids"])
+        time.sleep(IDLE_SAMPLE_S)
+        idle[t["key"]] = (procstat.cpu_seconds(t["pids"]) - cpu0) * 1000 / IDLE_SAMPLE_S
         log(f"{t['name']}: warm-up, {max(conns for conns in plan['connections'])} connections, 2 s")
         measure_target(t, max(plan["connections"]), 2, pg["postmaster"], work)
         for conns in plan["connections"]:
@@ -204,7 +211,7 @@ def main(plan_file: str) -> int:
         log(f"{t['name']}: official Python SDK, {plan['sdk_calls']} sequential calls")
         rows.append(measure_sdk(t, plan, pg["postmaster"]))
     started = plan.get("started", time.time())
-    return report.write(rows, plan, time.time() - started)
+    return report.write(rows, plan, time.time() - started, idle)
 
 
 if __name__ == "__main__":

@@ -168,7 +168,7 @@ def svg(rows) -> str:
     return "\n".join(parts) + "\n"
 
 
-def write(rows, plan, elapsed_s) -> int:
+def write(rows, plan, elapsed_s, idle) -> int:
     out = plan["out_dir"]
     os.makedirs(out, exist_ok=True)
     lines, ok = checks(rows)
@@ -179,13 +179,20 @@ def write(rows, plan, elapsed_s) -> int:
         f"MCP run {elapsed_s:.0f} s. {plan.get('versions', '')}",
         "",
     ]
+    names = {r["key"]: r["target"] for r in rows}
+    idle_line = "Idle CPU with no calls (timers, polling), ms of CPU per second: " + ", ".join(
+        f"{names.get(k, k)} {v:.0f}" for k, v in idle.items()
+    )
+    md_all = header + md + ["", idle_line, "", "```"] + lines + ["```"]
     with open(os.path.join(out, "mcp-calls.md"), "w") as f:
-        f.write("\n".join(header + md + ["", "```"] + lines + ["```"]) + "\n")
+        f.write("\n".join(md_all) + "\n")
     with open(os.path.join(out, "mcp-calls.json"), "w") as f:
-        json.dump({"rows": rows, "checks": lines, "measured": when}, f, indent=1)
+        json.dump({"rows": rows, "idle_cpu_ms_per_s": idle, "checks": lines, "measured": when}, f, indent=1)
     with open(os.path.join(out, "mcp-calls.svg"), "w") as f:
         f.write(svg(rows))
     print("\n".join(md))
+    print()
+    print(idle_line)
     print()
     print("\n".join(lines))
     print(f"\nwritten: {out}/mcp-calls.md, mcp-calls.json, mcp-calls.svg")

@@ -92,7 +92,10 @@ pub async fn run(postgres: Option<String>, calls: u64, tasks: u64) -> Result<Str
     std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
     MasterKey::load_or_create(&data.join("master.key"))?;
     let sqlite = Store::open(&Location::Data(data)).await?;
-    rows.push(("SQLite (the hub's default, `--data`)", measure(sqlite, calls, tasks).await?));
+    rows.push((
+        "SQLite (the hub's default, `--data`)",
+        measure(sqlite, calls, tasks).await?,
+    ));
     if let Some(url) = postgres {
         let key = MasterKey::generate()?;
         let pg = Store::connect(&url, key)

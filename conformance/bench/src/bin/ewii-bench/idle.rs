@@ -36,9 +36,13 @@ struct Idle {
 
 fn free_port(udp: bool) -> Result<u16> {
     Ok(if udp {
-        std::net::UdpSocket::bind("127.0.0.1:0")?.local_addr()?.port()
+        std::net::UdpSocket::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
     } else {
-        std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
     })
 }
 
@@ -103,7 +107,10 @@ fn adapter(bin: &Path, dir: &Path) -> Result<(Child, String, AdapterCredential)>
         if out.status.success() {
             Ok(())
         } else {
-            Err(anyhow!("ewii-adapter {args:?}: {}", String::from_utf8_lossy(&out.stderr)))
+            Err(anyhow!(
+                "ewii-adapter {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ))
         }
     };
     run(&["init", "--workspace-id", "acme"])?;
@@ -146,9 +153,7 @@ async fn connected(http: u16) -> Option<usize> {
     s.read_to_string(&mut body).await.ok()?;
     let json = body.split("\r\n\r\n").nth(1)?;
     let v: serde_json::Value = serde_json::from_str(json).ok()?;
-    v.get("connected_deployments")?
-        .as_u64()
-        .map(|n| n as usize)
+    v.get("connected_deployments")?.as_u64().map(|n| n as usize)
 }
 
 /// Polls until the hub counts `n` tunnels; the time waited.
@@ -298,7 +303,11 @@ pub async fn run(hub: &Path, adapter: &Path, counts: &[usize]) -> Result<String>
             ));
             lines.push(format!(
                 "{} issue #14 target: all {} back within 30 s of a hub restart: {:.1} s",
-                if r.back_after_restart_s <= 30.0 { "MET  " } else { "SHORT" },
+                if r.back_after_restart_s <= 30.0 {
+                    "MET  "
+                } else {
+                    "SHORT"
+                },
                 r.n,
                 r.back_after_restart_s
             ));

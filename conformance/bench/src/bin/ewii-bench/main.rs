@@ -84,7 +84,10 @@ fn main() -> Result<()> {
                 message_kib,
                 rounds,
                 out,
-            } => (tunnel::run(mib << 20, message_kib << 10, rounds).await?, out),
+            } => (
+                tunnel::run(mib << 20, message_kib << 10, rounds).await?,
+                out,
+            ),
             Part::Audit {
                 postgres,
                 calls,

@@ -97,7 +97,10 @@ impl Pki {
 pub async fn through_tunnel(total: u64, message: usize) -> Result<Transfer> {
     let pki = Pki::new();
     let config = ListenerConfig::new(keys(&pki.hub), vec![HUB_NAME.into()], pki.verifier()?);
-    let listener = Arc::new(HubListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), config)?);
+    let listener = Arc::new(HubListener::bind(
+        SocketAddr::from(([127, 0, 0, 1], 0)),
+        config,
+    )?);
     let addr = listener.local_addr();
     let accept = tokio::spawn({
         let listener = listener.clone();
