@@ -152,7 +152,8 @@ def svg(rows) -> str:
             if r:
                 s_thr.append((c, r["calls_s"]))
                 s_lat.append((c, r["p50_ms"]))
-        sdk = _find(rows, key, 1, next((r["client"] for r in rows if "SDK" in r["client"]), ""))
+        sdk_client = next((r["client"] for r in rows if "SDK" in r["client"]), "")
+        sdk = None if key == "pgbench" else _find(rows, key, 1, sdk_client)
         if sdk:
             s_lat.append(("sdk", sdk["p50_ms"]))
         thr.append((label, s_thr))
