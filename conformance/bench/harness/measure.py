@@ -23,6 +23,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -188,8 +189,15 @@ def measure_pgbench(pg: dict, conns: int, seconds: int, work: str) -> dict:
 def main(plan_file: str) -> int:
     with open(plan_file) as f:
         plan = json.load(f)
+    work = tempfile.mkdtemp(prefix="ewii-bench-measure-")  # sessions files, pgbench logs
+    try:
+        return run(plan, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(plan: dict, work: str) -> int:
     seconds, pg = plan["seconds"], plan["pgbench"]
-    work = tempfile.mkdtemp(prefix="ewii-bench-measure-")
     rows = []
     for conns in plan["connections"]:
         log(f"pgbench SELECT 1, {conns} client(s), {seconds} s")

@@ -176,7 +176,8 @@ def write(rows, plan, elapsed_s, idle) -> int:
     md = table(rows)
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     header = [
-        f"Measured {when}, {os.cpu_count()} CPUs, {plan['seconds']} s per wrk run, "
+        f"Measured {when}, {os.cpu_count()} CPUs (load average {os.getloadavg()[0]:.1f} at the end), "
+        f"{plan['seconds']} s per wrk run, "
         f"MCP run {elapsed_s:.0f} s. {plan.get('versions', '')}",
         "",
     ]
