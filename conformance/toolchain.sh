@@ -24,6 +24,9 @@ EWII_PYTEST="9.2.0"
 # The official TypeScript SDK (npm @modelcontextprotocol/sdk), latest 1.x.
 EWII_MCP_TS="1.32.2"
 
+# The peer of conformance/bench/run.sh: DBHub (npm @bytebase/dbhub), on Node 22.
+EWII_DBHUB="1.4.0"
+
 EWII_CACHE="${EWII_CACHE:-$HOME/.cache/ewii}"
 
 # npm_installed DIR PACKAGE: the version of PACKAGE installed in DIR, or nothing.
