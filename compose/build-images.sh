@@ -24,6 +24,9 @@
 #
 # Docker users: compose/images/NAME/Dockerfile builds the same layout.
 set -euo pipefail
+# The image's directories and files get the modes made here: world-readable
+# (the user is not root), whatever the caller's umask.
+umask 022
 cd "$(dirname "$0")/.."
 repo="$PWD"
 
@@ -68,6 +71,7 @@ for name in "${images[@]}"; do
     root="$stage_root/$name"
     mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/var/lib/ewii" "$root/tmp"
     strip --strip-all -o "$root/usr/local/bin/$name" "$bin"
+    chmod 0755 "$root/usr/local/bin/$name"
     # The libraries and loader the binary links, at the paths ldd resolves.
     libs=()
     while read -r lib; do

@@ -73,20 +73,22 @@ version="$(awk '{print $2}' "$images_out/images.txt" | head -n 1)"; version="${v
 declare -A uid_of
 for name in ewii-client ewii-adapter ewii-hub; do
     image="localhost/$name:$version"
-    user="$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$image")"
+    buildah inspect --type image "$image" >"$work/$name.inspect.json"
+    user="$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["OCIv1"]["config"].get("User",""))' "$work/$name.inspect.json")"
     [[ -n "$user" && "${user%%:*}" != 0 && "${user%%:*}" != root ]] || fail "$name: USER is '$user'"
     uid_of[$name]="$user"
-    labels="$(buildah inspect --type image --format '{{json .OCIv1.Config.Labels}}' "$image")"
     for l in source revision version; do
-        grep -q "\"org.opencontainers.image.$l\":\"[^\"]" <<<"$labels" || fail "$name: label org.opencontainers.image.$l missing"
+        python3 -c 'import json,sys; assert json.load(open(sys.argv[1]))["OCIv1"]["config"]["Labels"][sys.argv[2]]' \
+            "$work/$name.inspect.json" "org.opencontainers.image.$l" 2>/dev/null || fail "$name: label org.opencontainers.image.$l missing"
     done
     python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["spdxVersion"]=="SPDX-2.3" and len(d["packages"])>10, d["spdxVersion"]' \
         "$images_out/$name.spdx.json" || fail "$name: SBOM $images_out/$name.spdx.json"
-    size="$(buildah inspect --type image --format '{{.Docker.Size}}' "$image" 2>/dev/null || true)"
-    [[ "$size" =~ ^[0-9]+$ && "$size" -gt 0 ]] || size="$(awk -v n="$name" '$1==n {print $3}' "$images_out/images.txt")"
-    printf '      %-13s USER %s, %s MB, SBOM %s packages\n' "$name" "$user" "$((size / 1000000))" \
+    # The image's size: its layers, uncompressed, as buildah stored them.
+    size="$(buildah images --format '{{.Size}}' --noheading "$image" | head -n 1)"
+    bytes="$(awk -v n="$name" '$1==n {print $3}' "$images_out/images.txt")"
+    printf '      %-13s USER %s, %s (%s bytes of files), SBOM %s packages\n' "$name" "$user" "$size" "$bytes" \
         "$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["packages"]))' "$images_out/$name.spdx.json")"
-    if [[ $name == ewii-client ]] && ((size > 80000000)); then fail "ewii-client is $size bytes (> 80 MB)"; fi
+    if [[ $name == ewii-client ]] && ((bytes > 80000000)); then fail "ewii-client is $bytes bytes (> 80 MB)"; fi
 done
 pass "three images: non-root USER, OCI labels, SPDX SBOM beside each, client <= 80 MB"
 
@@ -156,6 +158,9 @@ for name in ewii-client ewii-adapter ewii-hub; do
     [[ -z "$(find "$rootfs" -name 'sh' -o -name 'bash' -o -name 'busybox')" ]] || fail "$name: a shell in the image"
     # umoci --rootless maps every file to the caller; give them back the image's owners.
     chown -R 0:0 "$rootfs" && chown "${uid_of[$name]}" "$rootfs/var/lib/ewii"
+    # The unpacked root's own directory is made under this script's umask.
+    chmod 0755 "$rootfs"
+    [[ "$(stat -c %a "$rootfs/usr/local/bin")" == 755 ]] || fail "$name: /usr/local/bin is mode $(stat -c %a "$rootfs/usr/local/bin")"
     entry="/usr/local/bin/$name"
     unshare --mount --pid --fork chroot --userspec="${uid_of[$name]}" "$rootfs" "$entry" --help >"$work/$name-help.out" 2>&1 \
         || fail "$name --help in its root filesystem as ${uid_of[$name]}: $(tail -n 3 "$work/$name-help.out")"
@@ -200,19 +205,24 @@ grep -q '^CapEff:[[:space:]]*0000000000000000' "/proc/$hub_pid/status" \
 pass "ewii-hub (from the image) serves $hub_mcp_url, no capabilities"
 kit_adapter
 kit_client
+# The agent trusts the operator's HTTPS CA (httpx reads SSL_CERT_FILE).
 export SSL_CERT_FILE="$work/https-ca.pem"
-kit_wait_tools
 py="$(python_sdk "$EWII_MCP_PY_2")"
-"$py" - "$hub_mcp_url" "$agent_credential" "$python_dir" <<'PY' || fail "the agent's tools/call over HTTPS"
-import sys
+"$py" - "$hub_mcp_url" "$agent_credential" "$python_dir" "$WAIT_S" <<'PY' || fail "the agent's tools/call over HTTPS"
+import sys, time
 sys.path.insert(0, sys.argv[3])
-from sdk_session import with_session, call
-url, bearer = sys.argv[1], open(sys.argv[2]).read().strip()
-result = with_session(url, {"Authorization": "Bearer " + bearer},
-                      lambda s: call(s, "eu_shop_query", {"sql": "SELECT count(*) AS n FROM customers", "params": []}))
+from sdk_session import with_session, call, list_tools
+url, bearer, wait_s = sys.argv[1], open(sys.argv[2]).read().strip(), float(sys.argv[4])
+headers = {"Authorization": "Bearer " + bearer}
+deadline = time.monotonic() + wait_s
+while "eu_shop_query" not in (tools := with_session(url, headers, list_tools)):
+    assert time.monotonic() < deadline, f"tools/list over HTTPS: {sorted(tools)}"
+    time.sleep(0.3)
+result = with_session(url, headers, lambda s: call(s, "eu_shop_query",
+                                                   {"sql": "SELECT count(*) AS n FROM customers", "params": []}))
 assert not result.get("isError"), result
 assert "10" in str(result), result
-print("tools/call eu_shop_query:", result.get("structuredContent") or result["content"][0]["text"][:80])
+print("tools/call eu_shop_query over HTTPS:", str(result.get("structuredContent") or result["content"][0]["text"])[:120])
 PY
 pass "the official Python SDK (trusting the HTTPS CA) called eu_shop_query through the hub, the tunnel and the adapter from the images"
 plain="$(curl -sS --max-time 5 "http://${hub_mcp_url#https://}" -d '{}' 2>&1 || true)"
