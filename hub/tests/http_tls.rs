@@ -16,9 +16,12 @@ use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 async fn hub(dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> RunningHub {
-    let store = Store::connect(&sqlite_url(&dir.join("hub.db")), MasterKey::generate().unwrap())
-        .await
-        .unwrap();
+    let store = Store::connect(
+        &sqlite_url(&dir.join("hub.db")),
+        MasterKey::generate().unwrap(),
+    )
+    .await
+    .unwrap();
     let options = ServeOptions {
         quic: "127.0.0.1:0".parse().unwrap(),
         http: "127.0.0.1:0".parse().unwrap(),
@@ -95,13 +98,23 @@ async fn mcp_over_tls_12_and_13_plain_http_refused_certificate_reloaded() {
     other.server("127.0.0.1").write_pem(dir.path(), "http");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if get_healthz(addr, &other, &rustls::version::TLS13).await.is_ok() {
+        if get_healthz(addr, &other, &rustls::version::TLS13)
+            .await
+            .is_ok()
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "the rotated certificate was not served");
+        assert!(
+            Instant::now() < deadline,
+            "the rotated certificate was not served"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(get_healthz(addr, &first, &rustls::version::TLS13).await.is_err());
+    assert!(
+        get_healthz(addr, &first, &rustls::version::TLS13)
+            .await
+            .is_err()
+    );
     hub.shutdown().await;
 }
 
@@ -120,6 +133,13 @@ async fn a_key_that_does_not_match_is_refused_and_a_broken_reload_keeps_the_old_
     // A half-written rotation: the key no longer matches.
     std::fs::copy(&other_key, &key).unwrap();
     assert!(tls.reload(false).is_err());
-    assert_eq!(tls.chain(), served, "a broken reload replaced the certificate");
-    assert!(tls.reload(true).is_err(), "SIGHUP reload of a broken pair succeeded");
+    assert_eq!(
+        tls.chain(),
+        served,
+        "a broken reload replaced the certificate"
+    );
+    assert!(
+        tls.reload(true).is_err(),
+        "SIGHUP reload of a broken pair succeeded"
+    );
 }

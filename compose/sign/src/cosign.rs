@@ -27,7 +27,10 @@ pub fn signature_tag(digest: &str) -> String {
 
 /// The manifest digest of `image` now, as the registry serves it.
 pub async fn resolve(registry: &Registry, image: &ImageRef) -> Result<String, SignError> {
-    match registry.manifest(&image.repository, &image.reference).await? {
+    match registry
+        .manifest(&image.repository, &image.reference)
+        .await?
+    {
         Some((_, d)) => Ok(d),
         None => Err(SignError::Registry(format!(
             "{}:{} not found",
@@ -123,7 +126,11 @@ pub async fn verify(image: &ImageRef, key: &VerifyingKey) -> Result<String, Sign
         "no valid signature for {}@{manifest_digest} with this key ({} examined: {})",
         image.repository_path(),
         layers.len(),
-        if reasons.is_empty() { "none".to_owned() } else { reasons.join("; ") }
+        if reasons.is_empty() {
+            "none".to_owned()
+        } else {
+            reasons.join("; ")
+        }
     )))
 }
 

@@ -160,8 +160,13 @@ mod tests {
         // A P-256 SPKI is 91 bytes, base64 in two PEM lines.
         let (key, _) = SigningKey::generate().unwrap();
         let pem = key.verifying_key().to_pem();
-        assert!(pem.starts_with("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE"));
+        assert!(
+            pem.starts_with("-----BEGIN PUBLIC KEY-----\nMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE")
+        );
         assert_eq!(from_pem(&pem, "PUBLIC KEY").unwrap().len(), 91);
-        assert!(VerifyingKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n").is_err());
+        assert!(
+            VerifyingKey::from_pem("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")
+                .is_err()
+        );
     }
 }

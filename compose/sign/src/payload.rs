@@ -35,13 +35,17 @@ pub fn check(payload: &[u8], repository: &str, digest: &str) -> Result<(), SignE
             critical["type"]
         )));
     }
-    let signed = critical["image"]["docker-manifest-digest"].as_str().unwrap_or_default();
+    let signed = critical["image"]["docker-manifest-digest"]
+        .as_str()
+        .unwrap_or_default();
     if signed != digest {
         return Err(SignError::Verify(format!(
             "the signature is for {signed}, the image is {digest}"
         )));
     }
-    let reference = critical["identity"]["docker-reference"].as_str().unwrap_or_default();
+    let reference = critical["identity"]["docker-reference"]
+        .as_str()
+        .unwrap_or_default();
     if reference != repository {
         return Err(SignError::Verify(format!(
             "the signature is for the repository {reference}, not {repository}"

@@ -116,7 +116,11 @@ impl Registry {
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let bytes = ok(resp, &url).await?.bytes().await.map_err(|e| SignError::Registry(e.to_string()))?;
+        let bytes = ok(resp, &url)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| SignError::Registry(e.to_string()))?;
         let d = digest(&bytes);
         Ok(Some((bytes.to_vec(), d)))
     }
@@ -130,9 +134,15 @@ impl Registry {
             .send()
             .await
             .map_err(|e| SignError::Registry(format!("GET {url}: {e}")))?;
-        let bytes = ok(resp, &url).await?.bytes().await.map_err(|e| SignError::Registry(e.to_string()))?;
+        let bytes = ok(resp, &url)
+            .await?
+            .bytes()
+            .await
+            .map_err(|e| SignError::Registry(e.to_string()))?;
         if digest(&bytes) != want {
-            return Err(SignError::Verify(format!("blob {want} does not match its digest")));
+            return Err(SignError::Verify(format!(
+                "blob {want} does not match its digest"
+            )));
         }
         Ok(bytes.to_vec())
     }
@@ -212,13 +222,20 @@ mod tests {
     fn references_parse() {
         let r = ImageRef::parse("127.0.0.1:5000/ewii/client:0.1.0").unwrap();
         assert_eq!(
-            (r.registry.as_str(), r.repository.as_str(), r.reference.as_str()),
+            (
+                r.registry.as_str(),
+                r.repository.as_str(),
+                r.reference.as_str()
+            ),
             ("127.0.0.1:5000", "ewii/client", "0.1.0")
         );
         assert_eq!(r.repository_path(), "127.0.0.1:5000/ewii/client");
         let d = ImageRef::parse("reg.example/hub@sha256:ab").unwrap();
         assert_eq!(d.reference, "sha256:ab");
-        assert_eq!(ImageRef::parse("reg.example/hub").unwrap().reference, "latest");
+        assert_eq!(
+            ImageRef::parse("reg.example/hub").unwrap().reference,
+            "latest"
+        );
         assert!(ImageRef::parse("no-slash").is_err());
     }
 }

@@ -128,7 +128,8 @@ impl HttpTls {
                 }
                 let (acceptor, tx) = (acceptor.clone(), tx.clone());
                 tokio::spawn(async move {
-                    let handshake = tokio::time::timeout(handshake_timeout, handshake(acceptor, tcp));
+                    let handshake =
+                        tokio::time::timeout(handshake_timeout, handshake(acceptor, tcp));
                     match handshake.await {
                         Ok(Some(tls)) => {
                             let _ = tx.send((tls, peer)).await;
@@ -181,7 +182,10 @@ impl HttpTls {
 
 /// Reads the first byte: a TLS handshake goes on to rustls, anything else
 /// (plain HTTP) is answered with [`PLAIN_HTTP_REFUSAL`] and closed.
-async fn handshake(acceptor: tokio_rustls::TlsAcceptor, mut tcp: TcpStream) -> Option<TlsStream<TcpStream>> {
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    mut tcp: TcpStream,
+) -> Option<TlsStream<TcpStream>> {
     let mut first = [0u8; 1];
     match tcp.peek(&mut first).await {
         Ok(1) if first[0] == TLS_HANDSHAKE_RECORD => {}
