@@ -269,8 +269,8 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     if !http_addr.ip().is_loopback() && http_tls.is_none() {
         tracing::warn!(
             %http_addr,
-            "the agents' endpoint is plain HTTP: put a TLS-terminating proxy in front of it so \
-             bearer credentials never cross a network in the clear"
+            "the agents' endpoint is plain HTTP: give --http-tls-cert/--http-tls-key (or put a \
+             TLS-terminating proxy in front) so bearer credentials never cross a network in the clear"
         );
     }
 
