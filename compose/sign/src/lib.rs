@@ -1,7 +1,16 @@
 //! Signs and verifies OCI images in cosign's key-based format, so that
 //! `cosign verify --key cosign.pub IMAGE` accepts what
 //! `ewii-image-sign sign` wrote, with the tree's one crypto provider
-//! (ring): the `sigstore` crate would bring OpenSSL or aws-lc with it.
+//! (ring).
+//!
+//! Why not the `sigstore` crate (0.15): checked with `cargo tree -i`, its
+//! default features bring OpenSSL (`native-tls`) and aws-lc-rs (through
+//! `tough`'s rustls); `default-features = false, features = ["cosign",
+//! "rustls-tls"]` still brings aws-lc-rs, since its `rustls-tls` feature is
+//! defined as aws-lc-rs. Key-based cosign signing needs only ECDSA P-256
+//! (ring has it), SHA-256, a JSON payload and four registry calls, so this
+//! crate implements exactly that. Keyless signing (Fulcio, Rekor) is left
+//! to cosign itself in the release workflow.
 //!
 //! - [`keys`]: the ECDSA P-256 key pair: PKCS#8 private key, the public
 //!   key in cosign's `PUBLIC KEY` (SubjectPublicKeyInfo) PEM form.
