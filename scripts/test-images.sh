@@ -64,6 +64,7 @@ docker-compose -f "$work/hub-compose/docker-compose.yml" --env-file "$work/hub-c
 pass "docker-compose config validates compose/hub/docker-compose.yml"
 
 say "== images (compose/build-images.sh)"
+bash compose/images/render.sh --check || fail "compose/images/*/Dockerfile differ from Dockerfile.in"
 cargo build --release --locked --bins -p ewii-client -p ewii-adapter -p ewii-hub
 cargo build --locked -p ewii-image-sign -p ewii-conformance --bins
 sign="$CARGO_TARGET_DIR/debug/ewii-image-sign"
