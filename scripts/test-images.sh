@@ -206,18 +206,23 @@ grep -q '^CapEff:[[:space:]]*0000000000000000' "/proc/$hub_pid/status" \
 pass "ewii-hub (from the image) serves $hub_mcp_url, no capabilities"
 kit_adapter
 kit_client
-# The agent trusts the operator's HTTPS CA (httpx reads SSL_CERT_FILE).
-export SSL_CERT_FILE="$work/https-ca.pem"
-py="$(python_sdk "$EWII_MCP_PY_2")"
-"$py" - "$hub_mcp_url" "$agent_credential" "$python_dir" "$WAIT_S" <<'PY' || fail "the agent's tools/call over HTTPS"
+# agent_call CA_FILE: the official Python SDK, trusting CA_FILE (httpx reads
+# SSL_CERT_FILE), lists the hub's tools until eu_shop_query is there and calls it.
+agent_call() {
+    SSL_CERT_FILE="$1" "$py" - "$hub_mcp_url" "$agent_credential" "$python_dir" "$WAIT_S" <<'PY'
 import sys, time
 sys.path.insert(0, sys.argv[3])
 from sdk_session import with_session, call, list_tools
 url, bearer, wait_s = sys.argv[1], open(sys.argv[2]).read().strip(), float(sys.argv[4])
 headers = {"Authorization": "Bearer " + bearer}
 deadline = time.monotonic() + wait_s
-while "eu_shop_query" not in (tools := with_session(url, headers, list_tools)):
-    assert time.monotonic() < deadline, f"tools/list over HTTPS: {sorted(tools)}"
+while True:
+    try:
+        if "eu_shop_query" in (tools := with_session(url, headers, list_tools)):
+            break
+    except Exception as e:  # the hub restarting
+        tools = e
+    assert time.monotonic() < deadline, f"tools/list over HTTPS: {tools}"
     time.sleep(0.3)
 result = with_session(url, headers, lambda s: call(s, "eu_shop_query",
                                                    {"sql": "SELECT count(*) AS n FROM customers", "params": []}))
@@ -225,11 +230,29 @@ assert not result.get("isError"), result
 assert "10" in str(result), result
 print("tools/call eu_shop_query over HTTPS:", str(result.get("structuredContent") or result["content"][0]["text"])[:120])
 PY
+}
+py="$(python_sdk "$EWII_MCP_PY_2")"
+agent_call "$work/https-ca.pem" || fail "the agent's tools/call over HTTPS"
 pass "the official Python SDK (trusting the HTTPS CA) called eu_shop_query through the hub, the tunnel and the adapter from the images"
 plain="$(curl -sS --max-time 5 "http://${hub_mcp_url#https://}" -d '{}' 2>&1 || true)"
 grep -q "HTTPS only" <<<"$plain" || fail "plain HTTP to the TLS port answered: $plain"
-unset SSL_CERT_FILE
 if curl -sS --max-time 5 "$hub_mcp_url" -o /dev/null 2>/dev/null; then fail "HTTPS without the CA was accepted"; fi
 pass "plain HTTP to the HTTPS port refused (400, HTTPS only); a client without the CA refuses the hub"
+
+# The hub again, on the same QUIC port, now with a certificate from its own CA for
+# /mcp: the agent trusts hub-ca.pem, what customers' clients already pin.
+stop_pid "$hub_pid"
+"${hub[@]}" serve --quic "$hub_quic" --http 127.0.0.1:0 --name 127.0.0.1 --json --http-tls-hub-ca \
+    >"$work/hub-serve.out" 2>"$work/hub-serve-2.log" &
+hub_pid=$!
+pids+=("$hub_pid")
+wait_for "ewii-hub serve --http-tls-hub-ca" "$hub_pid" grep -q '"mcp_url"' "$work/hub-serve.out"
+hub_mcp_url="$(json_field mcp_url <"$work/hub-serve.out")"
+wait_for "ewii-client reconnecting to the restarted hub" "$client_pid" events 2 tunnel_up
+agent_call "$work/hub-ca.pem" || fail "the agent's tools/call over HTTPS with the hub CA"
+if SSL_CERT_FILE="$work/https-ca.pem" agent_call "$work/https-ca.pem" >/dev/null 2>&1; then
+    fail "an agent trusting another CA reached the hub"
+fi
+pass "--http-tls-hub-ca: the official Python SDK trusting hub-ca.pem called eu_shop_query; trusting another CA it is refused"
 for name in ewii-client ewii-adapter ewii-hub; do buildah rmi "localhost/$name:$version" >/dev/null 2>&1 || true; done
 say "images stage passed"

@@ -1,6 +1,7 @@
 //! `ewii-hub serve --http-tls-cert/--http-tls-key`: `/mcp` (and `/healthz`)
 //! over HTTPS with TLS 1.3 and 1.2, plain HTTP on the port refused, the
-//! certificate reloaded when its files change, a mismatched key refused.
+//! certificate reloaded when its files change, a mismatched key refused;
+//! `--http-tls-hub-ca`: a certificate from the hub CA.
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::net::SocketAddr;
@@ -12,10 +13,13 @@ use ewii_hub::gateway::tls::HttpTls;
 use ewii_hub::state::master_key::MasterKey;
 use ewii_hub::state::store::{Store, sqlite_url};
 use ewii_test_pki::TestCa;
-use rustls::pki_types::ServerName;
+use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-async fn hub(dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Path) -> RunningHub {
+async fn hub(
+    dir: &std::path::Path,
+    http_tls: Option<(&std::path::Path, &std::path::Path)>,
+) -> RunningHub {
     let store = Store::connect(
         &sqlite_url(&dir.join("hub.db")),
         MasterKey::generate().unwrap(),
@@ -26,7 +30,8 @@ async fn hub(dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Pat
         quic: "127.0.0.1:0".parse().unwrap(),
         http: "127.0.0.1:0".parse().unwrap(),
         names: vec!["127.0.0.1".into()],
-        http_tls: Some((cert.to_owned(), key.to_owned())),
+        http_tls: http_tls.map(|(c, k)| (c.to_owned(), k.to_owned())),
+        http_tls_hub_ca: http_tls.is_none(),
         ..ServeOptions::default()
     };
     serve::start(store, options).await.unwrap()
@@ -36,17 +41,19 @@ async fn hub(dir: &std::path::Path, cert: &std::path::Path, key: &std::path::Pat
 /// line, or the TLS error.
 async fn get_healthz(
     addr: SocketAddr,
-    ca: &TestCa,
+    roots: &[CertificateDer<'static>],
     version: &'static rustls::SupportedProtocolVersion,
 ) -> Result<String, std::io::Error> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(ca.cert.clone()).unwrap();
+    let mut store = rustls::RootCertStore::empty();
+    for root in roots {
+        store.add(root.clone()).unwrap();
+    }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
     .with_protocol_versions(&[version])
     .unwrap()
-    .with_root_certificates(roots)
+    .with_root_certificates(store)
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(addr).await?;
@@ -67,12 +74,14 @@ async fn mcp_over_tls_12_and_13_plain_http_refused_certificate_reloaded() {
     let dir = tempfile::tempdir().unwrap();
     let first = TestCa::new("first CA");
     let (cert, key) = first.server("127.0.0.1").write_pem(dir.path(), "http");
-    let hub = hub(dir.path(), &cert, &key).await;
+    let hub = hub(dir.path(), Some((&cert, &key))).await;
     let addr = hub.http_addr;
     assert_eq!(hub.mcp_url(), format!("https://{addr}/mcp"));
 
     for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
-        let status = get_healthz(addr, &first, version).await.unwrap();
+        let status = get_healthz(addr, &first.certificates(), version)
+            .await
+            .unwrap();
         assert_eq!(status, "HTTP/1.1 200 OK", "{version:?}");
     }
 
@@ -90,7 +99,7 @@ async fn mcp_over_tls_12_and_13_plain_http_refused_certificate_reloaded() {
 
     // A client trusting another CA is refused.
     let other = TestCa::new("other CA");
-    let refused = get_healthz(addr, &other, &rustls::version::TLS13).await;
+    let refused = get_healthz(addr, &other.certificates(), &rustls::version::TLS13).await;
     assert!(refused.is_err(), "{refused:?}");
 
     // The operator rotates the certificate: new connections get the new one
@@ -98,7 +107,7 @@ async fn mcp_over_tls_12_and_13_plain_http_refused_certificate_reloaded() {
     other.server("127.0.0.1").write_pem(dir.path(), "http");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if get_healthz(addr, &other, &rustls::version::TLS13)
+        if get_healthz(addr, &other.certificates(), &rustls::version::TLS13)
             .await
             .is_ok()
         {
@@ -111,7 +120,7 @@ async fn mcp_over_tls_12_and_13_plain_http_refused_certificate_reloaded() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(
-        get_healthz(addr, &first, &rustls::version::TLS13)
+        get_healthz(addr, &first.certificates(), &rustls::version::TLS13)
             .await
             .is_err()
     );
@@ -142,4 +151,26 @@ async fn a_key_that_does_not_match_is_refused_and_a_broken_reload_keeps_the_old_
         tls.reload(true).is_err(),
         "SIGHUP reload of a broken pair succeeded"
     );
+}
+
+#[tokio::test]
+async fn with_http_tls_hub_ca_agents_trust_the_hub_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = hub(dir.path(), None).await;
+    assert_eq!(hub.mcp_url(), format!("https://{}/mcp", hub.http_addr));
+    let status = get_healthz(hub.http_addr, &hub.hub_ca, &rustls::version::TLS13)
+        .await
+        .unwrap();
+    assert_eq!(status, "HTTP/1.1 200 OK");
+    let other = TestCa::new("other CA");
+    assert!(
+        get_healthz(
+            hub.http_addr,
+            &other.certificates(),
+            &rustls::version::TLS12
+        )
+        .await
+        .is_err()
+    );
+    hub.shutdown().await;
 }

@@ -17,7 +17,8 @@ every name clients use to reach it with --name: its TLS certificate (issued by t
 `ewii-hub hub-ca`) carries them all. Agents use http://HTTP/mcp with
 `Authorization: Bearer <credential from ewii-hub agent create>`. A non-loopback --http needs
 TLS: give --http-tls-cert/--http-tls-key (then agents use https://HTTP/mcp; the files are
-reloaded on SIGHUP or when they change), or put a TLS-terminating proxy in front.
+reloaded on SIGHUP or when they change), or --http-tls-hub-ca (a certificate from the hub CA
+for the --name values; agents trust `ewii-hub hub-ca`), or put a TLS-terminating proxy in front.
 
 Example:
   ewii-hub serve --quic 0.0.0.0:4433 --http 127.0.0.1:8080 --name hub.example.com";
@@ -72,6 +73,14 @@ pub(crate) struct ServeArgs {
         value_name = "FILE"
     )]
     http_tls_key: Option<PathBuf>,
+    /// Serve /mcp, /healthz and /metrics over HTTPS with a certificate the hub
+    /// CA issues for the --name values at start (agents trust `ewii-hub hub-ca`).
+    #[arg(
+        long,
+        env = "EWII_HUB_HTTP_TLS_HUB_CA",
+        conflicts_with = "http_tls_cert"
+    )]
+    http_tls_hub_ca: bool,
     /// Lifetime of the SVIDs the hub issues (clients renew at about half of it).
     #[arg(
         long,
@@ -128,6 +137,7 @@ pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<
         names: args.names,
         tls: args.tls_cert.zip(args.tls_key),
         http_tls: args.http_tls_cert.zip(args.http_tls_key),
+        http_tls_hub_ca: args.http_tls_hub_ca,
         svid_ttl: names::parse_duration(&args.svid_ttl).context("--svid-ttl")?,
         call_timeout: names::parse_duration(&args.call_timeout).context("--call-timeout")?,
         handshake_timeout: names::parse_duration(&args.handshake_timeout)

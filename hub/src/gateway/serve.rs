@@ -71,6 +71,10 @@ pub struct ServeOptions {
     /// Serve the HTTP endpoint over TLS with this certificate chain and key
     /// (PEM files, reloaded on change: [`crate::gateway::tls`]).
     pub http_tls: Option<(PathBuf, PathBuf)>,
+    /// Serve the HTTP endpoint over TLS with a certificate the hub CA issues
+    /// for [`ServeOptions::names`] (agents trust `ewii-hub hub-ca`), when
+    /// [`ServeOptions::http_tls`] is not given.
+    pub http_tls_hub_ca: bool,
     /// Whether a TLS-terminating relay sits in front of the QUIC port.
     pub binding: TlsBinding,
     /// How often the trust bundles are reloaded from the store (replicas
@@ -121,6 +125,7 @@ impl Default for ServeOptions {
             call_timeout: Duration::from_secs(120),
             allowed_hosts: Vec::new(),
             http_tls: None,
+            http_tls_hub_ca: false,
             binding: TlsBinding::Strict,
             trust_refresh: Duration::from_secs(10),
             revocation_poll: Duration::from_millis(25),
@@ -227,6 +232,13 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         .map_err(|e| Error::Serve(format!("the hub's key: {e}")))?;
     let http_tls = match &options.http_tls {
         Some((cert, key)) => Some(crate::gateway::tls::HttpTls::load(cert, key)?),
+        None if options.http_tls_hub_ca => {
+            let server = hub_ca.issue_server_cert(&options.names, now)?;
+            Some(crate::gateway::tls::HttpTls::from_pem(
+                &server.chain_pem,
+                &server.key_pem,
+            )?)
+        }
         None => None,
     };
     let trust = Arc::new(StoreTrust::load(store.clone()).await?);

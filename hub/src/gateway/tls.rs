@@ -60,11 +60,33 @@ impl HttpTls {
     /// cannot be read or parsed, or the key does not match the certificate.
     pub fn load(cert: &Path, key: &Path) -> Result<HttpTls, Error> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let pair = load_pair(cert, key, &provider)?;
+        HttpTls::serving(pair, Some((cert.to_owned(), key.to_owned())), provider)
+    }
+
+    /// Serves a certificate chain and key given as PEM text (the hub CA's
+    /// own certificate for the hub's names, `--http-tls-hub-ca`): nothing
+    /// to reload; a restart issues a new one.
+    pub fn from_pem(chain_pem: &str, key_pem: &str) -> Result<HttpTls, Error> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let bad = |e: &dyn std::fmt::Display| Error::Serve(format!("--http-tls-hub-ca: {e}"));
+        let chain = CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad(&e))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|e| bad(&e))?;
+        let pair = CertifiedKey::from_der(chain, key, &provider).map_err(|e| bad(&e))?;
+        HttpTls::serving(Arc::new(pair), None, provider)
+    }
+
+    fn serving(
+        pair: Arc<CertifiedKey>,
+        files: Option<(PathBuf, PathBuf)>,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<HttpTls, Error> {
         let certs = Arc::new(ReloadingCert {
-            current: RwLock::new(load_pair(cert, key, &provider)?),
-            stamp: RwLock::new(stamp(cert, key)),
-            cert: cert.to_owned(),
-            key: key.to_owned(),
+            current: RwLock::new(pair),
+            stamp: RwLock::new(files.as_ref().and_then(|(c, k)| stamp(c, k))),
+            files,
             provider: provider.clone(),
         });
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
@@ -80,7 +102,8 @@ impl HttpTls {
     }
 
     /// Reloads the certificate when its files changed (or always, when
-    /// `force`). Returns whether a new certificate is being served.
+    /// `force`). Returns whether a new certificate is being served (never,
+    /// for one given as PEM text).
     pub fn reload(&self, force: bool) -> Result<bool, Error> {
         self.certs.reload(force)
     }
@@ -145,8 +168,11 @@ impl HttpTls {
     }
 
     /// Reloads the certificate on `SIGHUP` and when its files change,
-    /// until `cancel`.
+    /// until `cancel` (returns at once for one given as PEM text).
     pub async fn reload_on_change(self, cancel: CancellationToken) {
+        let Some((cert, _)) = self.certs.files.clone() else {
+            return;
+        };
         #[cfg(unix)]
         let mut hangup =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
@@ -167,7 +193,7 @@ impl HttpTls {
             };
             match self.reload(force) {
                 Ok(true) => tracing::info!(
-                    cert = %self.certs.cert.display(),
+                    cert = %cert.display(),
                     "reloaded the HTTPS certificate for /mcp"
                 ),
                 Ok(false) => {}
@@ -244,8 +270,8 @@ fn stamp(cert: &Path, key: &Path) -> Stamp {
 
 #[derive(Debug)]
 struct ReloadingCert {
-    cert: PathBuf,
-    key: PathBuf,
+    /// The certificate chain and key files, when they are files.
+    files: Option<(PathBuf, PathBuf)>,
     provider: Arc<rustls::crypto::CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
     stamp: RwLock<Stamp>,
@@ -260,7 +286,10 @@ impl ReloadingCert {
     }
 
     fn reload(&self, force: bool) -> Result<bool, Error> {
-        let now = stamp(&self.cert, &self.key);
+        let Some((cert, key)) = &self.files else {
+            return Ok(false);
+        };
+        let now = stamp(cert, key);
         let mut seen = self.stamp.write().unwrap_or_else(|p| p.into_inner());
         if !force && now == *seen {
             return Ok(false);
@@ -268,7 +297,7 @@ impl ReloadingCert {
         // Remember the attempt either way: a broken file is reported once,
         // not every poll; fixing it changes the stamp again.
         *seen = now;
-        let fresh = load_pair(&self.cert, &self.key, &self.provider)?;
+        let fresh = load_pair(cert, key, &self.provider)?;
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = fresh;
         Ok(true)
     }
