@@ -7,7 +7,8 @@
 # Each image is `FROM scratch` + the stripped binary at /usr/local/bin/NAME, the
 # shared libraries `ldd` names (libc, libm, libgcc_s, the loader) copied from this
 # machine's Debian packages, the Debian CA bundle, /etc/passwd and /etc/group with
-# the non-root user ewii (65532:65532, no login shell) and its home /var/lib/ewii.
+# the non-root user ewii (65532:65532, no login shell), its home /var/lib/ewii and
+# /run/ewii (the adapter's socket directory), both owned by it.
 # USER 65532:65532, ENTRYPOINT the binary, OCI labels (source, revision, version,
 # title, licenses, created from the commit time so a rebuild of one commit gets
 # the same labels). Beside each: OUT/NAME.spdx.json, an SPDX 2.3 SBOM (the Rust
@@ -69,7 +70,7 @@ for name in "${images[@]}"; do
     bin="$CARGO_TARGET_DIR/release/$name"
     [[ -x "$bin" ]] || { echo "build-images: $bin missing" >&2; exit 1; }
     root="$stage_root/$name"
-    mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/var/lib/ewii" "$root/tmp"
+    mkdir -p "$root/usr/local/bin" "$root/etc/ssl/certs" "$root/var/lib/ewii" "$root/run/ewii" "$root/tmp"
     strip --strip-all -o "$root/usr/local/bin/$name" "$bin"
     chmod 0755 "$root/usr/local/bin/$name"
     # The libraries and loader the binary links, at the paths ldd resolves.
@@ -83,9 +84,10 @@ for name in "${images[@]}"; do
     printf 'root:x:0:0:root:/root:/sbin/nologin\newii:x:65532:65532:ewii:/var/lib/ewii:/sbin/nologin\n' >"$root/etc/passwd"
     printf 'root:x:0:\newii:x:65532:\n' >"$root/etc/group"
     chmod 1777 "$root/tmp"
-    chown -R 0:0 "$root"
-    chown 65532:65532 "$root/var/lib/ewii"
-    chmod 0700 "$root/var/lib/ewii"
+    # The user's state directory and the adapter's socket directory (owned
+    # by the user once in the image, below): a volume mounted on either
+    # starts with its owner and mode.
+    chmod 0700 "$root/var/lib/ewii" "$root/run/ewii"
 
     # SBOM: the crates compiled into the binary and the Debian packages shipped.
     crate="$(crate_of "$name")"
@@ -137,6 +139,10 @@ PY
 
     ctr="$(buildah from --name "build-$name-$$" scratch)"
     buildah copy --quiet "$ctr" "$root" / >/dev/null
+    # buildah copy makes everything root's; give the user its two directories.
+    mnt="$(buildah mount "$ctr")"
+    chown 65532:65532 "$mnt/var/lib/ewii" "$mnt/run/ewii"
+    buildah umount "$ctr" >/dev/null
     buildah config \
         --user 65532:65532 \
         --workingdir /var/lib/ewii \

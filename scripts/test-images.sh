@@ -151,6 +151,21 @@ for name in ewii-client ewii-adapter ewii-hub; do
     # What the customer runs: the digest that verified, pulled by that digest.
     digest="$("$sign" verify --key "$work/cosign.pub" "$reg/ewii/$name:$version" | sed 's/.*@//')"
     skopeo copy --quiet --src-tls-verify=false "docker://$reg/ewii/$name@$digest" "oci:$work/oci/$name:$version"
+    # Owners as the image records them: everything root's but the user's two
+    # directories (umoci --rootless below maps every owner to the caller).
+    python3 - "$work/oci/$name" "$version" <<'PY' || fail "$name: file owners in the image"
+import json, sys, tarfile
+layout, ref = sys.argv[1], sys.argv[2]
+blob = lambda d: f"{layout}/blobs/{d.replace(':', '/')}"
+index = json.load(open(f"{layout}/index.json"))
+desc = next(m for m in index["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == ref)
+for layer in json.load(open(blob(desc["digest"])))["layers"]:
+    for m in tarfile.open(blob(layer["digest"])):
+        path = m.name.lstrip("./").rstrip("/")
+        want = 65532 if path in ("var/lib/ewii", "run/ewii") else 0
+        assert (m.uid, m.gid) == (want, want), f"{path} is {m.uid}:{m.gid}"
+        assert not (m.mode & 0o6000), f"{path} is setuid/setgid"
+PY
     umoci unpack --rootless --image "$work/oci/$name:$version" "$work/rootfs-$name" >/dev/null
     rootfs="$work/rootfs-$name/rootfs"
     for sh in bin/sh bin/bash bin/dash bin/busybox usr/bin/sh usr/bin/bash; do
@@ -158,7 +173,7 @@ for name in ewii-client ewii-adapter ewii-hub; do
     done
     [[ -z "$(find "$rootfs" -name 'sh' -o -name 'bash' -o -name 'busybox')" ]] || fail "$name: a shell in the image"
     # umoci --rootless maps every file to the caller; give them back the image's owners.
-    chown -R 0:0 "$rootfs" && chown "${uid_of[$name]}" "$rootfs/var/lib/ewii"
+    chown -R 0:0 "$rootfs" && chown "${uid_of[$name]}" "$rootfs/var/lib/ewii" "$rootfs/run/ewii"
     # The unpacked root's own directory is made under this script's umask.
     chmod 0755 "$rootfs"
     [[ "$(stat -c %a "$rootfs/usr/local/bin")" == 755 ]] || fail "$name: /usr/local/bin is mode $(stat -c %a "$rootfs/usr/local/bin")"
@@ -166,6 +181,14 @@ for name in ewii-client ewii-adapter ewii-hub; do
     unshare --mount --pid --fork chroot --userspec="${uid_of[$name]}" "$rootfs" "$entry" --help >"$work/$name-help.out" 2>&1 \
         || fail "$name --help in its root filesystem as ${uid_of[$name]}: $(tail -n 3 "$work/$name-help.out")"
     grep -q "Usage: $name" "$work/$name-help.out" || fail "$name --help printed: $(head -n 3 "$work/$name-help.out")"
+    if [[ $name == ewii-adapter ]]; then
+        # The image's user can keep state in its home (a volume starts so too).
+        EWII_ENROLLMENT_TOKEN=ewii_tok_image_test_0123456789abcdef unshare --mount --pid --fork \
+            chroot --userspec="${uid_of[$name]}" "$rootfs" "$entry" --home /var/lib/ewii init --workspace-id acme \
+            >"$work/$name-init.out" 2>&1 || fail "$name init in its home as ${uid_of[$name]}: $(tail -n 3 "$work/$name-init.out")"
+        [[ "$(stat -c %u "$rootfs/var/lib/ewii/local-credential")" == "${uid_of[$name]%%:*}" ]] \
+            || fail "$name: the local credential is not the image user's"
+    fi
     # The kit's wrapper: the image's loader and libraries, no capabilities.
     cat >"$work/bin/$name" <<SH
 #!/bin/sh
@@ -176,7 +199,7 @@ SH
     chmod +x "$work/bin/$name"
 done
 ln -s "$CARGO_TARGET_DIR/debug/ewii-bearer-proxy" "$work/bin/ewii-bearer-proxy"
-pass "each image pulled by its verified digest, unpacked (no shell), entrypoint --help as its non-root uid in a chroot"
+pass "each image pulled by its verified digest: files root's but /var/lib/ewii and /run/ewii (65532), no setuid, no shell; entrypoint --help as its non-root uid in a chroot"
 
 say "== the kit from the unpacked images (hub /mcp over HTTPS)"
 hub_bin="$work/bin/ewii-hub" adapter_bin="$work/bin/ewii-adapter" client_bin="$work/bin/ewii-client"
