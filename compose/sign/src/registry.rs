@@ -106,45 +106,47 @@ impl Registry {
         reference: &str,
     ) -> Result<Option<(Vec<u8>, String)>, SignError> {
         let url = format!("{}/{repository}/manifests/{reference}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .header(ACCEPT, MANIFEST_TYPES)
+        let Some(bytes) = self.get(&url, Some(MANIFEST_TYPES)).await? else {
+            return Ok(None);
+        };
+        let d = digest(&bytes);
+        Ok(Some((bytes, d)))
+    }
+
+    /// The blob `digest` of `repository`, checked against its digest.
+    pub async fn blob(&self, repository: &str, want: &str) -> Result<Vec<u8>, SignError> {
+        let url = format!("{}/{repository}/blobs/{want}", self.base);
+        let bytes = self
+            .get(&url, None)
+            .await?
+            .ok_or_else(|| SignError::Registry(format!("GET {url}: not found")))?;
+        if digest(&bytes) != want {
+            return Err(SignError::Verify(format!(
+                "blob {want} does not match its digest"
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// The body at `url` (`None` for 404), asking for `accept` types.
+    async fn get(&self, url: &str, accept: Option<&str>) -> Result<Option<Vec<u8>>, SignError> {
+        let mut request = self.http.get(url);
+        if let Some(accept) = accept {
+            request = request.header(ACCEPT, accept);
+        }
+        let resp = request
             .send()
             .await
             .map_err(|e| SignError::Registry(format!("GET {url}: {e}")))?;
         if resp.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(None);
         }
-        let bytes = ok(resp, &url)
+        let bytes = ok(resp, url)
             .await?
             .bytes()
-            .await
-            .map_err(|e| SignError::Registry(e.to_string()))?;
-        let d = digest(&bytes);
-        Ok(Some((bytes.to_vec(), d)))
-    }
-
-    /// The blob `digest` of `repository`, checked against its digest.
-    pub async fn blob(&self, repository: &str, want: &str) -> Result<Vec<u8>, SignError> {
-        let url = format!("{}/{repository}/blobs/{want}", self.base);
-        let resp = self
-            .http
-            .get(&url)
-            .send()
             .await
             .map_err(|e| SignError::Registry(format!("GET {url}: {e}")))?;
-        let bytes = ok(resp, &url)
-            .await?
-            .bytes()
-            .await
-            .map_err(|e| SignError::Registry(e.to_string()))?;
-        if digest(&bytes) != want {
-            return Err(SignError::Verify(format!(
-                "blob {want} does not match its digest"
-            )));
-        }
-        Ok(bytes.to_vec())
+        Ok(Some(bytes.to_vec()))
     }
 
     /// Uploads `bytes` as a blob of `repository`; returns its digest.
