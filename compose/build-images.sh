@@ -20,8 +20,8 @@
 #   CARGO_TARGET_DIR   where `cargo build --release` puts the binaries (built here
 #                      when missing or older than the sources; EWII_SKIP_CARGO=1 skips)
 #   EWII_IMAGE_TAG     image tag (default: the workspace version)
-#   STORAGE_DRIVER     buildah's storage driver (default here: vfs, which works
-#                      without overlayfs support)
+#   STORAGE_DRIVER     buildah's storage driver for a fresh storage (buildah's
+#                      default, overlay, works here; vfs where overlayfs does not)
 #
 # Docker users: compose/images/NAME/Dockerfile builds the same layout.
 set -euo pipefail
@@ -32,7 +32,6 @@ cd "$(dirname "$0")/.."
 repo="$PWD"
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ewii/target}"
-export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
 out="${1:-$CARGO_TARGET_DIR/images}"
 mkdir -p "$out"
 

@@ -23,7 +23,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/ewii/target}"
-export STORAGE_DRIVER="${STORAGE_DRIVER:-vfs}"
 
 need=()
 for tool in buildah:buildah skopeo:skopeo umoci:umoci docker-registry:docker-registry \
