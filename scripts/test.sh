@@ -73,6 +73,9 @@ bash conformance/mcp/run.sh
 step "the README's demo: cargo run --release -- demo --once"
 cargo run --release --locked -- demo --once
 
+step "images: build from scratch, check, push to a throwaway registry, sign and verify (cosign format), run the kit from the unpacked images with the hub's /mcp over HTTPS (scripts/test-images.sh)"
+bash scripts/test-images.sh
+
 step "done"
 printf '\nStage times:\n'
 printf '%s\n' "${timings[@]}"

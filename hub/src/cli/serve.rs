@@ -15,8 +15,10 @@ pub(crate) const SERVE_HELP: &str = "\
 Clients dial the QUIC port (UDP) outbound; nothing on the customer side listens. Give the hub
 every name clients use to reach it with --name: its TLS certificate (issued by the hub CA, see
 `ewii-hub hub-ca`) carries them all. Agents use http://HTTP/mcp with
-`Authorization: Bearer <credential from ewii-hub agent create>`; put a TLS-terminating proxy in
-front of a non-loopback --http.
+`Authorization: Bearer <credential from ewii-hub agent create>`. A non-loopback --http needs
+TLS: give --http-tls-cert/--http-tls-key (then agents use https://HTTP/mcp; the files are
+reloaded on SIGHUP or when they change), or --http-tls-hub-ca (a certificate from the hub CA
+for the --name values; agents trust `ewii-hub hub-ca`), or put a TLS-terminating proxy in front.
 
 Example:
   ewii-hub serve --quic 0.0.0.0:4433 --http 127.0.0.1:8080 --name hub.example.com";
@@ -54,6 +56,31 @@ pub(crate) struct ServeArgs {
     /// The key of --tls-cert (PEM).
     #[arg(long, requires = "tls_cert", value_name = "FILE")]
     tls_key: Option<PathBuf>,
+    /// Serve /mcp, /healthz and /metrics over HTTPS with this certificate
+    /// chain (PEM); reloaded on SIGHUP or when the file changes.
+    #[arg(
+        long,
+        env = "EWII_HUB_HTTP_TLS_CERT",
+        requires = "http_tls_key",
+        value_name = "FILE"
+    )]
+    http_tls_cert: Option<PathBuf>,
+    /// The key of --http-tls-cert (PEM).
+    #[arg(
+        long,
+        env = "EWII_HUB_HTTP_TLS_KEY",
+        requires = "http_tls_cert",
+        value_name = "FILE"
+    )]
+    http_tls_key: Option<PathBuf>,
+    /// Serve /mcp, /healthz and /metrics over HTTPS with a certificate the hub
+    /// CA issues for the --name values at start (agents trust `ewii-hub hub-ca`).
+    #[arg(
+        long,
+        env = "EWII_HUB_HTTP_TLS_HUB_CA",
+        conflicts_with = "http_tls_cert"
+    )]
+    http_tls_hub_ca: bool,
     /// Lifetime of the SVIDs the hub issues (clients renew at about half of it).
     #[arg(
         long,
@@ -109,6 +136,8 @@ pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<
         http: args.http,
         names: args.names,
         tls: args.tls_cert.zip(args.tls_key),
+        http_tls: args.http_tls_cert.zip(args.http_tls_key),
+        http_tls_hub_ca: args.http_tls_hub_ca,
         svid_ttl: names::parse_duration(&args.svid_ttl).context("--svid-ttl")?,
         call_timeout: names::parse_duration(&args.call_timeout).context("--call-timeout")?,
         handshake_timeout: names::parse_duration(&args.handshake_timeout)
@@ -146,7 +175,8 @@ pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<
         println!("  tunnels + enrolment  quic://{} (UDP)", hub.quic_addr);
         println!("  agents' MCP          {}", hub.mcp_url());
         println!(
-            "  health, metrics      http://{}/healthz  /metrics",
+            "  health, metrics      {}://{}/healthz  /metrics",
+            if hub.https { "https" } else { "http" },
             hub.http_addr
         );
         println!("  names                {}", options.names.join(", "));

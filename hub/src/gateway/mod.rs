@@ -7,6 +7,8 @@
 //!   port, each tunnel's MCP session with its adapter, renewal, goodbye.
 //! - [`http`]: the agents' HTTP edge: `/mcp` behind the bearer gate,
 //!   `/healthz`, `/metrics`.
+//! - [`tls`]: HTTPS for that edge (`--http-tls-cert`), its certificate
+//!   reloaded on `SIGHUP` or change.
 //! - [`agents`]: the agents' MCP service: the workspace's tools, policy,
 //!   routing and auditing of every call.
 //! - [`registry`]: the live deployments and their catalogs.
@@ -22,5 +24,6 @@ pub mod metrics;
 pub mod policy;
 pub mod registry;
 pub mod serve;
+pub mod tls;
 pub mod tunnels;
 pub mod upstream;

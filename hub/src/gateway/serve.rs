@@ -13,6 +13,7 @@
 //!   out.
 //! - **HTTP** `/mcp`: MCP streamable HTTP for agents, bearer credential on
 //!   every request ([`crate::gateway::agents`]). `/healthz`, `/metrics`.
+//!   Over HTTPS with [`ServeOptions::http_tls`] ([`crate::gateway::tls`]).
 //!
 //! Bounded before authentication, so no client can hold the hub:
 //! - QUIC: at most [`ServeOptions::max_handshakes`] connections in their
@@ -67,6 +68,13 @@ pub struct ServeOptions {
     pub call_timeout: Duration,
     /// `Host` values accepted on `/mcp` beyond loopback names (`*`: any).
     pub allowed_hosts: Vec<String>,
+    /// Serve the HTTP endpoint over TLS with this certificate chain and key
+    /// (PEM files, reloaded on change: [`crate::gateway::tls`]).
+    pub http_tls: Option<(PathBuf, PathBuf)>,
+    /// Serve the HTTP endpoint over TLS with a certificate the hub CA issues
+    /// for [`ServeOptions::names`] (agents trust `ewii-hub hub-ca`), when
+    /// [`ServeOptions::http_tls`] is not given.
+    pub http_tls_hub_ca: bool,
     /// Whether a TLS-terminating relay sits in front of the QUIC port.
     pub binding: TlsBinding,
     /// How often the trust bundles are reloaded from the store (replicas
@@ -116,6 +124,8 @@ impl Default for ServeOptions {
             svid_ttl: ca::SVID_TTL,
             call_timeout: Duration::from_secs(120),
             allowed_hosts: Vec::new(),
+            http_tls: None,
+            http_tls_hub_ca: false,
             binding: TlsBinding::Strict,
             trust_refresh: Duration::from_secs(10),
             revocation_poll: Duration::from_millis(25),
@@ -138,6 +148,8 @@ pub struct RunningHub {
     pub quic_addr: SocketAddr,
     /// Where the HTTP endpoint listens.
     pub http_addr: SocketAddr,
+    /// Whether that endpoint speaks HTTPS (`--http-tls-cert`).
+    pub https: bool,
     /// The hub CA (PEM) clients pin with `--hub-ca`.
     pub hub_ca_pem: String,
     /// The same, parsed.
@@ -163,7 +175,8 @@ impl std::fmt::Debug for RunningHub {
 impl RunningHub {
     /// The agents' MCP URL.
     pub fn mcp_url(&self) -> String {
-        format!("http://{}/mcp", self.http_addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/mcp", self.http_addr)
     }
 
     /// Runs until `stop` fires, then shuts down.
@@ -217,6 +230,17 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     };
     keys.credentials()
         .map_err(|e| Error::Serve(format!("the hub's key: {e}")))?;
+    let http_tls = match &options.http_tls {
+        Some((cert, key)) => Some(crate::gateway::tls::HttpTls::load(cert, key)?),
+        None if options.http_tls_hub_ca => {
+            let server = hub_ca.issue_server_cert(&options.names, now)?;
+            Some(crate::gateway::tls::HttpTls::from_pem(
+                &server.chain_pem,
+                &server.key_pem,
+            )?)
+        }
+        None => None,
+    };
     let trust = Arc::new(StoreTrust::load(store.clone()).await?);
     let verifier = Arc::new(SvidVerifier::new(trust.clone()));
     let metrics = Arc::new(Metrics::new(verifier.clone()));
@@ -254,11 +278,11 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     let http_addr = listener
         .local_addr()
         .map_err(|e| Error::Serve(e.to_string()))?;
-    if !http_addr.ip().is_loopback() {
+    if !http_addr.ip().is_loopback() && http_tls.is_none() {
         tracing::warn!(
             %http_addr,
-            "the agents' endpoint is plain HTTP: put a TLS-terminating proxy in front of it so \
-             bearer credentials never cross a network in the clear"
+            "the agents' endpoint is plain HTTP: give --http-tls-cert/--http-tls-key (or put a \
+             TLS-terminating proxy in front) so bearer credentials never cross a network in the clear"
         );
     }
 
@@ -369,16 +393,29 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
     }
     // Agents, health, metrics.
     let app = crate::gateway::http::router(state.clone(), &options, cancel.clone());
-    tasks.push(tokio::spawn(ewii_mcp::serve_http(
-        ewii_mcp::without_nagle(listener),
-        app,
-        options.header_read_timeout,
-        cancel.clone(),
-    )));
+    let https = http_tls.is_some();
+    if let Some(tls) = http_tls {
+        let listener = tls.listener(listener, options.header_read_timeout, cancel.clone())?;
+        tasks.push(tokio::spawn(tls.reload_on_change(cancel.clone())));
+        tasks.push(tokio::spawn(ewii_mcp::serve_http(
+            listener,
+            app,
+            options.header_read_timeout,
+            cancel.clone(),
+        )));
+    } else {
+        tasks.push(tokio::spawn(ewii_mcp::serve_http(
+            ewii_mcp::without_nagle(listener),
+            app,
+            options.header_read_timeout,
+            cancel.clone(),
+        )));
+    }
     tracing::info!(%quic_addr, %http_addr, names = ?options.names, "hub serving");
     Ok(RunningHub {
         quic_addr,
         http_addr,
+        https,
         hub_ca_pem: hub_ca.certificate_pem().to_owned(),
         hub_ca: vec![hub_ca.certificate().clone()],
         state,
