@@ -4,12 +4,13 @@
 //! `inventory` registration silently disappears; naming each one here is
 //! what puts it in the binary. A test checks this list against the registry.
 
+use ewii_driver_mongodb as _;
 use ewii_driver_mysql as _;
 use ewii_driver_postgres as _;
 use ewii_driver_sqlite as _;
 
 /// The drivers this build is expected to carry, sorted.
-pub const BUILT_IN: &[&str] = &["mysql", "postgres", "sqlite"];
+pub const BUILT_IN: &[&str] = &["mongodb", "mysql", "postgres", "sqlite"];
 
 #[cfg(test)]
 mod tests {

@@ -37,8 +37,7 @@ pub use documents::{
     AggregateArgs, CollectionDescription, CollectionInfo, CountArgs, CountResult, DatabaseInfo,
     DescribeCollectionArgs, DistinctArgs, DistinctResult, DocumentIndex, DocumentsResult,
     ExplainDocumentsArgs, FieldSummary, FindArgs, ListCollectionsArgs, ListCollectionsResult,
-    ListDatabasesArgs, ListDatabasesResult, ReadConcernLevel, ReadPreferenceMode,
-    TypeCount,
+    ListDatabasesArgs, ListDatabasesResult, ReadConcernLevel, ReadPreferenceMode, TypeCount,
 };
 pub use naming::{
     MAX_DATABASE_NAME_LEN, MAX_DEPLOYMENT_NAME_LEN, MAX_TOOL_NAME_LEN, NameError, ToolName,
@@ -400,12 +399,30 @@ pub fn contract_snapshot() -> Value {
     put("DistinctArgs", schema_object::<DistinctArgs>());
     put("DistinctResult", schema_object::<DistinctResult>());
     put("ListDatabasesArgs", schema_object::<ListDatabasesArgs>());
-    put("ListDatabasesResult", schema_object::<ListDatabasesResult>());
-    put("ListCollectionsArgs", schema_object::<ListCollectionsArgs>());
-    put("ListCollectionsResult", schema_object::<ListCollectionsResult>());
-    put("DescribeCollectionArgs", schema_object::<DescribeCollectionArgs>());
-    put("CollectionDescription", schema_object::<CollectionDescription>());
-    put("ExplainDocumentsArgs", schema_object::<ExplainDocumentsArgs>());
+    put(
+        "ListDatabasesResult",
+        schema_object::<ListDatabasesResult>(),
+    );
+    put(
+        "ListCollectionsArgs",
+        schema_object::<ListCollectionsArgs>(),
+    );
+    put(
+        "ListCollectionsResult",
+        schema_object::<ListCollectionsResult>(),
+    );
+    put(
+        "DescribeCollectionArgs",
+        schema_object::<DescribeCollectionArgs>(),
+    );
+    put(
+        "CollectionDescription",
+        schema_object::<CollectionDescription>(),
+    );
+    put(
+        "ExplainDocumentsArgs",
+        schema_object::<ExplainDocumentsArgs>(),
+    );
     put("ToolDescriptor", schema_object::<ToolDescriptor>());
     let mut root = Map::new();
     root.insert(

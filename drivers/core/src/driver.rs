@@ -187,7 +187,11 @@ pub trait Database: Send + Sync + 'static {
     }
 
     /// `<db>_find` (document databases).
-    async fn find(&self, _args: FindArgs, _ctx: &CallContext) -> Result<DocumentsResult, ToolError> {
+    async fn find(
+        &self,
+        _args: FindArgs,
+        _ctx: &CallContext,
+    ) -> Result<DocumentsResult, ToolError> {
         Err(unsupported(StandardTool::Find))
     }
 

@@ -40,9 +40,9 @@ pub mod values;
 pub use bounded::{Next, ResultBuilder, byte_truncation, row_size};
 pub use catalog::{Catalog, CatalogChange, CatalogEntry, ResolvedTool};
 pub use classify::{
-    Classification, DocumentRefusal, DocumentVerdict, classify_document_call, fence_filter,
-    fence_pipeline, SqlDialect, StatementClass, StatementClasses, Vetted, check_param_count,
-    check_read_only, classify, vet_statement,
+    Classification, DocumentRefusal, DocumentVerdict, SqlDialect, StatementClass, StatementClasses,
+    Vetted, check_param_count, check_read_only, classify, classify_document_call, fence_filter,
+    fence_pipeline, vet_statement,
 };
 pub use config::{DatabaseConfig, Limits, mask_url};
 pub use driver::{

@@ -82,9 +82,7 @@ pub fn classify_document_call(
         }
     }
     DocumentVerdict {
-        class: refusal
-            .as_ref()
-            .map_or(StatementClass::Read, |r| r.class),
+        class: refusal.as_ref().map_or(StatementClass::Read, |r| r.class),
         refusal,
     }
 }
@@ -216,7 +214,11 @@ mod tests {
     fn forbidden_stages() -> Vec<(&'static str, Value, StatementClass)> {
         vec![
             ("$out", json!({"$out": "copy"}), StatementClass::Write),
-            ("$merge", json!({"$merge": {"into": "copy"}}), StatementClass::Write),
+            (
+                "$merge",
+                json!({"$merge": {"into": "copy"}}),
+                StatementClass::Write,
+            ),
             (
                 "$function",
                 json!({"$addFields": {"x": {"$function": {"body": "function(){}", "args": [], "lang": "js"}}}}),
@@ -227,8 +229,16 @@ mod tests {
                 json!({"$group": {"_id": null, "x": {"$accumulator": {"init": "function(){}", "accumulate": "f", "accumulateArgs": [], "merge": "f", "lang": "js"}}}}),
                 StatementClass::Other,
             ),
-            ("$where", json!({"$match": {"$where": "this.a > 1"}}), StatementClass::Other),
-            ("mapReduce", json!({"mapReduce": "orders"}), StatementClass::Other),
+            (
+                "$where",
+                json!({"$match": {"$where": "this.a > 1"}}),
+                StatementClass::Other,
+            ),
+            (
+                "mapReduce",
+                json!({"mapReduce": "orders"}),
+                StatementClass::Other,
+            ),
             (
                 "$lookup",
                 json!({"$lookup": {"from": {"db": "admin", "coll": "system.users"}, "as": "u", "pipeline": []}}),
@@ -275,7 +285,10 @@ mod tests {
     #[test]
     fn code_in_filters_and_expr_is_refused() {
         let r = filter(json!({"$where": "sleep(1000)"})).expect_err("$where");
-        assert_eq!((r.operator.as_str(), r.path.as_str()), ("$where", "filter.$where"));
+        assert_eq!(
+            (r.operator.as_str(), r.path.as_str()),
+            ("$where", "filter.$where")
+        );
         let r = filter(json!({"$and": [{"a": 1}, {"$expr": {"$function": {"body": "f", "args": [], "lang": "js"}}}]}))
             .expect_err("$function in $expr");
         assert_eq!(r.path, "filter.$and[1].$expr.$function");
@@ -305,7 +318,10 @@ mod tests {
         let Value::Object(args) = args else { panic!() };
         let v = classify_document_call(StandardTool::Aggregate, &args, DB);
         assert_eq!(v.class, StatementClass::Write);
-        assert_eq!(v.refusal.expect("found").path, "pipeline[0].$facet.a[0].$merge");
+        assert_eq!(
+            v.refusal.expect("found").path,
+            "pipeline[0].$facet.a[0].$merge"
+        );
         let args = json!({"collection": "o", "filter": {"a": 1}});
         let Value::Object(args) = args else { panic!() };
         let v = classify_document_call(StandardTool::Find, &args, DB);
