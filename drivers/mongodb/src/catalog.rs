@@ -9,7 +9,7 @@ use ewii_driver_core::{ToolError, fence_pipeline};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
 
-use crate::read::{fence_objects, refused};
+use crate::read::{fence_find, refused};
 use crate::schema::SchemaInference;
 use crate::session::Session;
 use crate::values;
@@ -175,14 +175,7 @@ pub async fn explain(
             doc! { "aggregate": &args.collection, "pipeline": stages, "cursor": {} }
         }
         None => {
-            fence_objects(
-                session,
-                &[
-                    ("filter", &args.filter),
-                    ("projection", &args.projection),
-                    ("sort", &args.sort),
-                ],
-            )?;
+            fence_find(session, &args.filter, &args.projection, &args.sort)?;
             let mut find = doc! {
                 "find": &args.collection,
                 "filter": values::document("filter", args.filter)?,

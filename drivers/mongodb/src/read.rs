@@ -30,6 +30,23 @@ pub fn fence_objects(
     Ok(())
 }
 
+/// Walks the filter, projection and sort of a find (or of its explain).
+pub fn fence_find(
+    session: &Session<'_>,
+    filter: &Option<Map<String, Value>>,
+    projection: &Option<Map<String, Value>>,
+    sort: &Option<Map<String, Value>>,
+) -> Result<(), ToolError> {
+    fence_objects(
+        session,
+        &[
+            ("filter", filter),
+            ("projection", projection),
+            ("sort", sort),
+        ],
+    )
+}
+
 /// The walk's refusal as a tool error.
 pub fn refused(r: ewii_driver_core::DocumentRefusal) -> ToolError {
     ToolError::Refused { reason: r.reason }
@@ -45,14 +62,7 @@ fn page_size(session: &Session<'_>, requested: Option<u32>) -> u64 {
 /// skip of `skip + offset` and a limit of one page plus one document (the
 /// one that tells a full page from a truncated one).
 pub async fn find(session: &Session<'_>, args: FindArgs) -> Result<DocumentsResult, ToolError> {
-    fence_objects(
-        session,
-        &[
-            ("filter", &args.filter),
-            ("projection", &args.projection),
-            ("sort", &args.sort),
-        ],
-    )?;
+    fence_find(session, &args.filter, &args.projection, &args.sort)?;
     let collection =
         session.collection(&args.collection, args.read_preference, args.read_concern)?;
     let offset = args.offset.unwrap_or(0);

@@ -7,6 +7,7 @@
 //!   `maxTimeMS` (measured: a 0.36 s regex scan with `maxTimeMS: 100`
 //!   completes), so on the stand-in only the client-side backstop is shown;
 //! - Decimal128 round trips: the stand-in rejects Decimal128 values.
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use std::time::{Duration, Instant};
 
