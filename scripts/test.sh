@@ -31,6 +31,11 @@ db_env="$(bash scripts/test-databases.sh start)"
 trap 'bash scripts/test-databases.sh stop >/dev/null 2>&1 || true' EXIT
 while IFS= read -r line; do export "${line?}"; done <<<"$db_env"
 
+step "nx-27017, a MongoDB wire-compatible stand-in (NOT MongoDB), pinned, into a venv (scripts/test-mongodb.sh install)"
+bash scripts/test-mongodb.sh install
+# The MongoDB driver's tests start their own stand-in; here it must not be skipped.
+export EWII_REQUIRE_NX27017=1
+
 step "cargo fmt --check"
 cargo fmt --all -- --check
 
@@ -54,6 +59,13 @@ for pair in mssql:EWII_TEST_MSSQL_URL oracle:EWII_TEST_ORACLE_URL; do
         echo "SKIPPED (not passed): $var is not set; no $driver server can run on this machine, so its driver test kit did not run"
     fi
 done
+step "MongoDB document kit: against the nx-27017 stand-in (a wire-compatible stand-in, NOT MongoDB), and against real MongoDB only if EWII_TEST_MONGODB_URL is set"
+echo "nx-27017 is a wire-compatible stand-in, not MongoDB; checks it cannot show are listed as SKIPPED below."
+mongo_out="$(cargo test -p ewii-driver-mongodb --locked -- --nocapture --test-threads=1 2>&1)" || { echo "$mongo_out"; exit 1; }
+grep -E '^(test |SKIPPED|using nx-27017|document kit|driver test kit)' <<<"$mongo_out" || true
+if [[ -z "${EWII_TEST_MONGODB_URL:-}" ]]; then
+  echo "SKIPPED (not passed): the MongoDB kit against real MongoDB; set EWII_TEST_MONGODB_URL=mongodb://user:pass@host:27017/ to run it"
+fi
 
 step "the wire's fuzz targets compile, on ewii-wire alone (running them needs nightly: docs/protocol.md, Fuzzing)"
 (cd tunnel/fuzz && cargo check --locked --bins)

@@ -4,6 +4,7 @@
 //! `inventory` registration silently disappears; naming each one here is
 //! what puts it in the binary. A test checks this list against the registry.
 
+use ewii_driver_mongodb as _;
 use ewii_driver_mssql as _;
 use ewii_driver_mysql as _;
 use ewii_driver_oracle as _;
@@ -11,7 +12,7 @@ use ewii_driver_postgres as _;
 use ewii_driver_sqlite as _;
 
 /// The drivers this build is expected to carry, sorted.
-pub const BUILT_IN: &[&str] = &["mssql", "mysql", "oracle", "postgres", "sqlite"];
+pub const BUILT_IN: &[&str] = &["mongodb", "mssql", "mysql", "oracle", "postgres", "sqlite"];
 
 #[cfg(test)]
 mod tests {

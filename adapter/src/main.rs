@@ -493,8 +493,11 @@ async fn add_database(home: &AdapterHome, global: &Global, a: AddDatabase) -> Re
     let report = admin::add_database(home, &token, &a.name, entry.clone(), !a.no_verify).await;
     finish(bar);
     let report = report?;
+    // A document database (MongoDB) offers the document tools, the others the SQL tools.
+    let documents = entry.driver == "mongodb";
     let tools: Vec<String> = StandardTool::ALL
         .iter()
+        .filter(|t| t.is_document_tool() == documents)
         .filter_map(|t| ToolName::new(&a.name, *t).ok().map(|n| n.to_string()))
         .collect();
     if a.json {

@@ -162,13 +162,13 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         (
             vec![
                 "add-database",
-                "mg",
+                "cs",
                 "--driver",
-                "mongodb",
+                "cassandra",
                 "--url",
-                "mongodb://u@h/d",
+                "cassandra://u@h/d",
             ],
-            "not built into this binary",
+            "unknown driver 'cassandra'; choose one of:",
         ),
         (
             vec![

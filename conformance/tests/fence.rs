@@ -222,7 +222,7 @@ struct Site {
 async fn site(store: &Store, databases: Vec<DatabaseConfig>) -> Site {
     assert!(
         ewii_driver_core::find_driver("mariadb").is_ok()
-            && ewii_adapter::drivers::BUILT_IN.len() == 3,
+            && ewii_adapter::drivers::BUILT_IN.contains(&"mysql"),
         "the mysql driver is not linked into this test"
     );
     store.create_workspace("acme", None, now()).await.unwrap();

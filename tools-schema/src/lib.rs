@@ -16,7 +16,8 @@
 //!   and hub.
 //!
 //! Modules: [`naming`], [`secret`]; `args` and `results` hold the argument
-//! and result types re-exported here.
+//! and result types re-exported here, `documents` those of the document
+//! tools (MongoDB: `find`, `aggregate`, …).
 //!
 //! `schema/tools.schema.json` is a checked-in snapshot of every schema; the
 //! test `snapshot_matches_code` fails when the code drifts from it (run it with
@@ -24,12 +25,19 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod documents;
 pub mod naming;
 mod results;
 pub mod secret;
 
 pub use args::{
     DescribeTableArgs, ExplainArgs, ListSchemasArgs, ListTablesArgs, QueryArgs, SqlParam,
+};
+pub use documents::{
+    AggregateArgs, CollectionDescription, CollectionInfo, CountArgs, CountResult, DatabaseInfo,
+    DescribeCollectionArgs, DistinctArgs, DistinctResult, DocumentIndex, DocumentsResult,
+    ExplainDocumentsArgs, FieldSummary, FindArgs, ListCollectionsArgs, ListCollectionsResult,
+    ListDatabasesArgs, ListDatabasesResult, ReadConcernLevel, ReadPreferenceMode, TypeCount,
 };
 pub use naming::{
     MAX_DATABASE_NAME_LEN, MAX_DEPLOYMENT_NAME_LEN, MAX_TOOL_NAME_LEN, NameError, ToolName,
@@ -46,7 +54,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// The standard tools a SQL database can contribute to a catalog.
+/// The standard tools a database can contribute to a catalog: the SQL
+/// tools (`query` … `explain`) and the document tools (`find` …
+/// `explain_documents`).
 ///
 /// The wire name of a tool is `<database>_<suffix>`, e.g. `shop_query`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -62,16 +72,52 @@ pub enum StandardTool {
     DescribeTable,
     /// Show the engine's plan for a statement without running it.
     Explain,
+    /// Find documents of a collection (document databases).
+    Find,
+    /// Run a read-only aggregation pipeline (document databases).
+    Aggregate,
+    /// Count the documents matching a filter (document databases).
+    Count,
+    /// List the distinct values of a field (document databases).
+    Distinct,
+    /// List the databases of the server (document databases).
+    ListDatabases,
+    /// List the collections and views (document databases).
+    ListCollections,
+    /// Describe one collection: indexes, validator, inferred schema.
+    DescribeCollection,
+    /// Show the plan of a find or aggregate (document databases).
+    ExplainDocuments,
 }
 
 impl StandardTool {
     /// Every standard tool, in catalog order.
-    pub const ALL: [StandardTool; 5] = [
+    pub const ALL: [StandardTool; 13] = [
         StandardTool::Query,
         StandardTool::ListSchemas,
         StandardTool::ListTables,
         StandardTool::DescribeTable,
         StandardTool::Explain,
+        StandardTool::Find,
+        StandardTool::Aggregate,
+        StandardTool::Count,
+        StandardTool::Distinct,
+        StandardTool::ListDatabases,
+        StandardTool::ListCollections,
+        StandardTool::DescribeCollection,
+        StandardTool::ExplainDocuments,
+    ];
+
+    /// The document tools (MongoDB), in catalog order.
+    pub const DOCUMENTS: [StandardTool; 8] = [
+        StandardTool::Find,
+        StandardTool::Aggregate,
+        StandardTool::Count,
+        StandardTool::Distinct,
+        StandardTool::ListDatabases,
+        StandardTool::ListCollections,
+        StandardTool::DescribeCollection,
+        StandardTool::ExplainDocuments,
     ];
 
     /// The suffix appended to the database name to form the tool name.
@@ -82,6 +128,14 @@ impl StandardTool {
             StandardTool::ListTables => "list_tables",
             StandardTool::DescribeTable => "describe_table",
             StandardTool::Explain => "explain",
+            StandardTool::Find => "find",
+            StandardTool::Aggregate => "aggregate",
+            StandardTool::Count => "count",
+            StandardTool::Distinct => "distinct",
+            StandardTool::ListDatabases => "list_databases",
+            StandardTool::ListCollections => "list_collections",
+            StandardTool::DescribeCollection => "describe_collection",
+            StandardTool::ExplainDocuments => "explain_documents",
         }
     }
 
@@ -97,6 +151,14 @@ impl StandardTool {
             StandardTool::ListTables => "List tables and views",
             StandardTool::DescribeTable => "Describe a table",
             StandardTool::Explain => "Explain a query plan",
+            StandardTool::Find => "Find documents",
+            StandardTool::Aggregate => "Run an aggregation pipeline",
+            StandardTool::Count => "Count documents",
+            StandardTool::Distinct => "List distinct values",
+            StandardTool::ListDatabases => "List databases",
+            StandardTool::ListCollections => "List collections",
+            StandardTool::DescribeCollection => "Describe a collection",
+            StandardTool::ExplainDocuments => "Explain a find or aggregate",
         }
     }
 
@@ -131,6 +193,43 @@ impl StandardTool {
                 "Show how {dialect} database '{database}' would execute one statement, without \
                  running it. Use it to check that a query uses an index before running it."
             ),
+            StandardTool::Find => format!(
+                "Find documents in a collection of {dialect} database '{database}' (read-only). \
+                 `filter`, `projection` and `sort` are Extended JSON; `$where` and `$function` \
+                 are refused. {DOCUMENT_PAGING}"
+            ),
+            StandardTool::Aggregate => format!(
+                "Run a read-only aggregation pipeline on a collection of {dialect} database \
+                 '{database}'. Stages that write or run server-side code (`$out`, `$merge`, \
+                 `$function`, `$accumulator`, `$where`) and `$lookup`/`$unionWith` into other \
+                 databases are refused at any depth. {DOCUMENT_PAGING}"
+            ),
+            StandardTool::Count => format!(
+                "Count the documents of a collection of {dialect} database '{database}' that \
+                 match a filter (Extended JSON)."
+            ),
+            StandardTool::Distinct => format!(
+                "List the distinct values of one field in a collection of {dialect} database \
+                 '{database}', optionally among documents matching a filter."
+            ),
+            StandardTool::ListDatabases => format!(
+                "List the databases of the {dialect} server behind '{database}'; the tools \
+                 read only the one marked `attached`."
+            ),
+            StandardTool::ListCollections => format!(
+                "List the collections and views of {dialect} database '{database}'. Use this \
+                 first to discover what can be read."
+            ),
+            StandardTool::DescribeCollection => format!(
+                "Describe one collection of {dialect} database '{database}': its indexes, its \
+                 validator, and a schema inferred from a bounded `$sample` (field paths with \
+                 BSON types and how often each occurs)."
+            ),
+            StandardTool::ExplainDocuments => format!(
+                "Show how {dialect} database '{database}' would execute a find (`filter`, \
+                 `sort`, `projection`) or an aggregate (`pipeline`): the query planner's \
+                 chosen plan, without returning documents."
+            ),
         }
     }
 
@@ -161,6 +260,14 @@ impl StandardTool {
             StandardTool::ListTables => schema_object::<ListTablesArgs>(),
             StandardTool::DescribeTable => schema_object::<DescribeTableArgs>(),
             StandardTool::Explain => schema_object::<ExplainArgs>(),
+            StandardTool::Find => schema_object::<FindArgs>(),
+            StandardTool::Aggregate => schema_object::<AggregateArgs>(),
+            StandardTool::Count => schema_object::<CountArgs>(),
+            StandardTool::Distinct => schema_object::<DistinctArgs>(),
+            StandardTool::ListDatabases => schema_object::<ListDatabasesArgs>(),
+            StandardTool::ListCollections => schema_object::<ListCollectionsArgs>(),
+            StandardTool::DescribeCollection => schema_object::<DescribeCollectionArgs>(),
+            StandardTool::ExplainDocuments => schema_object::<ExplainDocumentsArgs>(),
         }
     }
 
@@ -172,7 +279,19 @@ impl StandardTool {
             StandardTool::ListTables => schema_object::<ListTablesResult>(),
             StandardTool::DescribeTable => schema_object::<TableDescription>(),
             StandardTool::Explain => schema_object::<ExplainResult>(),
+            StandardTool::Find | StandardTool::Aggregate => schema_object::<DocumentsResult>(),
+            StandardTool::Count => schema_object::<CountResult>(),
+            StandardTool::Distinct => schema_object::<DistinctResult>(),
+            StandardTool::ListDatabases => schema_object::<ListDatabasesResult>(),
+            StandardTool::ListCollections => schema_object::<ListCollectionsResult>(),
+            StandardTool::DescribeCollection => schema_object::<CollectionDescription>(),
+            StandardTool::ExplainDocuments => schema_object::<ExplainResult>(),
         }
+    }
+
+    /// Whether this is a document tool (MongoDB) rather than a SQL tool.
+    pub fn is_document_tool(self) -> bool {
+        StandardTool::DOCUMENTS.contains(&self)
     }
 
     /// The full descriptor of this tool for one database.
@@ -196,6 +315,11 @@ impl StandardTool {
         })
     }
 }
+
+/// How the document tools say to page on.
+const DOCUMENT_PAGING: &str = "Results are relaxed Extended JSON, bounded by rows and bytes: \
+     when `truncated` is set, call again with `offset` = `truncated.next_offset` (same \
+     arguments, sorted on a unique key such as `_id`) to read the next page.";
 
 /// MCP tool annotations (hints to the client; Ewii keeps them honest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -267,6 +391,38 @@ pub fn contract_snapshot() -> Value {
     put("TableDescription", schema_object::<TableDescription>());
     put("ExplainArgs", schema_object::<ExplainArgs>());
     put("ExplainResult", schema_object::<ExplainResult>());
+    put("FindArgs", schema_object::<FindArgs>());
+    put("AggregateArgs", schema_object::<AggregateArgs>());
+    put("DocumentsResult", schema_object::<DocumentsResult>());
+    put("CountArgs", schema_object::<CountArgs>());
+    put("CountResult", schema_object::<CountResult>());
+    put("DistinctArgs", schema_object::<DistinctArgs>());
+    put("DistinctResult", schema_object::<DistinctResult>());
+    put("ListDatabasesArgs", schema_object::<ListDatabasesArgs>());
+    put(
+        "ListDatabasesResult",
+        schema_object::<ListDatabasesResult>(),
+    );
+    put(
+        "ListCollectionsArgs",
+        schema_object::<ListCollectionsArgs>(),
+    );
+    put(
+        "ListCollectionsResult",
+        schema_object::<ListCollectionsResult>(),
+    );
+    put(
+        "DescribeCollectionArgs",
+        schema_object::<DescribeCollectionArgs>(),
+    );
+    put(
+        "CollectionDescription",
+        schema_object::<CollectionDescription>(),
+    );
+    put(
+        "ExplainDocumentsArgs",
+        schema_object::<ExplainDocumentsArgs>(),
+    );
     put("ToolDescriptor", schema_object::<ToolDescriptor>());
     let mut root = Map::new();
     root.insert(
@@ -314,6 +470,11 @@ mod tests {
         ] {
             assert!(tool.annotations(false).read_only_hint);
         }
+        // The document tools never write, whatever the database's mode.
+        for tool in StandardTool::DOCUMENTS {
+            let a = tool.annotations(false);
+            assert!(a.read_only_hint && !a.destructive_hint && a.idempotent_hint);
+        }
     }
 
     #[test]
@@ -334,8 +495,12 @@ mod tests {
             return;
         }
         let on_disk = std::fs::read_to_string(&path).unwrap_or_default();
+        // Compared as JSON values, not text: key order depends on whether the
+        // build has serde_json's `preserve_order` (the MongoDB driver's bson
+        // turns it on for a whole-workspace build), the content does not.
+        let on_disk: Option<Value> = serde_json::from_str(&on_disk).ok();
         assert!(
-            on_disk == generated,
+            on_disk == Some(contract_snapshot()),
             "tools-schema/schema/tools.schema.json is out of date with the code. If the change \
              is intended, run `EWII_UPDATE_SNAPSHOT=1 cargo test -p ewii-tools-schema` and \
              commit the new snapshot (it is the catalog contract drivers and hubs rely on)."

@@ -26,6 +26,8 @@
 //! - `calls`: tool-call shorthands the kit and drivers' own tests share
 //!   ([`call`], [`query`], [`query_as`], [`classes`], [`database_config`],
 //!   [`assert_unparsable_needs_other`]);
+//! - [`documents`]: the document-driver kit (MongoDB):
+//!   [`documents::DocumentKitHarness`] and [`documents::run_documents`];
 //! - `server`: the test database servers: [`server_url`] (skip outside CI,
 //!   fail under CI), [`ServerDatabase`] (a throwaway database dropped on
 //!   drop), [`with_database`], [`unique_name`], [`block_on_own_thread`].
@@ -33,6 +35,7 @@
 
 mod calls;
 mod checks;
+pub mod documents;
 mod fixture;
 mod harness;
 mod report;

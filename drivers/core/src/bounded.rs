@@ -60,6 +60,15 @@ impl ResultBuilder {
         ResultBuilder::new(limits, args.max_rows, args.offset).with_max_bytes(args.max_bytes)
     }
 
+    /// The engine already skipped the first `offset` rows (a server-side
+    /// skip): the rows pushed start at `offset`, and the page and its
+    /// truncation notice say so.
+    pub fn skipped_by_engine(mut self, offset: u64) -> Self {
+        self.offset = offset;
+        self.seen = offset;
+        self
+    }
+
     /// Lowers the byte limit to `requested` (a call's `max_bytes`); it can
     /// never raise the database's configured limit.
     pub fn with_max_bytes(mut self, requested: Option<u64>) -> Self {

@@ -23,6 +23,8 @@
 //!   read, and the placeholder count;
 //! - `side_effects`: the functions, per engine, that act even inside a
 //!   read-only transaction;
+//! - `documents`: the fence of the document tools (MongoDB), a recursive
+//!   walk over filters and pipelines ([`classify_document_call`]);
 //! - `vet`: the fence every SQL driver runs before the engine sees a
 //!   statement ([`vet_statement`]), and the parameter count check;
 //! - `screen`: the token-level screen the T-SQL and Oracle rules share;
@@ -34,6 +36,7 @@
 //! This file holds the entry points: [`classify`] (one statement, parsed in
 //! its dialect) and [`check_read_only`].
 
+mod documents;
 mod model;
 mod oracle;
 mod screen;
@@ -46,6 +49,9 @@ use sqlparser::parser::Parser;
 
 use crate::ToolError;
 
+pub use documents::{
+    DocumentRefusal, DocumentVerdict, classify_document_call, fence_filter, fence_pipeline,
+};
 pub use model::{Classification, SqlDialect, StatementClass, StatementClasses};
 pub use vet::{Vetted, check_param_count, vet_statement, vet_with_params};
 

@@ -6,8 +6,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use ewii_tools_schema::{
-    DescribeTableArgs, ExplainArgs, ExplainResult, ListSchemasArgs, ListSchemasResult,
-    ListTablesArgs, ListTablesResult, QueryArgs, QueryResult, StandardTool, TableDescription,
+    AggregateArgs, CollectionDescription, CountArgs, CountResult, DescribeCollectionArgs,
+    DescribeTableArgs, DistinctArgs, DistinctResult, DocumentsResult, ExplainArgs,
+    ExplainDocumentsArgs, ExplainResult, FindArgs, ListCollectionsArgs, ListCollectionsResult,
+    ListDatabasesArgs, ListDatabasesResult, ListSchemasArgs, ListSchemasResult, ListTablesArgs,
+    ListTablesResult, QueryArgs, QueryResult, StandardTool, TableDescription,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -183,6 +186,74 @@ pub trait Database: Send + Sync + 'static {
         Err(unsupported(StandardTool::Explain))
     }
 
+    /// `<db>_find` (document databases).
+    async fn find(
+        &self,
+        _args: FindArgs,
+        _ctx: &CallContext,
+    ) -> Result<DocumentsResult, ToolError> {
+        Err(unsupported(StandardTool::Find))
+    }
+
+    /// `<db>_aggregate` (document databases).
+    async fn aggregate(
+        &self,
+        _args: AggregateArgs,
+        _ctx: &CallContext,
+    ) -> Result<DocumentsResult, ToolError> {
+        Err(unsupported(StandardTool::Aggregate))
+    }
+
+    /// `<db>_count` (document databases).
+    async fn count(&self, _args: CountArgs, _ctx: &CallContext) -> Result<CountResult, ToolError> {
+        Err(unsupported(StandardTool::Count))
+    }
+
+    /// `<db>_distinct` (document databases).
+    async fn distinct(
+        &self,
+        _args: DistinctArgs,
+        _ctx: &CallContext,
+    ) -> Result<DistinctResult, ToolError> {
+        Err(unsupported(StandardTool::Distinct))
+    }
+
+    /// `<db>_list_databases` (document databases).
+    async fn list_databases(
+        &self,
+        _args: ListDatabasesArgs,
+        _ctx: &CallContext,
+    ) -> Result<ListDatabasesResult, ToolError> {
+        Err(unsupported(StandardTool::ListDatabases))
+    }
+
+    /// `<db>_list_collections` (document databases).
+    async fn list_collections(
+        &self,
+        _args: ListCollectionsArgs,
+        _ctx: &CallContext,
+    ) -> Result<ListCollectionsResult, ToolError> {
+        Err(unsupported(StandardTool::ListCollections))
+    }
+
+    /// `<db>_describe_collection` (document databases).
+    async fn describe_collection(
+        &self,
+        _args: DescribeCollectionArgs,
+        _ctx: &CallContext,
+    ) -> Result<CollectionDescription, ToolError> {
+        Err(unsupported(StandardTool::DescribeCollection))
+    }
+
+    /// `<db>_explain_documents` (document databases).
+    async fn explain_documents(
+        &self,
+        _args: ExplainDocumentsArgs,
+        _ctx: &CallContext,
+    ) -> Result<ExplainResult, ToolError> {
+        Err(unsupported(StandardTool::ExplainDocuments))
+    }
+
     /// Closes pools and connections. Called when the database is removed.
     async fn close(&self) {}
 }
@@ -213,6 +284,22 @@ pub async fn dispatch(
             to_value(db.describe_table(parse_args(arguments)?, ctx).await?)
         }
         StandardTool::Explain => to_value(db.explain(parse_args(arguments)?, ctx).await?),
+        StandardTool::Find => to_value(db.find(parse_args(arguments)?, ctx).await?),
+        StandardTool::Aggregate => to_value(db.aggregate(parse_args(arguments)?, ctx).await?),
+        StandardTool::Count => to_value(db.count(parse_args(arguments)?, ctx).await?),
+        StandardTool::Distinct => to_value(db.distinct(parse_args(arguments)?, ctx).await?),
+        StandardTool::ListDatabases => {
+            to_value(db.list_databases(parse_args(arguments)?, ctx).await?)
+        }
+        StandardTool::ListCollections => {
+            to_value(db.list_collections(parse_args(arguments)?, ctx).await?)
+        }
+        StandardTool::DescribeCollection => {
+            to_value(db.describe_collection(parse_args(arguments)?, ctx).await?)
+        }
+        StandardTool::ExplainDocuments => {
+            to_value(db.explain_documents(parse_args(arguments)?, ctx).await?)
+        }
     }
 }
 

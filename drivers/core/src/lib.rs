@@ -14,7 +14,7 @@
 //!   its configured databases and routes `tools/call` to the right one;
 //! - `classify`: the statement classifier ([`classify()`],
 //!   [`vet_statement`]) that gives clear errors before a read-only engine
-//!   refuses a write;
+//!   refuses a write, and the document tools' fence ([`classify_document_call`]);
 //! - `bounded`: [`ResultBuilder`], the one implementation of row/byte limits
 //!   and paging;
 //! - [`values`]: how engine values JSON has no form for are shown;
@@ -40,8 +40,9 @@ pub mod values;
 pub use bounded::{Next, ResultBuilder, byte_truncation, row_size};
 pub use catalog::{Catalog, CatalogChange, CatalogEntry, ResolvedTool};
 pub use classify::{
-    Classification, SqlDialect, StatementClass, StatementClasses, Vetted, check_param_count,
-    check_read_only, classify, vet_statement, vet_with_params,
+    Classification, DocumentRefusal, DocumentVerdict, SqlDialect, StatementClass, StatementClasses,
+    Vetted, check_param_count, check_read_only, classify, classify_document_call, fence_filter,
+    fence_pipeline, vet_statement, vet_with_params,
 };
 pub use config::{DatabaseConfig, Limits, mask_url};
 pub use driver::{

@@ -100,9 +100,16 @@ impl Policy {
             .arguments
             .and_then(|a| a.get("sql"))
             .and_then(Value::as_str);
-        let statement = sql.map(str::to_owned);
+        let document_tool = suffix.and_then(super::documents::document_tool);
+        let statement = match document_tool {
+            Some(tool) => super::documents::statement(tool, call.arguments),
+            None => sql.map(str::to_owned),
+        };
         // (kind, "this statement is …" for a refusal)
         let classified = match suffix {
+            _ if let Some(tool) = document_tool => {
+                Some(super::documents::classify(tool, call.arguments))
+            }
             Some("query") => sql.map(|s| classify_for_policy(s, call.dialect)),
             Some("explain") if explain_runs(call.arguments) => sql.map(|s| {
                 let (kind, why) = classify_for_policy(s, call.dialect);
@@ -154,7 +161,7 @@ impl Policy {
         };
 
         let arguments = match suffix {
-            Some("query") => {
+            Some("query" | "find" | "aggregate" | "distinct") => {
                 let rows = self
                     .row_limit
                     .and_then(|limit| cap_argument(call.arguments, "max_rows", u64::from(limit)));

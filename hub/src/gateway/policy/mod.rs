@@ -135,6 +135,7 @@
 //!   to what the agent receives.
 //! - `redact`: [`redact_literals`], statements made fit for logs.
 
+mod documents;
 mod evaluate;
 mod limits;
 mod model;

@@ -26,6 +26,10 @@ const REDACTION_DIALECTS: [SqlDialect; 3] =
 /// level pass, which may also turn a type size such as `VARCHAR(20)` into
 /// `VARCHAR(?)`.
 pub fn redact_literals(sql: &str) -> String {
+    // A MongoDB document command (JSON) has its values replaced instead.
+    if let Some(redacted) = super::documents::redact_command(sql) {
+        return redacted;
+    }
     for dialect in REDACTION_DIALECTS {
         let parser_dialect = parser_dialect(dialect);
         let Ok(mut statements) = Parser::parse_sql(parser_dialect.as_ref(), sql) else {
