@@ -191,12 +191,17 @@ impl SessionCaller for Agent {
     }
 }
 
-/// The agent's policy; an unreadable one is an error (every call denied).
+/// The agent's policy, narrowed by its OAuth token's scopes when it signed
+/// in with one; an unreadable one is an error (every call denied).
 fn agent_policy(agent: &Agent) -> Result<Policy, String> {
-    match agent.policy.as_deref() {
-        None => Ok(Policy::unrestricted()),
-        Some(text) => Policy::from_toml(text).map_err(|e| e.to_string()),
-    }
+    let policy = match agent.policy.as_deref() {
+        None => Policy::unrestricted(),
+        Some(text) => Policy::from_toml(text).map_err(|e| e.to_string())?,
+    };
+    Ok(match &agent.oauth {
+        Some(grant) => policy::oauth_scopes::fence(policy, &grant.scopes),
+        None => policy,
+    })
 }
 
 fn json_len<T: serde::Serialize>(v: &T) -> u64 {
@@ -456,6 +461,7 @@ impl HubState {
         record.workspace = agent.workspace.clone();
         record.agent = agent.name.clone();
         record.agent_id = agent.id.clone();
+        record.set_oauth(agent.oauth.as_ref());
         record.tool = excerpt;
         record.bytes_in = json_len(&request.arguments);
         record.decision = "deny".into();
@@ -551,6 +557,7 @@ impl ToolBackend for HubState {
         record.workspace = agent.workspace.clone();
         record.agent = agent.name.clone();
         record.agent_id = agent.id.clone();
+        record.set_oauth(agent.oauth.as_ref());
         record.tool = request.name.to_string();
         record.bytes_in = json_len(&request.arguments);
         let (result, outcome) = self.route(&agent, &request, &context, &mut record).await;

@@ -104,6 +104,8 @@ pub struct ServeOptions {
     /// bindings of closed sessions are dropped, then the oldest session is
     /// closed.
     pub max_sessions: usize,
+    /// The OAuth resource server ([`crate::gateway::oauth`]).
+    pub oauth: crate::gateway::oauth::OAuthOptions,
 }
 
 impl Default for ServeOptions {
@@ -128,6 +130,7 @@ impl Default for ServeOptions {
             max_body_bytes: 4 << 20,
             max_agent_requests: 32,
             max_sessions: 10_000,
+            oauth: Default::default(),
         }
     }
 }
@@ -368,7 +371,10 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         )));
     }
     // Agents, health, metrics.
-    let app = crate::gateway::http::router(state.clone(), &options, cancel.clone());
+    let resource = (options.oauth.resource.clone()).unwrap_or_else(|| format!("http://{http_addr}/mcp"));
+    let oauth = crate::gateway::oauth::ResourceServer::new(options.oauth.clone(), resource)
+        .map_err(|e| Error::Serve(format!("the OAuth resource server: {e}")))?;
+    let app = crate::gateway::http::router(state.clone(), &options, Arc::new(oauth), cancel.clone());
     tasks.push(tokio::spawn(ewii_mcp::serve_http(
         ewii_mcp::without_nagle(listener),
         app,
