@@ -10,3 +10,5 @@ bin="$(node22)"
 dir="$(oidc_provider)"
 echo "node $bin/node"
 echo "modules $dir/node_modules"
+# The official Python SDK (1.x line, httpx) for the discovery test.
+echo "python $(python_sdk "$EWII_MCP_PY_1")"

@@ -29,42 +29,65 @@ const SCRIPT: &str = include_str!("../oauth/authorization-server.mjs");
 /// How long the server may take to start.
 const START: Duration = Duration::from_secs(30);
 
+/// What `install.sh` installed, once per run.
+struct Toolchain {
+    node: PathBuf,
+    /// The npm project holding oidc-provider (and the fixture script).
+    project: PathBuf,
+    /// The official Python SDK's venv python.
+    python: PathBuf,
+}
+
 /// Node and the npm project holding oidc-provider, installed once per run.
 fn toolchain() -> (PathBuf, PathBuf) {
-    static TOOLCHAIN: std::sync::OnceLock<(PathBuf, PathBuf)> = std::sync::OnceLock::new();
-    TOOLCHAIN
-        .get_or_init(|| {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("oauth/install.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .output()
-                .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
-            assert!(
-                out.status.success(),
-                "{} failed (Node 22 and oidc-provider are installed from npm): {}",
-                script.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let field = |name: &str| {
-                text.lines()
-                    .find_map(|l| l.strip_prefix(name))
-                    .map(|v| PathBuf::from(v.trim()))
-                    .unwrap_or_else(|| panic!("install.sh printed no `{name}` line: {text}"))
-            };
-            let node = field("node ");
-            let modules = field("modules ");
-            // ESM resolves packages next to the script, not through
-            // NODE_PATH: the script runs from the npm project.
-            let project = modules
-                .parent()
-                .expect("node_modules has a parent")
-                .to_path_buf();
-            std::fs::write(project.join("ewii-authorization-server.mjs"), SCRIPT)
-                .expect("write the fixture script into the npm project");
-            (node, project)
-        })
-        .clone()
+    let t = installed();
+    (t.node.clone(), t.project.clone())
+}
+
+/// The python of the venv with the official MCP SDK (`mcp` 1.x), for the
+/// discovery test (`conformance/oauth/sdk_discovery.py`).
+pub fn sdk_python() -> PathBuf {
+    installed().python.clone()
+}
+
+fn installed() -> &'static Toolchain {
+    static TOOLCHAIN: std::sync::OnceLock<Toolchain> = std::sync::OnceLock::new();
+    TOOLCHAIN.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("oauth/install.sh");
+        let out = Command::new("bash")
+            .arg(&script)
+            .output()
+            .unwrap_or_else(|e| panic!("run {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed (Node 22 and oidc-provider are installed from npm): {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| PathBuf::from(v.trim()))
+                .unwrap_or_else(|| panic!("install.sh printed no `{name}` line: {text}"))
+        };
+        let node = field("node ");
+        let modules = field("modules ");
+        let python = field("python ");
+        // ESM resolves packages next to the script, not through
+        // NODE_PATH: the script runs from the npm project.
+        let project = modules
+            .parent()
+            .expect("node_modules has a parent")
+            .to_path_buf();
+        std::fs::write(project.join("ewii-authorization-server.mjs"), SCRIPT)
+            .expect("write the fixture script into the npm project");
+        Toolchain {
+            node,
+            project,
+            python,
+        }
+    })
 }
 
 /// A new private RS256 signing key (JWK) with key id `kid`, made by `jose`.
@@ -76,7 +99,11 @@ pub fn signing_key(kid: &str) -> Value {
         .current_dir(&project)
         .output()
         .expect("run node");
-    assert!(out.status.success(), "genkey: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "genkey: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice(&out.stdout).expect("a JWK")
 }
 
@@ -199,7 +226,11 @@ impl AuthorizationServer {
             .send()
             .await
             .expect("revoke");
-        assert!(response.status().is_success(), "revocation: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "revocation: {}",
+            response.status()
+        );
     }
 
     async fn token(&self, client: &str, body: String) -> Result<String, String> {
@@ -258,10 +289,18 @@ impl AuthorizationServer {
                     .ok_or_else(|| format!("no code in {url}"))?;
             }
             let (method, target, body) = if url.contains("/interaction/") {
-                let prompt: Value = self.send("GET", &url, &mut cookies, None).await?.1
-                    .parse::<Value>().map_err(|e| e.to_string())?;
+                let prompt: Value = self
+                    .send("GET", &url, &mut cookies, None)
+                    .await?
+                    .1
+                    .parse::<Value>()
+                    .map_err(|e| e.to_string())?;
                 match prompt["prompt"].as_str() {
-                    Some("login") => ("POST", format!("{url}/login"), Some(format!("login={}", form(subject)))),
+                    Some("login") => (
+                        "POST",
+                        format!("{url}/login"),
+                        Some(format!("login={}", form(subject))),
+                    ),
                     Some("consent") => ("POST", format!("{url}/confirm"), Some(String::new())),
                     other => return Err(format!("unexpected prompt {other:?}")),
                 }
@@ -305,7 +344,12 @@ impl AuthorizationServer {
         }
         let response = request.send().await.map_err(|e| e.to_string())?;
         for set in response.headers().get_all("set-cookie") {
-            let Some((pair, _)) = set.to_str().unwrap_or("").split_once(';').or(Some((set.to_str().unwrap_or(""), ""))) else {
+            let Some((pair, _)) = set
+                .to_str()
+                .unwrap_or("")
+                .split_once(';')
+                .or(Some((set.to_str().unwrap_or(""), "")))
+            else {
                 continue;
             };
             if let Some((k, v)) = pair.split_once('=') {

@@ -24,11 +24,11 @@ use ewii_conformance::db::Backend;
 use ewii_conformance::hub::start_hub;
 use ewii_conformance::oauth::{AuthorizationServer, service_client, signing_key, web_client};
 use ewii_conformance::site::{Deployed, agent_credential, deploy};
+use ewii_driver_core::SecretString;
 use ewii_hub::gateway::oauth::OAuthOptions;
 use ewii_hub::gateway::serve::RunningHub;
 use ewii_hub::state::store::OAuthSettings;
 use ewii_hub::state::store::oauth::Introspection;
-use ewii_driver_core::SecretString;
 use serde_json::{Value, json};
 
 fn now() -> SystemTime {
@@ -88,7 +88,12 @@ impl Site {
             .set_workspace_oauth("acme", &settings(&auth, &hub), now())
             .await
             .unwrap();
-        for (name, subject) in [("svc", "svc"), ("alice", "alice"), ("short", "short"), ("opaque", "opaque")] {
+        for (name, subject) in [
+            ("svc", "svc"),
+            ("alice", "alice"),
+            ("short", "short"),
+            ("opaque", "opaque"),
+        ] {
             store
                 .create_oauth_agent("acme", name, subject, None, now())
                 .await
@@ -124,11 +129,17 @@ impl Site {
         assert_eq!(a.status, status, "{a:?}");
         let challenge = a.header("www-authenticate").unwrap_or_default();
         assert!(
-            challenge.contains(&format!("resource_metadata=\"{}\"", metadata_url(&self.hub))),
+            challenge.contains(&format!(
+                "resource_metadata=\"{}\"",
+                metadata_url(&self.hub)
+            )),
             "{challenge}"
         );
         if !error.is_empty() {
-            assert!(challenge.contains(&format!("error=\"{error}\"")), "{challenge}");
+            assert!(
+                challenge.contains(&format!("error=\"{error}\"")),
+                "{challenge}"
+            );
         }
     }
 
@@ -218,9 +229,15 @@ async fn no_token_is_401_pointing_to_the_protected_resource_metadata() {
     let challenge = a.header("www-authenticate").unwrap();
     assert!(challenge.starts_with("Bearer "), "{challenge}");
     let url = metadata_url(&site.hub);
-    assert!(challenge.contains(&format!("resource_metadata=\"{url}\"")), "{challenge}");
+    assert!(
+        challenge.contains(&format!("resource_metadata=\"{url}\"")),
+        "{challenge}"
+    );
     // Both the path-suffixed and the plain well-known form answer.
-    for path in ["/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"] {
+    for path in [
+        "/.well-known/oauth-protected-resource/mcp",
+        "/.well-known/oauth-protected-resource",
+    ] {
         let m = http_get(site.hub.http_addr, path).await;
         assert_eq!(m.status, 200, "{m:?}");
         let body = m.body.lines().last().unwrap_or_default();
@@ -228,7 +245,12 @@ async fn no_token_is_401_pointing_to_the_protected_resource_metadata() {
         assert_eq!(doc["resource"], json!(site.resource()));
         assert_eq!(doc["authorization_servers"], json!([site.auth.issuer]));
         assert_eq!(doc["bearer_methods_supported"], json!(["header"]));
-        assert!(doc["scopes_supported"].as_array().unwrap().contains(&json!(READ)));
+        assert!(
+            doc["scopes_supported"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(READ))
+        );
     }
 }
 
@@ -247,7 +269,11 @@ async fn expired_token_is_refused() {
 async fn token_for_another_resource_is_refused() {
     let site = Site::start(|_| {}).await;
     let other = format!("http://127.0.0.1:{}/mcp", site.hub.http_addr.port() ^ 1);
-    let token = site.auth.client_credentials("svc", READ, &other).await.unwrap();
+    let token = site
+        .auth
+        .client_credentials("svc", READ, &other)
+        .await
+        .unwrap();
     site.refused(&token, 401, "invalid_token").await;
 }
 
@@ -256,8 +282,15 @@ async fn token_of_another_issuer_is_refused() {
     let site = Site::start(|_| {}).await;
     // Another real server, same client id (so the same `sub`), tokens for
     // the hub's resource: the workspace does not trust its issuer.
-    let other = AuthorizationServer::start(&[signing_key("k1")], vec![service_client("svc", 600, "jwt")]).await;
-    let token = other.client_credentials("svc", READ, &site.resource()).await.unwrap();
+    let other = AuthorizationServer::start(
+        &[signing_key("k1")],
+        vec![service_client("svc", 600, "jwt")],
+    )
+    .await;
+    let token = other
+        .client_credentials("svc", READ, &site.resource())
+        .await
+        .unwrap();
     site.refused(&token, 401, "invalid_token").await;
 }
 
@@ -275,14 +308,20 @@ async fn bad_signature_is_refused() {
     let site = Site::start(|_| {}).await;
     let token = site.token("svc", READ).await;
     site.accepted(&token).await;
-    site.refused(&tampered_signature(&token), 401, "invalid_token").await;
+    site.refused(&tampered_signature(&token), 401, "invalid_token")
+        .await;
     // A real token's signature over another real token's claims (alice's
     // claims under svc's signature).
-    let alice = site.auth.authorization_code("web", "alice", READ, &site.resource()).await.unwrap();
+    let alice = site
+        .auth
+        .authorization_code("web", "alice", READ, &site.resource())
+        .await
+        .unwrap();
     let (h, rest) = token.split_once('.').unwrap();
     let (_, sig) = rest.split_once('.').unwrap();
     let alice_claims = alice.split('.').nth(1).unwrap();
-    site.refused(&format!("{h}.{alice_claims}.{sig}"), 401, "invalid_token").await;
+    site.refused(&format!("{h}.{alice_claims}.{sig}"), 401, "invalid_token")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,7 +329,8 @@ async fn rotated_key_is_fetched_on_its_kid_and_a_removed_key_stops_verifying() {
     let k1 = signing_key("k1");
     let k2 = signing_key("k2");
     // Keys are kept at most 1 s; an unknown kid refetches at once.
-    let mut site = Site::with_keys(&[k1.clone()], |o| o.jwks_max_age = Duration::from_secs(1)).await;
+    let mut site =
+        Site::with_keys(&[k1.clone()], |o| o.jwks_max_age = Duration::from_secs(1)).await;
     let old = site.token("svc", READ).await;
     site.accepted(&old).await;
     // Rotation: k2 signs, k1 still published.
@@ -312,7 +352,9 @@ fn kid_header_prefix(token: &str, kid: &str) -> String {
     use base64::Engine as _;
     let h = token.split('.').next().unwrap();
     let header: Value = serde_json::from_slice(
-        &base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h).unwrap(),
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(h)
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(header["kid"], json!(kid), "{header}");
@@ -343,7 +385,12 @@ async fn token_without_a_hub_scope_is_insufficient_scope() {
     let token = site.token("svc", "").await;
     site.refused(&token, 403, "insufficient_scope").await;
     let a = site.answer(Some(&token)).await;
-    assert!(a.header("www-authenticate").unwrap().contains("scope=\"ewii:read\""), "{a:?}");
+    assert!(
+        a.header("www-authenticate")
+            .unwrap()
+            .contains("scope=\"ewii:read\""),
+        "{a:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -358,16 +405,20 @@ async fn disabling_the_agent_cuts_its_tokens_off_at_once() {
     let site = Site::start(|_| {}).await;
     let token = site.token("svc", READ).await;
     let a = agent(&site.resource(), &token).await;
-    assert_ne!(call(&a, "eu_shop_query", count()).await.is_error, Some(true));
-    site.backend.store.disable_agent("acme", "svc", now()).await.unwrap();
+    assert_ne!(
+        call(&a, "eu_shop_query", count()).await.is_error,
+        Some(true)
+    );
+    site.backend
+        .store
+        .disable_agent("acme", "svc", now())
+        .await
+        .unwrap();
     site.refused(&token, 403, "").await;
     // The open session too: its next request is refused.
-    let next = tokio::time::timeout(
-        Duration::from_secs(20),
-        a.list_tools(None),
-    )
-    .await
-    .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(20), a.list_tools(None))
+        .await
+        .unwrap();
     assert!(next.is_err(), "{next:?}");
 }
 
@@ -376,7 +427,11 @@ async fn token_of_workspace_a_never_reaches_workspace_b() {
     let site = Site::start(|_| {}).await;
     let store = &site.backend.store;
     // Workspace beta trusts another server; its agent has the same subject.
-    let other = AuthorizationServer::start(&[signing_key("k1")], vec![service_client("svc", 600, "jwt")]).await;
+    let other = AuthorizationServer::start(
+        &[signing_key("k1")],
+        vec![service_client("svc", 600, "jwt")],
+    )
+    .await;
     store.create_workspace("beta", None, now()).await.unwrap();
     store
         .set_workspace_oauth(
@@ -389,8 +444,18 @@ async fn token_of_workspace_a_never_reaches_workspace_b() {
         )
         .await
         .unwrap();
-    store.create_oauth_agent("beta", "svc", "svc", None, now()).await.unwrap();
-    let _us = deploy(store, &site.hub, "beta", "us", TestAdapter::sqlite("shop").await).await;
+    store
+        .create_oauth_agent("beta", "svc", "svc", None, now())
+        .await
+        .unwrap();
+    let _us = deploy(
+        store,
+        &site.hub,
+        "beta",
+        "us",
+        TestAdapter::sqlite("shop").await,
+    )
+    .await;
     // acme's token: acme's tools only; beta's tool is unknown.
     let a = agent(&site.resource(), &site.token("svc", READ).await).await;
     let names = tool_names(&a).await;
@@ -410,10 +475,16 @@ async fn token_of_workspace_a_never_reaches_workspace_b() {
     };
     assert!(refused.contains("unknown tool"), "{refused}");
     // beta's token: beta's tools only.
-    let b_token = other.client_credentials("svc", READ, &site.resource()).await.unwrap();
+    let b_token = other
+        .client_credentials("svc", READ, &site.resource())
+        .await
+        .unwrap();
     let b = agent(&site.resource(), &b_token).await;
     let names = tool_names(&b).await;
-    assert!(names.iter().all(|n| n.starts_with("us_")) && !names.is_empty(), "{names:?}");
+    assert!(
+        names.iter().all(|n| n.starts_with("us_")) && !names.is_empty(),
+        "{names:?}"
+    );
     // The metadata lists both workspaces' issuers.
     let m = http_get(site.hub.http_addr, "/.well-known/oauth-protected-resource").await;
     let doc: Value = serde_json::from_str(m.body.lines().last().unwrap()).unwrap();
@@ -425,7 +496,13 @@ async fn token_of_workspace_a_never_reaches_workspace_b() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_scope_is_fenced_exactly_like_a_read_only_toml_policy() {
     let site = Site::start(|_| {}).await;
-    let toml = agent_credential(&site.backend.store, "acme", "toml-reader", Some("statements = [\"read\"]")).await;
+    let toml = agent_credential(
+        &site.backend.store,
+        "acme",
+        "toml-reader",
+        Some("statements = [\"read\"]"),
+    )
+    .await;
     let by_toml = agent(&site.resource(), &toml).await;
     let by_scope = agent(&site.resource(), &site.token("svc", READ).await).await;
     let write = json!({ "sql": "DELETE FROM customers" });
@@ -438,12 +515,24 @@ async fn read_scope_is_fenced_exactly_like_a_read_only_toml_policy() {
     assert_eq!(record["rule"], json!("statements"), "{record}");
     assert_eq!(record["statement_class"], json!("write"), "{record}");
     // Reads pass for both.
-    assert_ne!(call(&by_scope, "eu_shop_query", count()).await.is_error, Some(true));
+    assert_ne!(
+        call(&by_scope, "eu_shop_query", count()).await.is_error,
+        Some(true)
+    );
     // With ewii:write the same token holder's write reaches the (read-only)
     // database: the fence was the scope.
     let writer = agent(&site.resource(), &site.token("svc", "ewii:write").await).await;
-    let w = call(&writer, "eu_shop_query", json!({ "sql": "DELETE FROM customers" })).await;
-    assert!(!text_of(&w).contains("agent policy rule"), "{}", text_of(&w));
+    let w = call(
+        &writer,
+        "eu_shop_query",
+        json!({ "sql": "DELETE FROM customers" }),
+    )
+    .await;
+    assert!(
+        !text_of(&w).contains("agent policy rule"),
+        "{}",
+        text_of(&w)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -458,17 +547,64 @@ async fn opaque_tokens_are_introspected_and_revocation_holds_within_the_cache_bo
         client_id: "hub".into(),
         client_secret: SecretString::new("hub-secret"),
     });
-    site.backend.store.set_workspace_oauth("acme", &s, now()).await.unwrap();
+    site.backend
+        .store
+        .set_workspace_oauth("acme", &s, now())
+        .await
+        .unwrap();
     let token = site.token("opaque", READ).await;
     assert_eq!(token.split('.').count(), 1, "an opaque token: {token}");
     let a = agent(&site.resource(), &token).await;
     let r = call(&a, "eu_shop_query", count()).await;
     assert_ne!(r.is_error, Some(true), "{}", text_of(&r));
-    assert_eq!(oauth_audit_fields(&site.backend).await["subject"], json!("opaque"));
+    assert_eq!(
+        oauth_audit_fields(&site.backend).await["subject"],
+        json!("opaque")
+    );
     // A made-up opaque token is refused.
     site.refused("not-a-real-token", 401, "invalid_token").await;
     // Revoked at the server: refused once the cached answer ends (1 s).
     site.auth.revoke("opaque", &token).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     site.refused(&token, 401, "invalid_token").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_discovers_everything_from_the_401() {
+    let site = Site::start(|_| {}).await;
+    // The SDK is given the MCP URL only: resource metadata, authorization
+    // server metadata, registration, PKCE and the resource indicator all
+    // come from the hub's 401.
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oauth/sdk_discovery.py");
+    let url = site.resource();
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(ewii_conformance::oauth::sdk_python())
+            .arg(script)
+            .args([url.as_str(), "alice", "eu_shop_query"])
+            .output()
+            .expect("run the Python SDK")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    assert!(
+        report["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("eu_shop_query")),
+        "{report}"
+    );
+    assert_ne!(report["result"]["isError"], json!(true), "{report}");
+    assert!(report["result"].to_string().contains("10"), "{report}");
+    assert_eq!(
+        oauth_audit_fields(&site.backend).await["subject"],
+        json!("alice")
+    );
 }

@@ -54,7 +54,9 @@ pub(crate) async fn run(store: &Store, cmd: AgentCmd, json: bool, now: SystemTim
             if json {
                 print_json(&json!({ "workspace": workspace, "name": name, "disabled": true }))?;
             } else {
-                println!("Disabled agent '{name}' of workspace '{workspace}': refused from its next request on.");
+                println!(
+                    "Disabled agent '{name}' of workspace '{workspace}': refused from its next request on."
+                );
             }
         }
         AgentCmd::Create {

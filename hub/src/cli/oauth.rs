@@ -98,7 +98,9 @@ pub(crate) async fn run(store: &Store, cmd: OAuthCmd, json: bool, now: SystemTim
                 claim,
                 introspection,
             };
-            store.set_workspace_oauth(&workspace, &settings, now).await?;
+            store
+                .set_workspace_oauth(&workspace, &settings, now)
+                .await?;
             if json {
                 print_json(&settings_json(&workspace, &settings))?;
             } else {
@@ -131,7 +133,9 @@ pub(crate) async fn run(store: &Store, cmd: OAuthCmd, json: bool, now: SystemTim
                         println!("introspection  {} (client {})", i.url, i.client_id);
                     }
                 }
-                (None, false) => println!("Workspace '{workspace}' accepts no OAuth access tokens."),
+                (None, false) => {
+                    println!("Workspace '{workspace}' accepts no OAuth access tokens.")
+                }
             }
         }
         OAuthCmd::Clear { workspace } => {

@@ -371,10 +371,12 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         )));
     }
     // Agents, health, metrics.
-    let resource = (options.oauth.resource.clone()).unwrap_or_else(|| format!("http://{http_addr}/mcp"));
+    let resource =
+        (options.oauth.resource.clone()).unwrap_or_else(|| format!("http://{http_addr}/mcp"));
     let oauth = crate::gateway::oauth::ResourceServer::new(options.oauth.clone(), resource)
         .map_err(|e| Error::Serve(format!("the OAuth resource server: {e}")))?;
-    let app = crate::gateway::http::router(state.clone(), &options, Arc::new(oauth), cancel.clone());
+    let app =
+        crate::gateway::http::router(state.clone(), &options, Arc::new(oauth), cancel.clone());
     tasks.push(tokio::spawn(ewii_mcp::serve_http(
         ewii_mcp::without_nagle(listener),
         app,

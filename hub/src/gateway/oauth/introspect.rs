@@ -95,7 +95,9 @@ impl IntrospectionCache {
         now: i64,
     ) -> Result<serde_json::Map<String, Value>, Refusal> {
         let Some(endpoint) = config.settings.introspection.as_ref() else {
-            return Err(Refusal::InvalidToken("not a JWT and no introspection configured".into()));
+            return Err(Refusal::InvalidToken(
+                "not a JWT and no introspection configured".into(),
+            ));
         };
         let key = (config.workspace.clone(), digest(token));
         let answer = match self.get(&key) {
@@ -114,7 +116,9 @@ impl IntrospectionCache {
                     ))
                     .send()
                     .await
-                    .map_err(|e| Refusal::Unavailable(format!("token introspection failed: {e}")))?;
+                    .map_err(|e| {
+                        Refusal::Unavailable(format!("token introspection failed: {e}"))
+                    })?;
                 if !response.status().is_success() {
                     return Err(Refusal::Unavailable(format!(
                         "token introspection answered {}",
@@ -128,10 +132,10 @@ impl IntrospectionCache {
                 let active = body.get("active").and_then(Value::as_bool) == Some(true);
                 let exp = body.get("exp").and_then(Value::as_i64);
                 let keep = match exp {
-                    Some(exp) if active => Duration::from_secs(
-                        u64::try_from(exp.saturating_sub(now)).unwrap_or(0),
-                    )
-                    .min(options.introspection_cache),
+                    Some(exp) if active => {
+                        Duration::from_secs(u64::try_from(exp.saturating_sub(now)).unwrap_or(0))
+                            .min(options.introspection_cache)
+                    }
                     _ => options.introspection_cache,
                 };
                 let answer = Introspected {
@@ -149,7 +153,9 @@ impl IntrospectionCache {
             .and_then(Value::as_str)
             .is_some_and(|iss| iss != config.settings.issuer)
         {
-            return Err(Refusal::InvalidToken("the token is from another issuer".into()));
+            return Err(Refusal::InvalidToken(
+                "the token is from another issuer".into(),
+            ));
         }
         if !audience_contains(&claims, &config.settings.audience) {
             return Err(Refusal::InvalidToken(

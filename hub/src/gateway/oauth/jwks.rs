@@ -57,7 +57,9 @@ fn metadata_urls(issuer: &str) -> Vec<String> {
     if let Ok(u) = reqwest::Url::parse(issuer) {
         let path = u.path().trim_end_matches('/');
         let origin = u.origin().ascii_serialization();
-        urls.push(format!("{origin}/.well-known/oauth-authorization-server{path}"));
+        urls.push(format!(
+            "{origin}/.well-known/oauth-authorization-server{path}"
+        ));
     }
     urls.push(format!("{trimmed}/.well-known/openid-configuration"));
     urls
@@ -72,7 +74,10 @@ async fn get_json<T: serde::de::DeserializeOwned>(
     if !response.status().is_success() {
         return Err(format!("{url} answered {}", response.status()));
     }
-    response.json::<T>().await.map_err(|e| format!("{url}: {e}"))
+    response
+        .json::<T>()
+        .await
+        .map_err(|e| format!("{url}: {e}"))
 }
 
 /// The issuer's metadata, from the first URL that answers with it.
@@ -134,7 +139,8 @@ impl KeyCache {
             .fetched
             .is_none_or(|t| now.duration_since(t) >= options.jwks_max_age);
         let kid = jws.header.kid.as_deref();
-        let known = |c: &Cached| kid.is_none_or(|k| c.keys.iter().any(|j| j.kid.as_deref() == Some(k)));
+        let known =
+            |c: &Cached| kid.is_none_or(|k| c.keys.iter().any(|j| j.kid.as_deref() == Some(k)));
         let may_refetch = cached
             .fetched
             .is_none_or(|t| now.duration_since(t) >= options.jwks_min_refresh);
@@ -170,7 +176,9 @@ async fn refresh(
     cached.fetched = Some(Instant::now());
     let metadata = discover(http, issuer).await.map_err(|e| {
         tracing::warn!(issuer, error = %e, "cannot read the authorization server's metadata");
-        Refusal::Unavailable(format!("cannot read the authorization server's metadata: {e}"))
+        Refusal::Unavailable(format!(
+            "cannot read the authorization server's metadata: {e}"
+        ))
     })?;
     let keys = match metadata.jwks_uri.as_deref() {
         Some(uri) => get_json::<KeySet>(http, uri).await.map_err(|e| {
@@ -186,7 +194,11 @@ async fn refresh(
         .into_iter()
         .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
         .collect();
-    tracing::info!(issuer, keys = cached.keys.len(), "authorization server keys fetched");
+    tracing::info!(
+        issuer,
+        keys = cached.keys.len(),
+        "authorization server keys fetched"
+    );
     cached.metadata = Some(metadata);
     Ok(())
 }

@@ -129,7 +129,12 @@ impl Jws {
             return Err(invalid("critical JOSE header extensions are not supported"));
         }
         algorithm(&self.header.alg)?;
-        let typ = self.header.typ.as_deref().unwrap_or("").to_ascii_lowercase();
+        let typ = self
+            .header
+            .typ
+            .as_deref()
+            .unwrap_or("")
+            .to_ascii_lowercase();
         if typ != "at+jwt" && typ != "application/at+jwt" {
             return Err(invalid("typ is not at+jwt: not an RFC 9068 access token"));
         }
@@ -179,7 +184,10 @@ fn verify_with(alg_name: &str, key: &Jwk, input: &[u8], sig: &[u8]) -> bool {
             let (Some(n), Some(e)) = (b64(&key.n), b64(&key.e)) else {
                 return false;
             };
-            key.kty == "RSA" && RsaPublicKeyComponents { n, e }.verify(params, input, sig).is_ok()
+            key.kty == "RSA"
+                && RsaPublicKeyComponents { n, e }
+                    .verify(params, input, sig)
+                    .is_ok()
         }
         Alg::Ec(params, curve) => {
             let (Some(x), Some(y)) = (b64(&key.x), b64(&key.y)) else {
@@ -192,7 +200,9 @@ fn verify_with(alg_name: &str, key: &Jwk, input: &[u8], sig: &[u8]) -> bool {
             point.push(4);
             point.extend_from_slice(&x);
             point.extend_from_slice(&y);
-            UnparsedPublicKey::new(params, point).verify(input, sig).is_ok()
+            UnparsedPublicKey::new(params, point)
+                .verify(input, sig)
+                .is_ok()
         }
         Alg::EdDsa => {
             let Some(x) = b64(&key.x) else { return false };
@@ -229,7 +239,9 @@ pub fn check_times(
         return Err(invalid("the token has expired"));
     }
     if let Some(nbf) = claims.get("nbf") {
-        let nbf = nbf.as_i64().ok_or_else(|| invalid("unreadable nbf claim"))?;
+        let nbf = nbf
+            .as_i64()
+            .ok_or_else(|| invalid("unreadable nbf claim"))?;
         if nbf > now.saturating_add(skew) {
             return Err(invalid("the token is not valid yet (nbf)"));
         }
@@ -241,9 +253,20 @@ pub fn check_times(
 /// an `scp` array as some servers send.
 pub fn scopes(claims: &serde_json::Map<String, Value>) -> Vec<String> {
     match (claims.get("scope"), claims.get("scp")) {
-        (Some(Value::String(s)), _) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
-        (_, Some(Value::Array(a))) => a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect(),
-        (_, Some(Value::String(s))) => s.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect(),
+        (Some(Value::String(s)), _) => s
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        (_, Some(Value::Array(a))) => a
+            .iter()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect(),
+        (_, Some(Value::String(s))) => s
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect(),
         _ => Vec::new(),
     }
 }
@@ -259,13 +282,37 @@ mod tests {
             let p = B64URL.encode(r#"{"exp":1}"#);
             Jws::parse(&format!("{h}.{p}.")).unwrap()
         };
-        assert!(jws(r#"{"alg":"none","typ":"at+jwt"}"#).check_header().is_err());
-        assert!(jws(r#"{"alg":"HS256","typ":"at+jwt"}"#).check_header().is_err());
-        assert!(jws(r#"{"alg":"RS256","typ":"JWT"}"#).check_header().is_err());
+        assert!(
+            jws(r#"{"alg":"none","typ":"at+jwt"}"#)
+                .check_header()
+                .is_err()
+        );
+        assert!(
+            jws(r#"{"alg":"HS256","typ":"at+jwt"}"#)
+                .check_header()
+                .is_err()
+        );
+        assert!(
+            jws(r#"{"alg":"RS256","typ":"JWT"}"#)
+                .check_header()
+                .is_err()
+        );
         assert!(jws(r#"{"alg":"RS256"}"#).check_header().is_err());
-        assert!(jws(r#"{"alg":"RS256","typ":"at+jwt","crit":["x"]}"#).check_header().is_err());
-        assert!(jws(r#"{"alg":"RS256","typ":"at+JWT"}"#).check_header().is_ok());
-        assert!(jws(r#"{"alg":"ES256","typ":"application/at+jwt"}"#).check_header().is_ok());
+        assert!(
+            jws(r#"{"alg":"RS256","typ":"at+jwt","crit":["x"]}"#)
+                .check_header()
+                .is_err()
+        );
+        assert!(
+            jws(r#"{"alg":"RS256","typ":"at+JWT"}"#)
+                .check_header()
+                .is_ok()
+        );
+        assert!(
+            jws(r#"{"alg":"ES256","typ":"application/at+jwt"}"#)
+                .check_header()
+                .is_ok()
+        );
     }
 
     #[test]
@@ -281,9 +328,18 @@ mod tests {
     #[test]
     fn audience_string_or_array() {
         let claims = |v: Value| v.as_object().unwrap().clone();
-        assert!(audience_contains(&claims(serde_json::json!({"aud": "r"})), "r"));
-        assert!(audience_contains(&claims(serde_json::json!({"aud": ["x", "r"]})), "r"));
-        assert!(!audience_contains(&claims(serde_json::json!({"aud": ["x"]})), "r"));
+        assert!(audience_contains(
+            &claims(serde_json::json!({"aud": "r"})),
+            "r"
+        ));
+        assert!(audience_contains(
+            &claims(serde_json::json!({"aud": ["x", "r"]})),
+            "r"
+        ));
+        assert!(!audience_contains(
+            &claims(serde_json::json!({"aud": ["x"]})),
+            "r"
+        ));
         assert!(!audience_contains(&claims(serde_json::json!({})), "r"));
     }
 

@@ -8,8 +8,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::{Refusal, ResourceServer};
-use crate::state::store::Store;
 use crate::gateway::policy::oauth_scopes::{SCOPE_READ, SCOPES_SUPPORTED};
+use crate::state::store::Store;
 
 /// The well-known path of the metadata (RFC 9728 §3).
 pub const WELL_KNOWN: &str = "/.well-known/oauth-protected-resource";
@@ -85,13 +85,17 @@ pub fn challenge(rs: &ResourceServer, refusal: Option<&Refusal>) -> HeaderValue 
         )),
         _ => {}
     }
-    HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"ewii-hub\""))
+    HeaderValue::from_str(&v)
+        .unwrap_or_else(|_| HeaderValue::from_static("Bearer realm=\"ewii-hub\""))
 }
 
 /// The answer to a refused access token.
 pub fn refused(rs: &ResourceServer, refusal: &Refusal) -> Response {
     let (status, message) = match refusal {
-        Refusal::InvalidToken(why) => (StatusCode::UNAUTHORIZED, format!("invalid access token: {why}")),
+        Refusal::InvalidToken(why) => (
+            StatusCode::UNAUTHORIZED,
+            format!("invalid access token: {why}"),
+        ),
         Refusal::InsufficientScope => (
             StatusCode::FORBIDDEN,
             format!(

@@ -127,7 +127,8 @@ impl ResourceServer {
         options: OAuthOptions,
         resource: String,
     ) -> Result<ResourceServer, crate::audit::egress::EgressError> {
-        let http = crate::audit::egress::http_client(Duration::from_secs(10), options.ca.as_deref())?;
+        let http =
+            crate::audit::egress::http_client(Duration::from_secs(10), options.ca.as_deref())?;
         Ok(ResourceServer {
             options,
             resource,
@@ -216,8 +217,10 @@ impl ResourceServer {
             .get("iss")
             .and_then(Value::as_str)
             .ok_or_else(|| Refusal::InvalidToken("no iss claim".into()))?;
-        let trusting: Vec<&OAuthConfig> =
-            configs.iter().filter(|c| c.settings.issuer == iss).collect();
+        let trusting: Vec<&OAuthConfig> = configs
+            .iter()
+            .filter(|c| c.settings.issuer == iss)
+            .collect();
         if trusting.is_empty() {
             return Err(Refusal::InvalidToken(
                 "the token's issuer is not trusted by any workspace".into(),
@@ -225,7 +228,9 @@ impl ResourceServer {
         }
         // The signature first: nothing else of an unsigned claim set is
         // believed.
-        self.keys.verify(&self.http, iss, &jws, &self.options).await?;
+        self.keys
+            .verify(&self.http, iss, &jws, &self.options)
+            .await?;
         jwt::check_times(&jws.claims, now, self.options.clock_skew_secs())?;
         let candidates: Vec<OAuthConfig> = trusting
             .into_iter()
@@ -248,7 +253,10 @@ impl ResourceServer {
         now: i64,
     ) -> Result<(serde_json::Map<String, Value>, Vec<OAuthConfig>), Refusal> {
         let mut last = Refusal::InvalidToken("unknown credential".into());
-        for config in configs.iter().filter(|c| c.settings.introspection.is_some()) {
+        for config in configs
+            .iter()
+            .filter(|c| c.settings.introspection.is_some())
+        {
             match self
                 .introspection
                 .introspect(&self.http, config, token, &self.options, now)

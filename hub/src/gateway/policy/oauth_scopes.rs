@@ -57,7 +57,10 @@ pub fn fence(mut policy: Policy, scopes: &[String]) -> Policy {
         policy.deployments = Some(match policy.deployments.take() {
             None => deployments,
             Some(list) if list.iter().any(|d| d == super::model::ANY) => deployments,
-            Some(list) => list.into_iter().filter(|d| deployments.contains(d)).collect(),
+            Some(list) => list
+                .into_iter()
+                .filter(|d| deployments.contains(d))
+                .collect(),
         });
     }
     policy
@@ -92,7 +95,11 @@ mod tests {
     #[test]
     fn no_statement_scope_allows_nothing() {
         assert!(granted_statements(&s(&["openid", "ewii:deployment:eu"])).is_empty());
-        assert!(fence(Policy::unrestricted(), &s(&["openid"])).statements.is_empty());
+        assert!(
+            fence(Policy::unrestricted(), &s(&["openid"]))
+                .statements
+                .is_empty()
+        );
         assert_eq!(
             granted_statements(&s(&[SCOPE_WRITE])),
             vec![StatementKind::Read, StatementKind::Write]
@@ -101,7 +108,10 @@ mod tests {
 
     #[test]
     fn deployment_scopes_narrow_deployments() {
-        let fenced = fence(Policy::unrestricted(), &s(&[SCOPE_READ, "ewii:deployment:eu"]));
+        let fenced = fence(
+            Policy::unrestricted(),
+            &s(&[SCOPE_READ, "ewii:deployment:eu"]),
+        );
         assert_eq!(fenced.deployments, Some(s(&["eu"])));
     }
 }

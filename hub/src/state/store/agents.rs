@@ -131,12 +131,12 @@ impl Store {
         if !bearer.starts_with(tokens::AGENT_CREDENTIAL_PREFIX) {
             return Ok(None);
         }
-        Ok(
-            sqlx::query_as::<_, Agent>(select_agents!("WHERE a.credential_hash = $1 AND a.disabled_at IS NULL"))
-                .bind(tokens::secret_hash(bearer))
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        Ok(sqlx::query_as::<_, Agent>(select_agents!(
+            "WHERE a.credential_hash = $1 AND a.disabled_at IS NULL"
+        ))
+        .bind(tokens::secret_hash(bearer))
+        .fetch_optional(&self.pool)
+        .await?)
     }
 
     /// Creates an agent that signs in with OAuth access tokens whose
@@ -223,7 +223,11 @@ impl Store {
     }
 
     /// The enabled agent of `workspace` whose OAuth subject is `subject`.
-    pub async fn oauth_agent(&self, workspace: &str, subject: &str) -> Result<Option<Agent>, Error> {
+    pub async fn oauth_agent(
+        &self,
+        workspace: &str,
+        subject: &str,
+    ) -> Result<Option<Agent>, Error> {
         Ok(sqlx::query_as::<_, Agent>(select_agents!(
             "WHERE w.name = $1 AND a.oauth_subject = $2 AND a.disabled_at IS NULL"
         ))

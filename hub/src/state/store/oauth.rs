@@ -146,24 +146,25 @@ impl Store {
             let url: Option<String> = row.try_get(5)?;
             let client_id: Option<String> = row.try_get(6)?;
             let sealed: Option<String> = row.try_get(7)?;
-            let introspection = match (url, client_id, sealed) {
-                (Some(url), Some(client_id), Some(sealed)) => {
-                    let secret = self.master_key.open(&sealed, &secret_aad(&id)).ok_or_else(|| {
+            let introspection =
+                match (url, client_id, sealed) {
+                    (Some(url), Some(client_id), Some(sealed)) => {
+                        let secret = self.master_key.open(&sealed, &secret_aad(&id)).ok_or_else(|| {
                         Error::Corrupt(format!(
                             "the OAuth client secret of workspace {workspace:?} does not open \
                              with this master key"
                         ))
                     })?;
-                    Some(Introspection {
-                        url,
-                        client_id,
-                        client_secret: SecretString::new(
-                            String::from_utf8_lossy(&secret).into_owned(),
-                        ),
-                    })
-                }
-                _ => None,
-            };
+                        Some(Introspection {
+                            url,
+                            client_id,
+                            client_secret: SecretString::new(
+                                String::from_utf8_lossy(&secret).into_owned(),
+                            ),
+                        })
+                    }
+                    _ => None,
+                };
             out.push(OAuthConfig {
                 workspace,
                 settings: OAuthSettings {
