@@ -329,8 +329,10 @@ async fn rotated_key_is_fetched_on_its_kid_and_a_removed_key_stops_verifying() {
     let k1 = signing_key("k1");
     let k2 = signing_key("k2");
     // Keys are kept at most 1 s; an unknown kid refetches at once.
-    let mut site =
-        Site::with_keys(&[k1.clone()], |o| o.jwks_max_age = Duration::from_secs(1)).await;
+    let mut site = Site::with_keys(std::slice::from_ref(&k1), |o| {
+        o.jwks_max_age = Duration::from_secs(1)
+    })
+    .await;
     let old = site.token("svc", READ).await;
     site.accepted(&old).await;
     // Rotation: k2 signs, k1 still published.
@@ -366,7 +368,7 @@ async fn unknown_kid_before_the_refresh_bound_is_refused_then_accepted() {
     let k1 = signing_key("k1");
     let k2 = signing_key("k2");
     // An unknown kid refetches the keys at most every 2 s.
-    let mut site = Site::with_keys(&[k1.clone()], |o| {
+    let mut site = Site::with_keys(std::slice::from_ref(&k1), |o| {
         o.jwks_min_refresh = Duration::from_secs(2);
     })
     .await;
