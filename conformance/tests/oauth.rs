@@ -610,3 +610,56 @@ async fn python_sdk_discovers_everything_from_the_401() {
         json!("alice")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_configures_a_workspace_and_maps_a_subject() {
+    let site = Site::start(|_| {}).await;
+    let b = &site.backend;
+    b.cli_json(&["--json", "workspace", "create", "gamma"]);
+    let set = b.cli_json(&[
+        "--json",
+        "workspace",
+        "oauth",
+        "set",
+        "gamma",
+        "--issuer",
+        &site.auth.issuer,
+        "--audience",
+        &site.resource(),
+        "--claim",
+        "client_id",
+    ]);
+    assert_eq!(set["claim"], json!("client_id"), "{set}");
+    let shown = b.cli_json(&["--json", "workspace", "oauth", "show", "gamma"]);
+    assert_eq!(shown["issuer"], json!(site.auth.issuer), "{shown}");
+    // gamma names agents by `client_id`: the `stranger` client.
+    let created = b.cli_json(&[
+        "--json",
+        "agent",
+        "create",
+        "--workspace",
+        "gamma",
+        "g",
+        "--oauth-subject",
+        "stranger",
+    ]);
+    assert_eq!(created["oauth_subject"], json!("stranger"), "{created}");
+    assert!(created.get("credential").is_none(), "{created}");
+    // The same subject twice in one workspace is refused.
+    let err = b.cli_err(&[
+        "agent",
+        "create",
+        "--workspace",
+        "gamma",
+        "g2",
+        "--oauth-subject",
+        "stranger",
+    ]);
+    assert!(err.contains("OAuth subject"), "{err}");
+    let token = site.token("stranger", READ).await;
+    site.accepted(&token).await;
+    b.cli(&["agent", "disable", "--workspace", "gamma", "g"]);
+    site.refused(&token, 403, "").await;
+    let cleared = b.cli_json(&["--json", "workspace", "oauth", "clear", "gamma"]);
+    assert_eq!(cleared["cleared"], json!(true), "{cleared}");
+}

@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ewii_hub::Store;
+use ewii_hub::gateway::policy::Policy;
+use ewii_hub::{Agent, Store};
 use serde_json::json;
 
 use super::policy::{policy_summary, read_policy};
@@ -63,45 +64,21 @@ pub(crate) async fn run(store: &Store, cmd: AgentCmd, json: bool, now: SystemTim
             workspace,
             name,
             policy,
-            oauth_subject: Some(subject),
+            oauth_subject,
         } => {
             let policy = policy.as_deref().map(read_policy).transpose()?;
-            let a = store
-                .create_oauth_agent(
-                    &workspace,
-                    &name,
-                    &subject,
-                    policy.as_ref().map(|p| p.1.as_str()),
-                    now,
-                )
-                .await?;
-            let summary = policy
-                .as_ref()
-                .map_or_else(|| "unrestricted".to_string(), |p| p.0.summary());
-            if json {
-                print_json(&json!({
-                    "workspace": a.workspace,
-                    "name": a.name,
-                    "oauth_subject": subject,
-                    "created_at": rfc3339(a.created_at),
-                    "policy": summary,
-                }))?;
-            } else {
-                println!(
-                    "Created agent '{}' in workspace '{}': it signs in with OAuth access tokens \
-                     whose subject is {subject:?} (no static credential).",
-                    a.name, a.workspace
-                );
-                println!("Policy: {summary} (narrowed by each token's scopes)");
+            if let Some(subject) = oauth_subject {
+                let a = store
+                    .create_oauth_agent(
+                        &workspace,
+                        &name,
+                        &subject,
+                        policy.as_ref().map(|p| p.1.as_str()),
+                        now,
+                    )
+                    .await?;
+                return print_oauth_agent(&a, &subject, policy.as_ref().map(|p| &p.0), json);
             }
-        }
-        AgentCmd::Create {
-            workspace,
-            name,
-            policy,
-            oauth_subject: None,
-        } => {
-            let policy = policy.as_deref().map(read_policy).transpose()?;
             let (a, credential) = store
                 .create_agent_with_policy(
                     &workspace,
@@ -141,6 +118,7 @@ pub(crate) async fn run(store: &Store, cmd: AgentCmd, json: bool, now: SystemTim
                             "name": a.name,
                             "created_at": rfc3339(a.created_at),
                             "policy": policy_summary(a.policy.as_deref()),
+                            "oauth_subject": a.oauth_subject,
                         }))
                         .collect::<Vec<_>>()
                 ))?;
@@ -162,4 +140,26 @@ pub(crate) async fn run(store: &Store, cmd: AgentCmd, json: bool, now: SystemTim
         }
     }
     Ok(())
+}
+
+/// What `agent create --oauth-subject` prints.
+fn print_oauth_agent(a: &Agent, subject: &str, policy: Option<&Policy>, json: bool) -> Result<()> {
+    let summary = policy.map_or_else(|| "unrestricted".to_string(), Policy::summary);
+    if json {
+        print_json(&json!({
+            "workspace": a.workspace,
+            "name": a.name,
+            "oauth_subject": subject,
+            "created_at": rfc3339(a.created_at),
+            "policy": summary,
+        }))
+    } else {
+        println!(
+            "Created agent '{}' in workspace '{}': it signs in with OAuth access tokens whose \
+             subject is {subject:?} (no static credential).",
+            a.name, a.workspace
+        );
+        println!("Policy: {summary} (narrowed by each token's scopes)");
+        Ok(())
+    }
 }

@@ -41,7 +41,23 @@ impl Store {
         policy: Option<&str>,
         now: SystemTime,
     ) -> Result<(Agent, SecretString), Error> {
+        self.insert_agent(workspace, name, policy, None, now).await
+    }
+
+    /// Inserts an agent in one statement (with its OAuth subject, if any);
+    /// the agent and its static credential.
+    async fn insert_agent(
+        &self,
+        workspace: &str,
+        name: &str,
+        policy: Option<&str>,
+        oauth_subject: Option<&str>,
+        now: SystemTime,
+    ) -> Result<(Agent, SecretString), Error> {
         names::validate_name("agent", name)?;
+        if let Some(s) = oauth_subject {
+            validate_subject(s)?;
+        }
         let ws = self.workspace(workspace).await?;
         let exists = || Error::AgentExists {
             workspace: workspace.to_owned(),
@@ -61,13 +77,13 @@ impl Store {
             name: name.to_owned(),
             created_at: unix(now),
             policy: policy.map(str::to_owned),
-            oauth_subject: None,
+            oauth_subject: oauth_subject.map(str::to_owned),
             oauth: None,
         };
         let credential = tokens::new_agent_credential()?;
         let inserted = sqlx::query(
-            "INSERT INTO agents (id, workspace_id, name, credential_hash, created_at, policy) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO agents (id, workspace_id, name, credential_hash, created_at, policy, \
+             oauth_subject) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
         .bind(&agent.id)
         .bind(&ws.id)
@@ -75,9 +91,18 @@ impl Store {
         .bind(secret_hash(credential.expose()))
         .bind(agent.created_at)
         .bind(&agent.policy)
+        .bind(&agent.oauth_subject)
         .execute(&self.pool)
         .await;
         match inserted {
+            // The name, or the OAuth subject, is taken.
+            Err(e) if is_unique_violation(&e) && oauth_subject.is_some() => {
+                Err(Error::Invalid(format!(
+                    "workspace {workspace:?} already has an agent named {name:?} or one with \
+                     OAuth subject {:?}",
+                    oauth_subject.unwrap_or_default()
+                )))
+            }
             Err(e) if is_unique_violation(&e) => Err(exists()),
             Err(e) => Err(e.into()),
             Ok(_) => Ok((agent, credential)),
@@ -118,11 +143,16 @@ impl Store {
                  --workspace {workspace}`"
             )));
         }
+        self.reload_agent(workspace, agent).await
+    }
+
+    /// An agent just updated, read back.
+    async fn reload_agent(&self, workspace: &str, agent: &str) -> Result<Agent, Error> {
         self.list_agents(workspace)
             .await?
             .into_iter()
             .find(|a| a.name == agent)
-            .ok_or_else(|| Error::Corrupt("the agent vanished while its policy was set".into()))
+            .ok_or_else(|| Error::Corrupt("the agent vanished while it was updated".into()))
     }
 
     /// The agent whose credential is `bearer`, if any. The lookup is by
@@ -150,12 +180,10 @@ impl Store {
         policy: Option<&str>,
         now: SystemTime,
     ) -> Result<Agent, Error> {
-        validate_subject(subject)?;
-        let _credential_never_shown = self
-            .create_agent_with_policy(workspace, name, policy, now)
+        let (agent, _never_shown) = self
+            .insert_agent(workspace, name, policy, Some(subject), now)
             .await?;
-        self.set_agent_oauth_subject(workspace, name, Some(subject))
-            .await
+        Ok(agent)
     }
 
     /// Sets (or with `None` removes) the OAuth subject that names an agent.
@@ -190,11 +218,7 @@ impl Store {
         if updated == 0 {
             return Err(no_agent(workspace, agent));
         }
-        self.list_agents(workspace)
-            .await?
-            .into_iter()
-            .find(|a| a.name == agent)
-            .ok_or_else(|| Error::Corrupt("the agent vanished while it was updated".into()))
+        self.reload_agent(workspace, agent).await
     }
 
     /// Disables an agent: its next request is refused, whatever credential
