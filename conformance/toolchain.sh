@@ -92,3 +92,16 @@ python_sdk() {
     fi
     echo "$py"
 }
+
+# The OAuth authorization server the hub's OAuth tests start on loopback:
+# npm oidc-provider (OpenID Certified), on Node 22 (issue #18).
+EWII_OIDC_PROVIDER="9.13.3"
+
+# oidc_provider: installs oidc-provider@$EWII_OIDC_PROVIDER and prints its npm
+# project dir (conformance/oauth/authorization-server.mjs resolves it from
+# there through NODE_PATH).
+oidc_provider() {
+    local dir="$EWII_CACHE/oidc-provider-$EWII_OIDC_PROVIDER"
+    npm_pinned "$dir" oidc-provider "$EWII_OIDC_PROVIDER"
+    echo "$dir"
+}

@@ -31,6 +31,8 @@
 //!   waiting for a line, a port or the exit with a deadline, SIGTERM then
 //!   SIGKILL on drop, a free loopback port, and the hub CLI and `serve`
 //!   process;
+//! - [`oauth`]: a real OAuth authorization server (npm `oidc-provider`
+//!   on Node 22) on loopback, and tokens from its real endpoints;
 //! - [`stand_in`]: stand-ins for what the real parts never do, named as
 //!   such (a scripted adapter, a QUIC listener that is not the hub).
 //!
@@ -46,6 +48,7 @@ pub mod agent;
 pub mod client;
 pub mod db;
 pub mod hub;
+pub mod oauth;
 pub mod pki;
 pub mod process;
 pub mod raw_mcp;

@@ -87,7 +87,7 @@ impl RecordKind {
 /// The fields an intent carries: everything known before the call crosses
 /// the tunnel. The rest (outcome, sizes, duration, receipt) is not known
 /// yet and would only be zeros.
-const INTENT_FIELDS: [&str; 17] = [
+const INTENT_FIELDS: [&str; 21] = [
     "call_id",
     "time",
     "time_ms",
@@ -105,6 +105,10 @@ const INTENT_FIELDS: [&str; 17] = [
     "decision",
     "rule",
     "bytes_in",
+    "oauth_issuer",
+    "oauth_subject",
+    "oauth_client",
+    "oauth_scopes",
 ];
 
 /// One tool call, as recorded. The same value is filled in as the call
@@ -163,9 +167,28 @@ pub struct AuditRecord {
     pub response_signature: Option<String>,
     /// The TLS signature scheme of that signature.
     pub signature_scheme: Option<u16>,
+    /// The issuer of the OAuth access token the agent signed in with.
+    pub oauth_issuer: Option<String>,
+    /// Its subject (the value of the workspace's claim).
+    pub oauth_subject: Option<String>,
+    /// The OAuth client it was issued to.
+    pub oauth_client: Option<String>,
+    /// Its scopes, space-separated.
+    pub oauth_scopes: Option<String>,
 }
 
 impl AuditRecord {
+    /// Records what the agent's OAuth access token said (nothing for a
+    /// static bearer).
+    pub fn set_oauth(&mut self, grant: Option<&crate::state::store::OAuthGrant>) {
+        if let Some(g) = grant {
+            self.oauth_issuer = Some(g.issuer.clone());
+            self.oauth_subject = Some(g.subject.clone());
+            self.oauth_client = g.client.clone();
+            self.oauth_scopes = Some(g.scopes.join(" "));
+        }
+    }
+
     /// A record of a call `call_id` that arrived at `at`.
     pub fn started(at: SystemTime, call_id: String) -> AuditRecord {
         let dt: chrono::DateTime<chrono::Utc> = at.into();

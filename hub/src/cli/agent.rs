@@ -6,7 +6,8 @@ use std::time::SystemTime;
 
 use anyhow::Result;
 use clap::Subcommand;
-use ewii_hub::Store;
+use ewii_hub::gateway::policy::Policy;
+use ewii_hub::{Agent, Store};
 use serde_json::json;
 
 use super::policy::{policy_summary, read_policy};
@@ -24,6 +25,20 @@ pub(crate) enum AgentCmd {
         /// it the agent may use everything the deployments' adapters allow.
         #[arg(long, value_name = "FILE")]
         policy: Option<PathBuf>,
+        /// The agent signs in with OAuth access tokens whose workspace claim
+        /// (`ewii-hub workspace oauth set --claim`) is SUB, instead of a
+        /// static bearer credential (none is printed).
+        #[arg(long, value_name = "SUB")]
+        oauth_subject: Option<String>,
+    },
+    /// Disable an agent: its next request is refused, whatever credential
+    /// it presents (static bearer or OAuth token).
+    Disable {
+        /// The workspace.
+        #[arg(long, value_name = "W")]
+        workspace: String,
+        /// The agent.
+        name: String,
     },
     /// List a workspace's agents.
     List {
@@ -35,12 +50,35 @@ pub(crate) enum AgentCmd {
 
 pub(crate) async fn run(store: &Store, cmd: AgentCmd, json: bool, now: SystemTime) -> Result<()> {
     match cmd {
+        AgentCmd::Disable { workspace, name } => {
+            store.disable_agent(&workspace, &name, now).await?;
+            if json {
+                print_json(&json!({ "workspace": workspace, "name": name, "disabled": true }))?;
+            } else {
+                println!(
+                    "Disabled agent '{name}' of workspace '{workspace}': refused from its next request on."
+                );
+            }
+        }
         AgentCmd::Create {
             workspace,
             name,
             policy,
+            oauth_subject,
         } => {
             let policy = policy.as_deref().map(read_policy).transpose()?;
+            if let Some(subject) = oauth_subject {
+                let a = store
+                    .create_oauth_agent(
+                        &workspace,
+                        &name,
+                        &subject,
+                        policy.as_ref().map(|p| p.1.as_str()),
+                        now,
+                    )
+                    .await?;
+                return print_oauth_agent(&a, &subject, policy.as_ref().map(|p| &p.0), json);
+            }
             let (a, credential) = store
                 .create_agent_with_policy(
                     &workspace,
@@ -80,6 +118,7 @@ pub(crate) async fn run(store: &Store, cmd: AgentCmd, json: bool, now: SystemTim
                             "name": a.name,
                             "created_at": rfc3339(a.created_at),
                             "policy": policy_summary(a.policy.as_deref()),
+                            "oauth_subject": a.oauth_subject,
                         }))
                         .collect::<Vec<_>>()
                 ))?;
@@ -101,4 +140,26 @@ pub(crate) async fn run(store: &Store, cmd: AgentCmd, json: bool, now: SystemTim
         }
     }
     Ok(())
+}
+
+/// What `agent create --oauth-subject` prints.
+fn print_oauth_agent(a: &Agent, subject: &str, policy: Option<&Policy>, json: bool) -> Result<()> {
+    let summary = policy.map_or_else(|| "unrestricted".to_string(), Policy::summary);
+    if json {
+        print_json(&json!({
+            "workspace": a.workspace,
+            "name": a.name,
+            "oauth_subject": subject,
+            "created_at": rfc3339(a.created_at),
+            "policy": summary,
+        }))
+    } else {
+        println!(
+            "Created agent '{}' in workspace '{}': it signs in with OAuth access tokens whose \
+             subject is {subject:?} (no static credential).",
+            a.name, a.workspace
+        );
+        println!("Policy: {summary} (narrowed by each token's scopes)");
+        Ok(())
+    }
 }

@@ -1,11 +1,12 @@
 //! The `ewii-hub` command line, one file per command group:
-//! [`workspace`], [`deployment`], [`agent`], [`serve`], [`revoke`],
-//! [`webhook`], [`policy`], [`audit`]; this module holds the top-level
+//! [`workspace`] (with [`oauth`]), [`deployment`], [`agent`], [`serve`],
+//! [`revoke`], [`webhook`], [`policy`], [`audit`]; this module holds the top-level
 //! parser, the store location and the output helpers.
 
 mod agent;
 mod audit;
 mod deployment;
+mod oauth;
 mod policy;
 mod revoke;
 mod serve;

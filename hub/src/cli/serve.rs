@@ -128,6 +128,14 @@ pub(crate) struct ServeArgs {
     /// An extra CA (PEM) trusted for webhook receivers.
     #[arg(long, env = "EWII_HUB_WEBHOOK_CA", value_name = "FILE")]
     webhook_ca: Option<PathBuf>,
+    /// The hub's resource URI as agents reach it (OAuth access tokens must
+    /// be issued for it): https://hub.example.com/mcp. Default:
+    /// http://<--http address>/mcp.
+    #[arg(long, env = "EWII_HUB_RESOURCE_URL", value_name = "URI")]
+    resource_url: Option<String>,
+    /// An extra CA (PEM) trusted for the workspaces' authorization servers.
+    #[arg(long, env = "EWII_HUB_OAUTH_CA", value_name = "FILE")]
+    oauth_ca: Option<PathBuf>,
 }
 
 pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<()> {
@@ -157,6 +165,11 @@ pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<
             .map(|spec| SinkConfig::parse(spec).with_context(|| format!("--audit-export {spec}")))
             .collect::<Result<_>>()?,
         webhook_ca: args.webhook_ca,
+        oauth: ewii_hub::gateway::oauth::OAuthOptions {
+            resource: args.resource_url,
+            ca: args.oauth_ca,
+            ..Default::default()
+        },
         ..ServeOptions::default()
     };
     let hub = serve::start(store.clone(), options.clone()).await?;

@@ -40,6 +40,10 @@ pub(crate) enum WorkspaceCmd {
         /// The bundle file.
         file: PathBuf,
     },
+    /// OAuth: the authorization server whose access tokens the
+    /// workspace's agents may sign in with.
+    #[command(subcommand, name = "oauth", after_help = super::oauth::OAUTH_HELP)]
+    OAuth(super::oauth::OAuthCmd),
 }
 
 pub(crate) async fn run(
@@ -92,6 +96,7 @@ pub(crate) async fn run(
                 print_json(&bundle::to_jwks(&b.own, seq)?)?;
             }
         }
+        WorkspaceCmd::OAuth(cmd) => super::oauth::run(store, cmd, json, now).await?,
         WorkspaceCmd::ImportBundle { name, file } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;

@@ -209,8 +209,22 @@ type CompiledPolicy = Result<Arc<Policy>, String>;
 const POLICY_CACHE: usize = 10_000;
 
 impl CompiledPolicies {
-    /// The agent's policy; an unreadable one is an error (every call denied).
+    /// The agent's policy, narrowed by its OAuth token's scopes when it
+    /// signed in with one; an unreadable one is an error (every call
+    /// denied).
     fn of(&self, agent: &Agent) -> CompiledPolicy {
+        let compiled = self.compiled(agent)?;
+        Ok(match &agent.oauth {
+            Some(grant) => Arc::new(policy::oauth_scopes::fence(
+                (*compiled).clone(),
+                &grant.scopes,
+            )),
+            None => compiled,
+        })
+    }
+
+    /// The agent's stored policy, compiled.
+    fn compiled(&self, agent: &Agent) -> CompiledPolicy {
         let mut cache = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((text, compiled)) = cache.get(&agent.id)
             && *text == agent.policy
@@ -512,6 +526,7 @@ impl HubState {
         record.workspace = agent.workspace.clone();
         record.agent = agent.name.clone();
         record.agent_id = agent.id.clone();
+        record.set_oauth(agent.oauth.as_ref());
         record.tool = excerpt;
         record.bytes_in = json_len(&request.arguments);
         record.decision = "deny".into();
@@ -615,6 +630,7 @@ impl ToolBackend for HubState {
         record.workspace = agent.workspace.clone();
         record.agent = agent.name.clone();
         record.agent_id = agent.id.clone();
+        record.set_oauth(agent.oauth.as_ref());
         record.tool = request.name.to_string();
         record.bytes_in = json_len(&request.arguments);
         let (result, outcome) = self.route(&agent, &request, &context, &mut record).await;

@@ -21,6 +21,8 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::agents::HubState;
+use crate::gateway::oauth::ResourceServer;
+use crate::gateway::oauth::metadata::{MetadataSource, WELL_KNOWN, protected_resource};
 use crate::gateway::serve::ServeOptions;
 
 /// The HTTP side: `/mcp` behind bearer authentication, `/healthz`,
@@ -28,6 +30,7 @@ use crate::gateway::serve::ServeOptions;
 pub fn router(
     state: Arc<HubState>,
     options: &ServeOptions,
+    oauth: Arc<ResourceServer>,
     cancel: CancellationToken,
 ) -> axum::Router {
     let edge = HttpEdge {
@@ -46,14 +49,26 @@ pub fn router(
         hub: state.clone(),
         owners: SessionOwners::new(sessions.clone(), options.max_sessions),
         in_flight: InFlight::new(options.max_agent_requests),
+        oauth: oauth.clone(),
     });
     let mcp = edge.router(state.clone(), sessions, &cancel, |mcp| {
         mcp.layer(axum::middleware::from_fn_with_state(gate, bearer))
     });
+    let metadata = axum::Router::new()
+        .route(WELL_KNOWN, axum::routing::get(protected_resource))
+        .route(
+            &format!("{WELL_KNOWN}/mcp"),
+            axum::routing::get(protected_resource),
+        )
+        .with_state(MetadataSource {
+            store: state.store.clone(),
+            oauth,
+        });
     axum::Router::new()
         .route("/healthz", axum::routing::get(healthz))
         .route("/metrics", axum::routing::get(metrics))
         .with_state(state)
+        .merge(metadata)
         .merge(mcp)
 }
 
@@ -63,6 +78,7 @@ struct AgentGate {
     hub: Arc<HubState>,
     owners: SessionOwners,
     in_flight: InFlight,
+    oauth: Arc<ResourceServer>,
 }
 
 /// The MCP session header (rmcp's `HEADER_SESSION_ID`).
@@ -235,9 +251,10 @@ async fn bearer(State(gate): State<Arc<AgentGate>>, mut req: Request, next: Next
     };
     let unauthorized = |why: &str| {
         let mut r = error(StatusCode::UNAUTHORIZED, why);
+        // Points OAuth clients to the protected-resource metadata.
         r.headers_mut().insert(
             header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer realm=\"ewii-hub\""),
+            crate::gateway::oauth::metadata::challenge(&gate.oauth, None),
         );
         r
     };
@@ -250,10 +267,23 @@ async fn bearer(State(gate): State<Arc<AgentGate>>, mut req: Request, next: Next
     let Some(token) = token else {
         return unauthorized(
             "send the agent's credential as `Authorization: Bearer ewii_agent_…` (the operator \
-             creates one with `ewii-hub agent create --workspace W NAME`)",
+             creates one with `ewii-hub agent create --workspace W NAME`), or an OAuth access \
+             token for this resource (see the resource_metadata of WWW-Authenticate)",
         );
     };
-    let agent = match gate.hub.store.authenticate_agent(token).await {
+    // Anything but a static credential is an OAuth access token.
+    let agent = if !token.starts_with(crate::state::tokens::AGENT_CREDENTIAL_PREFIX) {
+        match gate.oauth.authenticate(&gate.hub.store, token).await {
+            Ok(agent) => Ok(Some(agent)),
+            Err(refusal) => {
+                tracing::info!(?refusal, "access token refused");
+                return crate::gateway::oauth::metadata::refused(&gate.oauth, &refusal);
+            }
+        }
+    } else {
+        gate.hub.store.authenticate_agent(token).await
+    };
+    let agent = match agent {
         Ok(Some(agent)) => agent,
         Ok(None) => {
             return unauthorized(

@@ -14,6 +14,8 @@
 //! - [`registry`]: the live deployments and their catalogs.
 //! - [`upstream`]: the hub as an MCP client of each deployment's adapter,
 //!   through its tunnel.
+//! - [`oauth`]: the hub as an OAuth 2.1 resource server: access tokens
+//!   from each workspace's authorization server, RFC 9728 metadata.
 //! - [`policy`]: per-agent policy: the model, its evaluation, statement
 //!   classification and rate limits.
 //! - [`metrics`]: Prometheus metrics.
@@ -21,6 +23,7 @@
 pub mod agents;
 pub mod http;
 pub mod metrics;
+pub mod oauth;
 pub mod policy;
 pub mod registry;
 pub mod serve;

@@ -112,6 +112,8 @@ pub struct ServeOptions {
     /// bindings of closed sessions are dropped, then the oldest session is
     /// closed.
     pub max_sessions: usize,
+    /// The OAuth resource server ([`crate::gateway::oauth`]).
+    pub oauth: crate::gateway::oauth::OAuthOptions,
 }
 
 impl Default for ServeOptions {
@@ -138,6 +140,7 @@ impl Default for ServeOptions {
             max_body_bytes: 4 << 20,
             max_agent_requests: 32,
             max_sessions: 10_000,
+            oauth: Default::default(),
         }
     }
 }
@@ -392,8 +395,14 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         )));
     }
     // Agents, health, metrics.
-    let app = crate::gateway::http::router(state.clone(), &options, cancel.clone());
     let https = http_tls.is_some();
+    let scheme = if https { "https" } else { "http" };
+    let resource =
+        (options.oauth.resource.clone()).unwrap_or_else(|| format!("{scheme}://{http_addr}/mcp"));
+    let oauth = crate::gateway::oauth::ResourceServer::new(options.oauth.clone(), resource)
+        .map_err(|e| Error::Serve(format!("the OAuth resource server: {e}")))?;
+    let app =
+        crate::gateway::http::router(state.clone(), &options, Arc::new(oauth), cancel.clone());
     if let Some(tls) = http_tls {
         let listener = tls.listener(listener, options.header_read_timeout, cancel.clone())?;
         tasks.push(tokio::spawn(tls.reload_on_change(cancel.clone())));

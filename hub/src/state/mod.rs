@@ -2,7 +2,8 @@
 //!
 //! - [`store`]: workspaces, deployments, enrolment tokens, agent
 //!   credentials, workspace CAs, issued SVIDs, revocations, webhooks and
-//!   audit rows, through sqlx on an SQLite file (default) or PostgreSQL
+//!   audit rows, per-workspace OAuth settings and agents' OAuth subjects,
+//!   through sqlx on an SQLite file (default) or PostgreSQL
 //!   (several replicas), with one set of migrations for both.
 //! - [`names`]: the naming rules and the SPIFFE ID layout
 //!   `spiffe://<trust-domain>/ws/<workspace>/dep/<deployment>`.

@@ -39,10 +39,12 @@ use ewii_driver_core::SecretString;
 mod agents;
 pub mod audit;
 mod deployments;
+pub mod oauth;
 pub mod revocation;
 mod workspaces;
 
 pub use audit::{StoredRecord, Verification};
+pub use oauth::{OAuthConfig, OAuthGrant, OAuthSettings};
 pub use revocation::{
     DeliveryRecord, DueDelivery, RevocationReason, RevocationState, Revoked, Webhook,
 };
@@ -112,6 +114,15 @@ pub struct Agent {
     /// The agent's policy (TOML), `None` when unrestricted.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// The value of its workspace's OAuth claim that names it, if it signs
+    /// in with OAuth access tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oauth_subject: Option<String>,
+    /// What the OAuth access token of this request granted; `None` for a
+    /// static bearer credential (and for agents read from the store).
+    #[sqlx(skip)]
+    #[serde(skip)]
+    pub oauth: Option<OAuthGrant>,
 }
 
 /// A freshly issued enrolment token, to show the operator once.

@@ -134,11 +134,14 @@
 //! - `limits`: [`cap_result_bytes`] and the `row_limit` refusal, applied
 //!   to what the agent receives.
 //! - `redact`: [`redact_literals`], statements made fit for logs.
+//! - [`oauth_scopes`]: an OAuth access token's scopes as a narrowing of
+//!   the agent's policy.
 
 mod documents;
 mod evaluate;
 mod limits;
 mod model;
+pub mod oauth_scopes;
 mod rate;
 mod redact;
 #[cfg(test)]
