@@ -79,6 +79,9 @@ bash conformance/flows/operator-flow.sh
 step "official SDK clients through the hub: Python 2.x and 1.x, TypeScript (conformance/sdk/run-hub.sh)"
 bash conformance/sdk/run-hub.sh
 
+step "the official Python SDK through the hub on a MongoDB database, served by the nx-27017 stand-in (NOT MongoDB) (conformance/sdk/run-hub-mongodb.sh)"
+bash conformance/sdk/run-hub-mongodb.sh
+
 step "official MCP conformance suite, npm latest and the 2026-07-28 requirement set, against ewii-adapter and the hub through the tunnel (conformance/mcp/run.sh)"
 bash conformance/mcp/run.sh
 
