@@ -168,7 +168,7 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
                 "--url",
                 "cassandra://u@h/d",
             ],
-            "unknown driver 'cassandra'; choose one of:",
+            "invalid value 'cassandra' for '--driver <DRIVER>'",
         ),
         (
             vec![

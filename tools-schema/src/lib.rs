@@ -108,6 +108,15 @@ impl StandardTool {
         StandardTool::ExplainDocuments,
     ];
 
+    /// The SQL tools (every relational driver), in catalog order.
+    pub const SQL: [StandardTool; 5] = [
+        StandardTool::Query,
+        StandardTool::ListSchemas,
+        StandardTool::ListTables,
+        StandardTool::DescribeTable,
+        StandardTool::Explain,
+    ];
+
     /// The document tools (MongoDB), in catalog order.
     pub const DOCUMENTS: [StandardTool; 8] = [
         StandardTool::Find,
@@ -439,6 +448,20 @@ pub fn contract_snapshot() -> Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_standard_tool_is_sql_or_document_and_never_both() {
+        for tool in StandardTool::ALL {
+            assert!(
+                StandardTool::SQL.contains(&tool) != tool.is_document_tool(),
+                "{tool:?}"
+            );
+        }
+        assert_eq!(
+            StandardTool::SQL.len() + StandardTool::DOCUMENTS.len(),
+            StandardTool::ALL.len()
+        );
+    }
     use super::*;
 
     #[test]

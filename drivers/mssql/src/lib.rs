@@ -154,7 +154,7 @@ impl MssqlDatabase {
 #[async_trait]
 impl Database for MssqlDatabase {
     fn tools(&self) -> &'static [StandardTool] {
-        &StandardTool::ALL
+        &StandardTool::SQL
     }
 
     fn dialect_name(&self) -> &'static str {

@@ -396,7 +396,7 @@ impl MySqlDatabase {
 #[async_trait]
 impl Database for MySqlDatabase {
     fn tools(&self) -> &'static [StandardTool] {
-        &StandardTool::ALL
+        &StandardTool::SQL
     }
 
     fn dialect_name(&self) -> &'static str {

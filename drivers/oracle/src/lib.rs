@@ -118,7 +118,7 @@ pub(crate) struct OracleDatabase {
 #[async_trait]
 impl Database for OracleDatabase {
     fn tools(&self) -> &'static [StandardTool] {
-        &StandardTool::ALL
+        &StandardTool::SQL
     }
 
     fn dialect_name(&self) -> &'static str {

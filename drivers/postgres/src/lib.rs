@@ -161,7 +161,7 @@ pub(crate) struct PgDatabase {
 #[async_trait]
 impl Database for PgDatabase {
     fn tools(&self) -> &'static [StandardTool] {
-        &StandardTool::ALL
+        &StandardTool::SQL
     }
 
     fn dialect_name(&self) -> &'static str {

@@ -148,7 +148,7 @@ pub(crate) struct SqliteDatabase {
 #[async_trait]
 impl Database for SqliteDatabase {
     fn tools(&self) -> &'static [StandardTool] {
-        &StandardTool::ALL
+        &StandardTool::SQL
     }
 
     fn dialect_name(&self) -> &'static str {
