@@ -162,17 +162,6 @@ async fn bad_input_is_refused_clearly_and_changes_nothing() {
         (
             vec![
                 "add-database",
-                "cs",
-                "--driver",
-                "cassandra",
-                "--url",
-                "cassandra://u@h/d",
-            ],
-            "invalid value 'cassandra' for '--driver <DRIVER>'",
-        ),
-        (
-            vec![
-                "add-database",
                 "missing",
                 "--driver",
                 "sqlite",
