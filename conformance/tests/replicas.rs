@@ -22,11 +22,12 @@ use std::time::{Duration, Instant, SystemTime};
 use ewii_conformance::adapter::TestAdapter;
 use ewii_conformance::agent::{agent, call, text_of, tool_names, wait_for_tools};
 use ewii_conformance::client::{TestClient, start_client_at};
-use ewii_conformance::db::Backend;
+use ewii_conformance::db::{Backend, ServerDatabase, server_url};
 use ewii_conformance::process::{HubProcess, free_loopback_port};
 use ewii_conformance::sample::count_query;
 use ewii_conformance::site::agent_credential;
 use ewii_conformance::svid::{issue_svid, record_svid};
+use ewii_driver_core::{DatabaseConfig, Limits, SecretString};
 use ewii_hub::replica::channel::Channel;
 use ewii_hub::replica::tls::ChannelTls;
 use ewii_hub::replica::wire::ForwardedCall;
@@ -251,6 +252,92 @@ async fn a_replica_peer_with_a_certificate_from_another_ca_gets_nothing() {
     client.stop().await;
     drop((r1, r2));
     b.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_forwarded_call_given_up_on_is_cancelled_in_the_engine() {
+    let Some(b) = Backend::postgres().await else {
+        return;
+    };
+    let Some(admin) = server_url("EWII_TEST_POSTGRES_ADMIN_URL", true) else {
+        return;
+    };
+    let user_url = server_url("EWII_TEST_POSTGRES_URL", true).unwrap();
+    let database = ServerDatabase::create(&user_url, "ewii_replica_cancel")
+        .await
+        .unwrap();
+    b.store
+        .create_workspace("acme", None, SystemTime::now())
+        .await
+        .unwrap();
+    let bearer = agent_credential(&b.store, "acme", "bot", None).await;
+    // Replica 1 gives up on a call after 1 s.
+    let port = free_loopback_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let r1 = b
+        .serve_process(&["--replica-listen", &listen, "--call-timeout", "1s"])
+        .await;
+    let r2 = replica(&b).await;
+    b.store
+        .create_deployment("acme", "site", TOKEN_TTL, SystemTime::now())
+        .await
+        .unwrap();
+    let keys = issue_svid(&b.store, "acme", "site").await;
+    record_svid(&b.store, "acme", "site", &keys).await;
+    let adapter = TestAdapter::start(vec![DatabaseConfig {
+        name: "pg".into(),
+        driver: "postgres".into(),
+        url: SecretString::new(database.url().to_owned()),
+        read_only: true,
+        limits: Limits::default(),
+    }])
+    .await;
+    let client = start_client_at(r2.quic, r2.hub_ca.clone(), keys, &adapter);
+    let bot = agent(&r1.mcp_url, &bearer).await;
+    wait_for_tools(&bot, |n| n.contains(&"site_pg_query".to_string())).await;
+
+    let marker = format!("replica_cancel_{}", std::process::id());
+    let sql = format!("SELECT pg_sleep(30) /* {marker} */");
+    let started = Instant::now();
+    let r = call(&bot, "site_pg_query", json!({"sql": sql, "params": []})).await;
+    assert_eq!(r.is_error, Some(true), "{}", text_of(&r));
+    assert!(
+        text_of(&r).contains("did not answer within 1 s"),
+        "{}",
+        text_of(&r)
+    );
+    // Replica 1 dropped the call: replica 2 cancels it at the adapter,
+    // which cancels the statement in PostgreSQL.
+    while running(&admin, &marker).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the statement still runs 4 s after replica 1 gave up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "statement gone {} ms after the call started (1 s call timeout)",
+        started.elapsed().as_millis()
+    );
+    client.stop().await;
+    drop((r1, r2, adapter, database));
+    b.finish().await;
+}
+
+/// Statements carrying `marker` that are running now.
+async fn running(admin: &str, marker: &str) -> i64 {
+    use sqlx::Connection as _;
+    let mut c = sqlx::PgConnection::connect(admin).await.unwrap();
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE state = 'active' AND pid <> pg_backend_pid() AND position($1 in query) > 0",
+    )
+    .bind(marker)
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    c.close().await.ok();
+    n
 }
 
 /// An agent session on `url` that counts the `tools/list_changed`
