@@ -27,6 +27,9 @@ use crate::Error;
 use crate::gateway::registry::Registry;
 use crate::gateway::upstream::{RawRouted, UpstreamError};
 
+/// The longest a replica waits for a peer's handshake.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One replica's end of the channel.
 pub struct Channel {
     endpoint: quinn::Endpoint,
@@ -108,11 +111,15 @@ impl Channel {
             addr: addr.to_owned(),
             why,
         };
-        let connection = self
+        let connecting = self
             .endpoint
             .connect_with(self.client.clone(), target, server_name())
-            .map_err(|e| connect(e.to_string()))?
+            .map_err(|e| connect(e.to_string()))?;
+        // A dead replica's lease outlives it by up to a lease: give up on
+        // it quickly rather than hold the agent's call for the idle timeout.
+        let connection = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
             .await
+            .map_err(|_| connect(format!("no answer within {CONNECT_TIMEOUT:?}")))?
             .map_err(|e| connect(e.to_string()))?;
         match peer_replica_id(&connection) {
             Some(found) if found == id => {}
