@@ -186,7 +186,7 @@ impl Channel {
         call: ForwardedCall,
     ) -> Result<RawRouted, UpstreamError> {
         let reply = self
-            .exchange(id, addr, &PeerRequest::Call(call))
+            .exchange(id, addr, &PeerRequest::Call(Box::new(call)))
             .await
             .map_err(|e| UpstreamError::Unreachable(e.to_string()))?
             .map_err(|e| UpstreamError::Tunnel(format!("replica channel: {e}")))?;
@@ -314,6 +314,7 @@ async fn serve_request(
             PeerReply::Ack
         }
         PeerRequest::Call(call) => {
+            let call = *call;
             let held = registry
                 .find(&call.workspace, &call.deployment)
                 .filter(|d| d.spiffe_id == call.spiffe_id && d.connection == call.connection);

@@ -17,7 +17,7 @@ pub const MAX_REPLY: usize = ewii_wire::frame::MAX_MESSAGE + (1 << 20);
 #[serde(rename_all = "snake_case")]
 pub enum PeerRequest {
     /// Relay this authorised, audited call to a tunnel the peer holds.
-    Call(ForwardedCall),
+    Call(Box<ForwardedCall>),
     /// These workspaces' live tunnels or catalogs changed on the sender:
     /// read the registry again and tell their agents.
     Changed {
