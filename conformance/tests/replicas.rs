@@ -324,6 +324,103 @@ async fn a_forwarded_call_given_up_on_is_cancelled_in_the_engine() {
     b.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_deployment_that_reconnects_to_another_replica_is_routed_there() {
+    let Some(b) = Backend::postgres().await else {
+        return;
+    };
+    b.store
+        .create_workspace("acme", None, SystemTime::now())
+        .await
+        .unwrap();
+    let bearer = agent_credential(&b.store, "acme", "bot", None).await;
+    let r1 = replica(&b).await;
+    let r2 = replica(&b).await;
+    let r3 = replica(&b).await;
+    b.store
+        .create_deployment("acme", "eu", TOKEN_TTL, SystemTime::now())
+        .await
+        .unwrap();
+    let keys = issue_svid(&b.store, "acme", "eu").await;
+    record_svid(&b.store, "acme", "eu", &keys).await;
+    let adapter = TestAdapter::sqlite("shop").await;
+    let first = start_client_at(r2.quic, r2.hub_ca.clone(), keys.clone(), &adapter);
+    let bot = agent(&r1.mcp_url, &bearer).await;
+    wait_for_tools(&bot, |n| n.contains(&"eu_shop_query".to_string())).await;
+    let r = call(&bot, "eu_shop_query", count_query()).await;
+    assert!(r.is_error != Some(true), "{}", text_of(&r));
+    let holder = || async {
+        b.store
+            .held_tunnels(0)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|t| t.deployment == "eu")
+            .map(|t| (t.replica_id, t.peer_address))
+    };
+    let (on_r2, _) = holder().await.unwrap();
+
+    // The client dies without a goodbye and comes back on replica 3, as a
+    // failover brings it; replica 2 may not have noticed yet.
+    first.task.abort();
+    let moved = Instant::now();
+    let second = start_client_at(r3.quic, r3.hub_ca.clone(), keys, &adapter);
+    loop {
+        if let Some((id, _)) = holder().await
+            && id != on_r2
+        {
+            break;
+        }
+        assert!(
+            moved.elapsed() < Duration::from_secs(10),
+            "replica 3 never took the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let taken = moved.elapsed();
+    // Calls from replica 1 reach the deployment through replica 3 (one
+    // that raced the change notice to replica 1 went to replica 2's dead
+    // tunnel and failed when that link timed out).
+    let args = count_query().as_object().cloned().unwrap();
+    loop {
+        let r = bot
+            .call_tool(
+                rmcp::model::CallToolRequestParams::new("eu_shop_query")
+                    .with_arguments(args.clone()),
+            )
+            .await;
+        if let Ok(r) = &r
+            && r.is_error != Some(true)
+        {
+            assert_eq!(
+                r.structured_content.as_ref().unwrap()["rows"],
+                json!([[10]])
+            );
+            break;
+        }
+        assert!(
+            moved.elapsed() < Duration::from_secs(10),
+            "no call succeeded within 10 s of the move: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "lease taken by replica 3 {} ms after the client moved; calls through replica 1 \
+         answered again after {} ms",
+        taken.as_millis(),
+        moved.elapsed().as_millis()
+    );
+    // The lease stays with replica 3 past replica 2's next heartbeats.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (holder_now, _) = holder().await.unwrap();
+    assert_ne!(holder_now, on_r2, "replica 2 took the lease back");
+    let r = call(&bot, "eu_shop_query", count_query()).await;
+    assert!(r.is_error != Some(true), "{}", text_of(&r));
+    second.stop().await;
+    drop((r1, r2, r3));
+    b.finish().await;
+}
+
 /// Statements carrying `marker` that are running now.
 async fn running(admin: &str, marker: &str) -> i64 {
     use sqlx::Connection as _;
