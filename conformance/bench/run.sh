@@ -14,6 +14,11 @@
 #   idle    N idle tunnels on one hub (hub RSS per tunnel) and the reconnect
 #           storm after kill -9 and restart (N from IDLE_N, default "100 1000";
 #           a separate part: it takes several minutes)
+#   replica the cross-replica hop: two hub replicas on one PostgreSQL store,
+#           the deployment's tunnel on replica B; the same call through B
+#           (local) and through A (A → B over the replica channel), with wrk
+#           at 1 and 16 connections: p50, p99, calls/s and the hop's cost
+#           (harness/replica.py; a separate part)
 #
 # Installs what it needs (Debian: wrk, PostgreSQL with pgbench; npm: Node 22
 # and @bytebase/dbhub, pinned in conformance/toolchain.sh; the Python SDK
@@ -29,9 +34,9 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
 parts=("$@")
 ((${#parts[@]})) || parts=(mcp tunnel audit)
-[[ " ${parts[*]} " == *" all "* ]] && parts=(mcp tunnel audit idle)
+[[ " ${parts[*]} " == *" all "* ]] && parts=(mcp tunnel audit idle replica)
 for p in "${parts[@]}"; do
-    [[ "$p" =~ ^(mcp|tunnel|audit|idle)$ ]] || { echo "unknown part '$p' (mcp, tunnel, audit, idle, all)" >&2; exit 2; }
+    [[ "$p" =~ ^(mcp|tunnel|audit|idle|replica)$ ]] || { echo "unknown part '$p' (mcp, tunnel, audit, idle, replica, all)" >&2; exit 2; }
 done
 wants() { [[ " ${parts[*]} " == *" $1 "* ]]; }
 started=$(date +%s)
@@ -154,6 +159,57 @@ fi
 if wants idle; then
     say "== idle tunnels and the reconnect storm"
     "$bench_bin" idle --hub "$hub_bin" --adapter "$adapter_bin" --counts "${IDLE_N:-100 1000}" --out "$out/idle.md"
+fi
+if wants replica; then
+    say "== the cross-replica hop: agent → replica A → replica B → tunnel, against agent → replica B → tunnel"
+    replica_db=ewii_bench_replica_$$
+    psql "$EWII_TEST_POSTGRES_ADMIN_URL" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE $replica_db OWNER ewii" >/dev/null
+    EWII_HUB_MASTER_KEY="$(head -c 32 /dev/urandom | base64)"
+    export EWII_HUB_MASTER_KEY
+    rhub=("$hub_bin" --database-url "${EWII_TEST_POSTGRES_URL%/*}/$replica_db")
+    "${rhub[@]}" --json workspace create acme >/dev/null
+    "${rhub[@]}" --json deployment create --workspace acme eu | json_field enrolment_token >"$work/enrolment-token"
+    "${rhub[@]}" --json agent create --workspace acme bot | json_field credential >"$work/replica-agent"
+    "${rhub[@]}" hub-ca >"$work/replica-hub-ca.pem"
+    replica_pids=()
+    for r in a b; do
+        "${rhub[@]}" serve --quic 127.0.0.1:0 --http 127.0.0.1:0 --name 127.0.0.1 \
+            --replica-listen "127.0.0.1:$(free_port)" --json \
+            >"$work/replica-$r.out" 2>"$work/replica-$r.log" &
+        pids+=($!)
+        replica_pids+=($!)
+        wait_for "replica $r" "$!" grep -q '"mcp_url"' "$work/replica-$r.out"
+    done
+    KIT_POSTGRES=0 KIT_ADAPTER=replica-adapter kit_adapter >/dev/null
+    "$client_bin" run --hub "$(json_field quic <"$work/replica-b.out")" --hub-ca "$work/replica-hub-ca.pem" \
+        --allow "tcp:$adapter_addr" --adapter-credential-file "$adapter_credential" \
+        --enrollment-token-file "$work/enrolment-token" --state "$work/replica-client" \
+        >"$work/replica-client.log" 2>&1 &
+    replica_client_pid=$!
+    pids+=("$replica_client_pid")
+    python3 "$python_dir/raw_mcp.py" wait-tools "$(json_field mcp_url <"$work/replica-a.out")" \
+        --bearer-file "$work/replica-agent" --timeout "$WAIT_S" eu_shop_query \
+        || fail "replica A never listed the tools of the deployment on replica B"
+    PLAN="$work/replica-plan.json" SECONDS_PER_RUN="${BENCH_SECONDS:-10}" OUT="$out/replica.md" \
+        VERSIONS="$versions" BEARER_FILE="$work/replica-agent" \
+        LOCAL_URL="$(json_field mcp_url <"$work/replica-b.out")" CROSS_URL="$(json_field mcp_url <"$work/replica-a.out")" \
+        LOCAL_PIDS="${replica_pids[1]} $replica_client_pid $adapter_pid" \
+        CROSS_PIDS="${replica_pids[0]} ${replica_pids[1]} $replica_client_pid $adapter_pid" python3 - <<'EOF'
+import json, os
+e = os.environ
+pids = lambda k: [int(p) for p in e[k].split()]
+plan = {
+    "seconds": int(e["SECONDS_PER_RUN"]), "connections": [1, 16], "out": e["OUT"], "versions": e["VERSIONS"],
+    "tool": "eu_shop_query", "bearer": open(e["BEARER_FILE"]).read().strip(),
+    "local": {"url": e["LOCAL_URL"], "pids": pids("LOCAL_PIDS")},
+    "cross": {"url": e["CROSS_URL"], "pids": pids("CROSS_PIDS")},
+}
+json.dump(plan, open(e["PLAN"], "w"))
+EOF
+    python3 "$here/harness/replica.py" "$work/replica-plan.json" || fail "the cross-replica benchmark failed"
+    for pid in "$replica_client_pid" "${replica_pids[@]}"; do stop_pid "$pid"; done
+    psql "$EWII_TEST_POSTGRES_ADMIN_URL" -q -c "DROP DATABASE $replica_db WITH (FORCE)" >/dev/null 2>&1 || true
+    unset EWII_HUB_MASTER_KEY
 fi
 say "== ewii-bench done in $(($(date +%s) - started)) s; results in $out"
 exit "${mcp_rc:-0}"

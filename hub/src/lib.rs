@@ -12,6 +12,9 @@
 //!   per-agent policy, and the metrics.
 //! - [`audit`]: what is remembered and told: the hash-chained audit trail,
 //!   its exporters (SIEM sinks), and the revocation webhooks.
+//! - [`replica`]: several hub replicas as one service: the registry of
+//!   live tunnels in the store, and the mutual-TLS channel that routes an
+//!   agent's call to the replica holding the deployment's tunnel.
 //!
 //! [`error`] holds the crate's error type. The `ewii-hub` binary
 //! (`src/main.rs`, `src/cli/`) is the admin CLI over these.
@@ -20,6 +23,7 @@
 pub mod audit;
 pub mod error;
 pub mod gateway;
+pub mod replica;
 pub mod state;
 
 pub use error::{Error, TokenError};

@@ -20,6 +20,11 @@ TLS: give --http-tls-cert/--http-tls-key (then agents use https://HTTP/mcp; the 
 reloaded on SIGHUP or when they change), or --http-tls-hub-ca (a certificate from the hub CA
 for the --name values; agents trust `ewii-hub hub-ca`), or put a TLS-terminating proxy in front.
 
+Replicas: several `serve` processes sharing one PostgreSQL store (--database-url) act as one
+hub. Give each --replica-listen (UDP, mutual TLS under the replicas' internal CA kept in the
+store) and, when that address is not what the others dial, --replica-advertise HOST:PORT. An
+agent on any replica then lists and calls the deployments connected to every replica.
+
 Example:
   ewii-hub serve --quic 0.0.0.0:4433 --http 127.0.0.1:8080 --name hub.example.com";
 
@@ -136,6 +141,20 @@ pub(crate) struct ServeArgs {
     /// An extra CA (PEM) trusted for the workspaces' authorization servers.
     #[arg(long, env = "EWII_HUB_OAUTH_CA", value_name = "FILE")]
     oauth_ca: Option<PathBuf>,
+    /// UDP address of the replica-to-replica channel (QUIC, mutual TLS under
+    /// the replicas' internal CA). Without it, calls are still routed to other
+    /// replicas, but none to this one.
+    #[arg(long, env = "EWII_HUB_REPLICA_LISTEN", value_name = "ADDR")]
+    replica_listen: Option<std::net::SocketAddr>,
+    /// The HOST:PORT other replicas dial to reach --replica-listen (default:
+    /// the listen address, which must then be a specific IP).
+    #[arg(
+        long,
+        env = "EWII_HUB_REPLICA_ADVERTISE",
+        requires = "replica_listen",
+        value_name = "HOST:PORT"
+    )]
+    replica_advertise: Option<String>,
 }
 
 pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<()> {
@@ -170,6 +189,11 @@ pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<
             ca: args.oauth_ca,
             ..Default::default()
         },
+        replica: ewii_hub::replica::ReplicaOptions {
+            listen: args.replica_listen,
+            advertise: args.replica_advertise,
+            ..Default::default()
+        },
         ..ServeOptions::default()
     };
     let hub = serve::start(store.clone(), options.clone()).await?;
@@ -181,6 +205,8 @@ pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<
                 "http": hub.http_addr.to_string(),
                 "mcp_url": hub.mcp_url(),
                 "names": options.names,
+                "replica_id": hub.replica_id,
+                "replica": hub.replica_peer_address,
             })
         );
     } else {
@@ -193,6 +219,12 @@ pub(crate) async fn serve(store: &Store, args: ServeArgs, json: bool) -> Result<
             hub.http_addr
         );
         println!("  names                {}", options.names.join(", "));
+        if let Some(peer) = &hub.replica_peer_address {
+            println!(
+                "  replica channel      quic://{peer} (UDP, replica {})",
+                hub.replica_id
+            );
+        }
         println!("  hub CA for clients   ewii-hub hub-ca > hub-ca.pem");
     }
     hub.run_until(shutdown_signal()).await;

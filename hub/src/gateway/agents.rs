@@ -56,8 +56,9 @@ use tokio::sync::broadcast;
 use crate::audit::trail::{AuditLog, AuditRecord};
 use crate::gateway::metrics::Metrics;
 use crate::gateway::policy::{self, Call, Decision, Policy, RateLimiter, Rule};
-use crate::gateway::registry::{LiveDeployment, Registry};
-use crate::gateway::upstream::{ProgressSink, TICKET_META, UpstreamError};
+use crate::gateway::registry::Registry;
+use crate::gateway::upstream::{ProgressSink, Routed, TICKET_META, UpstreamError};
+use crate::replica::directory::{Directory, Held};
 use crate::state::store::{Agent, Store};
 
 /// One agent MCP session: the shared server over the hub's state.
@@ -69,6 +70,8 @@ pub struct HubState {
     pub store: Store,
     /// Live deployments.
     pub registry: Arc<Registry>,
+    /// Deployments other replicas hold ([`crate::replica`]).
+    pub remote: Arc<Directory>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// The longest a routed call may take before the agent gets an error.
@@ -105,6 +108,7 @@ impl HubState {
         let state = Arc::new(HubState {
             store,
             registry,
+            remote: Arc::default(),
             metrics,
             call_timeout,
             audit,
@@ -130,19 +134,51 @@ impl HubState {
         state
     }
 
+    /// Tells `workspace`'s agent sessions and subscribers here that its
+    /// tools changed (another replica's tunnels or catalogs did).
+    pub async fn tools_changed(&self, workspace: &str) {
+        self.list_changed.notify(Some(workspace)).await;
+    }
+
+    /// Deployment `name` of `workspace`, connected here or to another
+    /// replica (this one's own tunnel first).
+    pub fn held(&self, workspace: &str, name: &str) -> Option<Held> {
+        self.registry
+            .find(workspace, name)
+            .map(Held::Local)
+            .or_else(|| self.remote.find(workspace, name).map(Held::Remote))
+    }
+
+    /// The deployments of `workspace` connected to any replica, by name.
+    pub fn held_in_workspace(&self, workspace: &str) -> Vec<Held> {
+        let mut out: Vec<Held> = self
+            .registry
+            .in_workspace(workspace)
+            .into_iter()
+            .map(Held::Local)
+            .collect();
+        for d in self.remote.in_workspace(workspace) {
+            if !out.iter().any(|h| h.name() == d.held.deployment) {
+                out.push(Held::Remote(d));
+            }
+        }
+        out.sort_by(|a, b| a.name().cmp(b.name()));
+        out
+    }
+
     /// The tools an agent of `workspace` with `policy` sees.
     pub fn tools_for(&self, workspace: &str, policy: &Policy) -> Vec<Tool> {
         let mut out = Vec::new();
-        for d in self.registry.in_workspace(workspace) {
+        for d in self.held_in_workspace(workspace) {
             for t in d.tools() {
-                if !policy.may_see(&d.name, &t.name) {
+                if !policy.may_see(d.name(), &t.name) {
                     continue;
                 }
                 let excerpt = crate::audit::export::log_excerpt(&t.name, 32);
-                match namespaced(&d, t) {
+                match namespaced(d.name(), t) {
                     Ok(t) => out.push(t),
                     Err(e) => tracing::warn!(
-                        deployment = %d.name, tool = %excerpt, reason = broken_rule(&e),
+                        deployment = %d.name(), tool = %excerpt, reason = broken_rule(&e),
                         "a tool is left out of tools/list: its name with the deployment prefix \
                          breaks the naming rule (if it is over {MAX_TOOL_NAME_LEN} characters, \
                          use shorter deployment or database names)"
@@ -168,17 +204,16 @@ fn broken_rule(e: &NameError) -> &'static str {
 }
 
 /// The agent's view of a deployment's tool.
-fn namespaced(d: &LiveDeployment, mut tool: Tool) -> Result<Tool, NameError> {
-    let name = ToolName::parse(&tool.name)?.in_deployment(&d.name)?;
+fn namespaced(deployment: &str, mut tool: Tool) -> Result<Tool, NameError> {
+    let name = ToolName::parse(&tool.name)?.in_deployment(deployment)?;
     tool.name = Cow::Owned(name.to_string());
-    tool.title = tool.title.map(|t| format!("{}: {t}", d.name));
+    tool.title = tool.title.map(|t| format!("{deployment}: {t}"));
     tool.description = Some(Cow::Owned(format!(
-        "[deployment {}] {}",
-        d.name,
+        "[deployment {deployment}] {}",
         tool.description.as_deref().unwrap_or("")
     )));
     if let Some(a) = tool.annotations.as_mut() {
-        a.title = a.title.take().map(|t| format!("{}: {t}", d.name));
+        a.title = a.title.take().map(|t| format!("{deployment}: {t}"));
     }
     Ok(tool)
 }
@@ -312,7 +347,7 @@ impl HubState {
         // What the deployment's adapter calls the tool.
         let local = name.local().to_string();
         let tool = local.as_str();
-        let live = self.registry.find(&agent.workspace, deployment);
+        let live = self.held(&agent.workspace, deployment);
         if live.is_none() {
             // Known in this workspace but not connected: say so. Anything
             // else (including another workspace's deployments) is unknown.
@@ -383,8 +418,8 @@ impl HubState {
         let Some(live) = live else {
             return (Ok(offline(deployment).into()), "offline");
         };
-        record.spiffe_id = Some(live.spiffe_id.clone());
-        record.svid_serial = Some(live.session_serial.clone());
+        record.spiffe_id = Some(live.spiffe_id().to_owned());
+        record.svid_serial = Some(live.session_serial().to_owned());
         if !live.tools().iter().any(|t| t.name == tool) {
             return (Err(unknown()), "unknown_tool");
         }
@@ -411,10 +446,10 @@ impl HubState {
             peer: context.peer.clone(),
             token,
         });
-        let upstream = live.upstream();
         // Dropping the call (cancelled, timed out) cancels it at the
-        // adapter, which stops the statement in the engine.
-        let call = upstream.call_tool(tool, arguments.as_ref(), meta, progress);
+        // adapter, which stops the statement in the engine (through the
+        // holding replica for a remote deployment).
+        let call = self.relay(&live, tool, arguments.as_ref(), meta, progress);
         let relayed = Instant::now();
         let outcome = tokio::select! {
             r = call => r,
@@ -465,6 +500,18 @@ impl HubState {
                 )
             }
             Err(UpstreamError::Rpc(e)) => (Err(e), "tool_error"),
+            // Not sent: the replica holding the tunnel is out of reach.
+            Err(e @ UpstreamError::Unreachable(_)) => {
+                tracing::warn!(deployment = %deployment, error = %e, "routed call not sent");
+                (
+                    Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+                        "deployment '{deployment}' cannot be reached right now ({e}). Nothing \
+                         ran there; retry in a moment."
+                    ))])
+                    .into()),
+                    "offline",
+                )
+            }
             // The request did not run (or the answer cannot be read): the
             // agent gets an error that says so.
             Err(
@@ -487,6 +534,31 @@ impl HubState {
                     "offline",
                 )
             }
+        }
+    }
+
+    /// Sends one authorised, audited call to the deployment: over its
+    /// tunnel here, or to the replica holding it (progress is relayed for
+    /// local tunnels only).
+    async fn relay(
+        &self,
+        held: &Held,
+        tool: &str,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+        meta: rmcp::model::RequestMetaObject,
+        progress: Option<ProgressSink>,
+    ) -> Result<Routed, UpstreamError> {
+        match held {
+            Held::Local(live) => {
+                live.upstream()
+                    .call_tool(tool, arguments, meta, progress)
+                    .await
+            }
+            Held::Remote(remote) => self
+                .remote
+                .call(remote, tool, arguments, meta)
+                .await?
+                .parse(),
         }
     }
 

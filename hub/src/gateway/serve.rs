@@ -114,6 +114,9 @@ pub struct ServeOptions {
     pub max_sessions: usize,
     /// The OAuth resource server ([`crate::gateway::oauth`]).
     pub oauth: crate::gateway::oauth::OAuthOptions,
+    /// The replica channel and the registry of live tunnels
+    /// ([`crate::replica`]).
+    pub replica: crate::replica::ReplicaOptions,
 }
 
 impl Default for ServeOptions {
@@ -141,6 +144,7 @@ impl Default for ServeOptions {
             max_agent_requests: 32,
             max_sessions: 10_000,
             oauth: Default::default(),
+            replica: Default::default(),
         }
     }
 }
@@ -161,6 +165,12 @@ pub struct RunningHub {
     pub state: Arc<HubState>,
     /// The SVID verifier (its refusal counters).
     pub verifier: Arc<SvidVerifier>,
+    /// This replica's id in the registry of live tunnels.
+    pub replica_id: String,
+    /// Where its replica channel listens, if it does.
+    pub replica_addr: Option<SocketAddr>,
+    /// The address its peers dial, if it serves the channel.
+    pub replica_peer_address: Option<String>,
     cancel: CancellationToken,
     listener: Arc<HubListener>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -300,7 +310,15 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         connections: AtomicU64::new(0),
     });
 
-    let mut tasks = Vec::new();
+    // The other replicas: the registry of live tunnels, the channel.
+    let replica = crate::replica::start(
+        store.clone(),
+        state.clone(),
+        &options.replica,
+        cancel.clone(),
+    )
+    .await?;
+    let mut tasks = replica.tasks;
     // Tunnels and enrolment, as the listener hands them out (it bounds
     // what unauthenticated peers can make the hub hold).
     tasks.push(tokio::spawn({
@@ -429,6 +447,9 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
         hub_ca: vec![hub_ca.certificate().clone()],
         state,
         verifier,
+        replica_id: replica.id,
+        replica_addr: replica.listen_addr,
+        replica_peer_address: replica.peer_address,
         cancel,
         listener: quic_listener,
         tasks,

@@ -51,8 +51,9 @@ pub fn new_ticket() -> String {
     })
 }
 
-/// The client's receipt of one routed call, as the audit trail keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// The client's receipt of one routed call, as the audit trail keeps it
+/// (and as a replica hands it back over the replica channel).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReceiptInfo {
     /// SHA-256 (hex) of the request the client forwarded.
     pub request_digest: String,
@@ -100,6 +101,37 @@ pub enum UpstreamError {
     /// The adapter answered with a JSON-RPC error.
     #[error("{}", .0.message)]
     Rpc(ErrorData),
+    /// The replica holding the deployment's tunnel could not be reached,
+    /// or no longer holds it; the request was not sent.
+    #[error(
+        "the hub replica holding the deployment's tunnel cannot take the call ({0}); it was not sent"
+    )]
+    Unreachable(String),
+}
+
+/// The answer to a relayed `tools/call`, its result as the adapter wrote
+/// it (what a replica relays for another).
+#[derive(Debug)]
+pub struct RawRouted {
+    /// The tool's result, raw JSON.
+    pub result: String,
+    /// The client's receipt for the request and this answer.
+    pub receipt: ReceiptInfo,
+    /// The answer's size as it crossed the tunnel.
+    pub bytes: u64,
+}
+
+impl RawRouted {
+    /// The result parsed.
+    pub fn parse(self) -> Result<Routed, UpstreamError> {
+        let result: CallToolResult = serde_json::from_str(&self.result)
+            .map_err(|e| UpstreamError::Malformed(format!("tools/call result: {e}")))?;
+        Ok(Routed {
+            result,
+            receipt: self.receipt,
+            bytes: self.bytes,
+        })
+    }
 }
 
 /// The answer to a relayed `tools/call`.
@@ -246,6 +278,19 @@ impl Upstream {
         meta: RequestMetaObject,
         progress: Option<ProgressSink>,
     ) -> Result<Routed, UpstreamError> {
+        self.call_tool_raw(name, arguments, meta, progress)
+            .await?
+            .parse()
+    }
+
+    /// [`Upstream::call_tool`], the result left as the adapter wrote it.
+    pub async fn call_tool_raw(
+        &self,
+        name: &str,
+        arguments: Option<&serde_json::Map<String, serde_json::Value>>,
+        meta: RequestMetaObject,
+        progress: Option<ProgressSink>,
+    ) -> Result<RawRouted, UpstreamError> {
         let mut meta = meta;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if progress.is_some() {
@@ -270,10 +315,8 @@ impl Upstream {
             .exchange(id, "tools/call", &params, progress.as_ref())
             .await;
         guard.tunnel = None;
-        let (raw, receipt, bytes) = outcome?;
-        let result: CallToolResult = serde_json::from_str(&raw)
-            .map_err(|e| UpstreamError::Malformed(format!("tools/call result: {e}")))?;
-        Ok(Routed {
+        let (result, receipt, bytes) = outcome?;
+        Ok(RawRouted {
             result,
             receipt,
             bytes,

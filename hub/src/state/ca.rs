@@ -375,3 +375,80 @@ impl HubCa {
         })
     }
 }
+
+/// The DNS name every replica certificate carries, and the name a replica
+/// dials its peers by (their identity is the URI SAN, checked after the
+/// handshake).
+pub const REPLICA_SERVER_NAME: &str = "replica.ewii-hub.internal";
+
+/// The URI SAN naming replica `id` in its certificate.
+pub fn replica_uri(id: &str) -> String {
+    format!("spiffe://ewii-hub.internal/replica/{id}")
+}
+
+/// The replicas' internal CA: it signs the certificates of the
+/// replica-to-replica channel, both ways (mutual TLS). Kept in the store
+/// under the master key like the hub CA; a peer whose certificate is not
+/// from it is refused.
+#[derive(Debug)]
+pub struct ReplicaCa(SigningCa);
+
+impl std::ops::Deref for ReplicaCa {
+    type Target = SigningCa;
+    fn deref(&self) -> &SigningCa {
+        &self.0
+    }
+}
+
+/// A replica's certificate (leaf, DER) and its PKCS#8 key.
+pub struct ReplicaCert {
+    /// The leaf.
+    pub cert: CertificateDer<'static>,
+    /// Its key, PKCS#8 DER.
+    pub key_pkcs8: Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ReplicaCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaCert").finish_non_exhaustive()
+    }
+}
+
+impl ReplicaCa {
+    /// Generates a replica CA (see [`SigningCa`]).
+    pub fn generate(now: SystemTime) -> Result<ReplicaCa, Error> {
+        SigningCa::generate("Ewii hub replica CA".into(), None, now).map(ReplicaCa)
+    }
+
+    /// Rebuilds the CA from its stored certificate (PEM) and PKCS#8 key.
+    pub fn from_parts(cert_pem: &str, key_pkcs8: &[u8]) -> Result<ReplicaCa, Error> {
+        SigningCa::from_parts(cert_pem, key_pkcs8, "replica CA").map(ReplicaCa)
+    }
+
+    /// Issues replica `id` its certificate, to a fresh P-256 key: DNS SAN
+    /// [`REPLICA_SERVER_NAME`], URI SAN [`replica_uri`], EKU serverAuth +
+    /// clientAuth (it both serves and dials).
+    pub fn issue_replica_cert(&self, id: &str, now: SystemTime) -> Result<ReplicaCert, Error> {
+        let issue = |e: rcgen::Error| Error::Issue(e.to_string());
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).map_err(issue)?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("ewii-hub replica {id}"));
+        params.distinguished_name = dn;
+        params.subject_alt_names = vec![
+            SanType::DnsName(REPLICA_SERVER_NAME.try_into().map_err(issue)?),
+            SanType::URI(replica_uri(id).try_into().map_err(issue)?),
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = self.sign(params, &key, now, BACKDATE, SERVER_CERT_TTL)?;
+        Ok(ReplicaCert {
+            cert: cert.der().clone(),
+            key_pkcs8: Zeroizing::new(key.serialize_der()),
+        })
+    }
+}

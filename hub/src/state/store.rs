@@ -40,6 +40,7 @@ mod agents;
 pub mod audit;
 mod deployments;
 pub mod oauth;
+pub mod replicas;
 pub mod revocation;
 mod workspaces;
 
