@@ -46,6 +46,7 @@ use crate::gateway::agents::HubState;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::registry::Registry;
 use crate::state::ca;
+use crate::state::notify::{self, Notifications, Topic};
 use crate::state::store::Store;
 use crate::state::trust::StoreTrust;
 
@@ -82,8 +83,13 @@ pub struct ServeOptions {
     pub trust_refresh: Duration,
     /// How often the store's revocation revision is polled: a revocation
     /// made by the CLI or another replica closes live tunnels and refuses
-    /// handshakes within about this long.
+    /// handshakes within about this long. On PostgreSQL the replicas are
+    /// notified at once ([`crate::state::notify`]) and this is the pace
+    /// only while the notification connection is down.
     pub revocation_poll: Duration,
+    /// The poll's pace while PostgreSQL notifications arrive (the fallback
+    /// for a notification lost with a connection that died silently).
+    pub revocation_poll_notified: Duration,
     /// Record statements with their literals replaced by `?`, and no
     /// bound parameters, in the audit trail.
     pub audit_redact: bool,
@@ -131,6 +137,7 @@ impl Default for ServeOptions {
             binding: TlsBinding::Strict,
             trust_refresh: Duration::from_secs(10),
             revocation_poll: Duration::from_millis(25),
+            revocation_poll_notified: Duration::from_millis(500),
             audit_redact: false,
             audit_export: Vec::new(),
             webhook_ca: None,
@@ -337,20 +344,32 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
             }
         }
     }));
+    // Store notifications from other replicas and the CLI (PostgreSQL).
+    let notifications = Notifications::new();
+    if let Some(url) = store.postgres_url() {
+        tasks.push(tokio::spawn(notify::listen(
+            url.to_owned(),
+            notifications.clone(),
+            cancel.clone(),
+        )));
+    }
     // Revocations: from the CLI, other replicas, goodbyes.
     tasks.push(tokio::spawn({
         let trust = trust.clone();
         let registry = state.registry.clone();
         let cancel = cancel.clone();
-        let every = options.revocation_poll;
+        let notifications = notifications.clone();
+        let (fast, notified) = (options.revocation_poll, options.revocation_poll_notified);
         async move {
             let mut failing = false;
             // The revision this task last enforced: other paths (the trust
             // refresh, a goodbye, an enrolment) reload the cache too.
             let mut enforced = trust.revocation_revision();
             loop {
+                let every = if notifications.listening() { notified } else { fast };
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
+                    _ = notifications.wait(Topic::Revocation) => {}
                     _ = cancel.cancelled() => return,
                 }
                 match trust.refresh_revocations().await {
