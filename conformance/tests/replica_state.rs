@@ -301,3 +301,92 @@ async fn lost_notification_connection_falls_back_to_the_poll() {
         }
     }
 }
+
+/// One agent with `rate_limit = { calls = 60, per_seconds = 60 }` calling
+/// through all three replicas at once: after the burst of 60, exactly one
+/// call a second is let through in total (±5 % over 30 s), not one per
+/// replica. The calls name a tool no deployment has: the limit is taken
+/// before the call is routed, so an allowed call comes back `unknown
+/// tool`, a refused one as the `rate_limit` denial.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rate_limit_holds_across_replicas() {
+    let Some((backend, replicas)) = three_replicas(&[]).await else {
+        return;
+    };
+    let credential = agent_credential(
+        &backend.store,
+        "acme",
+        "bot",
+        Some("rate_limit = { calls = 60, per_seconds = 60 }"),
+    )
+    .await;
+    let allowed = Arc::new(AtomicUsize::new(0));
+    let refused = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut per_replica = Vec::new();
+    let mut workers = Vec::new();
+    for r in &replicas {
+        let a = agent(&r.mcp_url, &credential).await;
+        let mine = Arc::new(AtomicUsize::new(0));
+        per_replica.push(mine.clone());
+        let (allowed, refused, stop) = (allowed.clone(), refused.clone(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let r = a
+                    .call_tool(rmcp::model::CallToolRequestParams::new("nowhere_db_query"))
+                    .await;
+                match r {
+                    Ok(r) if r.is_error == Some(true) => {
+                        let text = serde_json::to_string(&r.content).unwrap();
+                        assert!(text.contains("rate_limit"), "{text}");
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(r) => panic!("a call to no tool succeeded: {r:?}"),
+                    Err(e) => {
+                        assert!(e.to_string().contains("unknown tool"), "{e}");
+                        allowed.fetch_add(1, Ordering::SeqCst);
+                        mine.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    // The burst: 60 calls, then refusals everywhere.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refused.load(Ordering::SeqCst) < 30 {
+        assert!(Instant::now() < deadline, "no refusal after the burst");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let burst = allowed.load(Ordering::SeqCst);
+    let window = Duration::from_secs(30);
+    let start = Instant::now();
+    tokio::time::sleep(window).await;
+    let in_window = allowed.load(Ordering::SeqCst) - burst;
+    let elapsed = start.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.unwrap();
+    }
+    let split: Vec<usize> = per_replica
+        .iter()
+        .map(|c| c.load(Ordering::SeqCst))
+        .collect();
+    let expected = elapsed.as_secs_f64() * 60.0 / 60.0;
+    let error = (in_window as f64 - expected) / expected;
+    println!(
+        "rate limit 60/min across 3 replicas: burst {burst} (limit 60), then {in_window} in \
+         {elapsed:?} (expected {expected:.1}, error {:+.1} %), refused {}, allowed per replica {split:?}",
+        error * 100.0,
+        refused.load(Ordering::SeqCst)
+    );
+    assert!(
+        (60..=61).contains(&burst),
+        "the burst let {burst} calls through"
+    );
+    assert!(error.abs() <= 0.05, "off by {:.1} %", error * 100.0);
+    assert!(
+        split.iter().all(|n| *n > 0),
+        "every replica let some through: {split:?}"
+    );
+}

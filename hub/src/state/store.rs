@@ -40,6 +40,7 @@ mod agents;
 pub mod audit;
 mod deployments;
 pub mod oauth;
+mod rate;
 pub mod revocation;
 mod workspaces;
 
