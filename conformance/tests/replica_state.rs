@@ -390,3 +390,167 @@ async fn rate_limit_holds_across_replicas() {
         "every replica let some through: {split:?}"
     );
 }
+
+/// Calls `SELECT n` through `agent` until `stop`, one `n` from `next` per
+/// call; the answers, by `n`, and any `n` answered twice.
+fn call_loop(
+    a: ewii_conformance::agent::Agent,
+    next: Arc<AtomicUsize>,
+    answered: Arc<std::sync::Mutex<BTreeMap<usize, usize>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while !stop.load(Ordering::SeqCst) {
+            let n = next.fetch_add(1, Ordering::SeqCst);
+            let mut args = serde_json::Map::new();
+            args.insert("sql".into(), json!(format!("SELECT {n} AS n")));
+            let r = tokio::time::timeout(
+                STEP,
+                a.call_tool(
+                    rmcp::model::CallToolRequestParams::new("eu_shop_query").with_arguments(args),
+                ),
+            )
+            .await;
+            match r {
+                Ok(Ok(r)) if r.is_error != Some(true) => {
+                    let got = r.structured_content.clone().unwrap_or_default();
+                    assert!(
+                        got.to_string().contains(&format!("{n}")),
+                        "answer to {n}: {got}"
+                    );
+                    *answered.lock().unwrap().entry(n).or_default() += 1;
+                }
+                Ok(Ok(_)) => tokio::time::sleep(Duration::from_millis(20)).await,
+                // The replica is gone (or the session with it).
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    })
+}
+
+/// A client given the three replicas' addresses (replica 2 first) serves
+/// its deployment under a load of calls; replica 2 is `kill -9`ed: the
+/// client reaches replica 1 or 3, an agent there gets answers again within
+/// 10 s, no call is answered twice, and `audit verify` passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn client_moves_to_another_replica_when_its_replica_dies() {
+    let Some((backend, mut replicas)) = three_replicas(&[]).await else {
+        return;
+    };
+    let store = &backend.store;
+    let ca = hub_ca(&backend);
+    let adapter = TestAdapter::sqlite("shop").await;
+    store
+        .create_deployment("acme", "eu", Duration::from_secs(600), now())
+        .await
+        .unwrap();
+    let keys = issue_svid(store, "acme", "eu").await;
+    let credential = agent_credential(store, "acme", "load", None).await;
+    let mut settings = settings_at(replicas[1].quic, ca.clone(), &adapter);
+    settings.hub = [1, 2, 0]
+        .iter()
+        .map(|i: &usize| replicas[*i].quic.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let client = TestClient::run(static_client(settings, keys));
+    replicas[1].wait_connected(1.0, STEP).await;
+
+    let next = Arc::new(AtomicUsize::new(1));
+    let answered = Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..4 {
+        let a = agent(&replicas[1].mcp_url, &credential).await;
+        workers.push(call_loop(a, next.clone(), answered.clone(), stop.clone()));
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.lock().unwrap().len() < 100 {
+        assert!(Instant::now() < deadline, "calls did not flow");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    replicas[1].process.kill();
+    let killed = Instant::now();
+    let before = answered.lock().unwrap().len();
+    // Their calls to the dead replica go unanswered: drop them.
+    for w in workers.drain(..) {
+        w.abort();
+    }
+
+    // Agents on replicas 1 and 3 call until one of them is answered.
+    let survivors = [0usize, 2];
+    let mut agents = Vec::new();
+    for i in survivors {
+        agents.push((i, agent(&replicas[i].mcp_url, &credential).await));
+    }
+    let (back_at, on) = 'wait: loop {
+        assert!(
+            killed.elapsed() < Duration::from_secs(20),
+            "no replica answered within 20 s of the kill"
+        );
+        for (i, a) in &agents {
+            if tool_names(a).await.iter().any(|t| t == "eu_shop_query") {
+                let n = next.fetch_add(1, Ordering::SeqCst);
+                let r = ewii_conformance::agent::call(
+                    a,
+                    "eu_shop_query",
+                    json!({"sql": format!("SELECT {n} AS n")}),
+                )
+                .await;
+                if r.is_error != Some(true) {
+                    *answered.lock().unwrap().entry(n).or_default() += 1;
+                    break 'wait (killed.elapsed(), *i);
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    println!(
+        "replica 2 killed after {before} answered calls: the client reached replica {} and calls \
+         succeed again {back_at:?} after the kill",
+        on + 1
+    );
+    assert!(back_at < Duration::from_secs(10), "took {back_at:?}");
+    // More load on the replica the client reached.
+    let (_, a) = agents.into_iter().find(|(i, _)| *i == on).unwrap();
+    stop.store(false, Ordering::SeqCst);
+    let w = call_loop(a, next.clone(), answered.clone(), stop.clone());
+    let target = answered.lock().unwrap().len() + 50;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while answered.lock().unwrap().len() < target {
+        assert!(
+            Instant::now() < deadline,
+            "calls did not flow on replica {}",
+            on + 1
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::SeqCst);
+    let _ = tokio::time::timeout(STEP, w).await;
+    client.stop().await;
+
+    let twice: Vec<_> = answered
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, times)| **times > 1)
+        .map(|(n, _)| *n)
+        .collect();
+    assert!(twice.is_empty(), "answered twice: {twice:?}");
+    // One outcome per call in the trail, whichever replica audited it.
+    let records = store.audit_after(0, 1_000_000).await.unwrap();
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for r in records.iter().filter(|r| r.record["kind"] == "outcome") {
+        *outcomes
+            .entry(r.record["statement"].to_string())
+            .or_default() += 1;
+    }
+    let repeated: BTreeSet<_> = outcomes.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(repeated.is_empty(), "audited twice: {repeated:?}");
+    let verify = backend.cli_json(&["--json", "audit", "verify"]);
+    assert_eq!(verify["status"], "intact", "{verify}");
+    assert!(matches!(
+        store.verify_audit().await.unwrap(),
+        Verification::Intact { .. }
+    ));
+    println!("audit verify: {verify}");
+}
