@@ -46,6 +46,7 @@ use crate::gateway::agents::HubState;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::registry::Registry;
 use crate::state::ca;
+use crate::state::duty;
 use crate::state::notify::{self, Notifications, Topic};
 use crate::state::store::Store;
 use crate::state::trust::StoreTrust;
@@ -394,25 +395,38 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
             }
         }
     }));
-    // Revocation webhooks.
+    // Revocation webhooks and audit exporters: on one replica at a time
+    // (the holder of the duty lock on PostgreSQL).
     let webhooks =
         crate::audit::egress::http_client(Duration::from_secs(10), options.webhook_ca.as_deref())
             .map_err(|e| Error::Serve(format!("webhook HTTP client: {e}")))?;
-    tasks.push(tokio::spawn(crate::audit::webhook::deliver_queued(
-        store.clone(),
-        webhooks,
-        cancel.clone(),
-    )));
-    // Audit exporters.
-    for sink in &options.audit_export {
-        tracing::info!(exporter = %sink.name(), "exporting the audit trail");
-        tasks.push(tokio::spawn(crate::audit::export::run(
-            sink.clone(),
-            Arc::new(crate::audit::trail::StoreSource(store.clone())),
-            state.audit.appended.clone(),
+    tasks.push(tokio::spawn({
+        let store = store.clone();
+        let sinks = options.audit_export.clone();
+        let appended = state.audit.appended.clone();
+        duty::run_exclusively(
+            store.postgres_url().map(str::to_owned),
+            duty::EXPORT_DUTY,
             cancel.clone(),
-        )));
-    }
+            move |duties| {
+                let mut tasks = vec![tokio::spawn(crate::audit::webhook::deliver_queued(
+                    store.clone(),
+                    webhooks.clone(),
+                    duties.clone(),
+                ))];
+                for sink in &sinks {
+                    tracing::info!(exporter = %sink.name(), "exporting the audit trail");
+                    tasks.push(tokio::spawn(crate::audit::export::run(
+                        sink.clone(),
+                        Arc::new(crate::audit::trail::StoreSource(store.clone())),
+                        appended.clone(),
+                        duties.clone(),
+                    )));
+                }
+                tasks
+            },
+        )
+    }));
     // Agents, health, metrics.
     let https = http_tls.is_some();
     let scheme = if https { "https" } else { "http" };
