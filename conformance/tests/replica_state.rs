@@ -23,7 +23,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use ewii_client::connlog::ConnectionLog;
 use ewii_conformance::adapter::TestAdapter;
-use ewii_conformance::agent::{STEP, agent, http_get, tool_names, try_agent};
+use ewii_conformance::agent::{STEP, agent, http_get, tool_names};
 use ewii_conformance::client::{TestClient, settings_at, static_client};
 use ewii_conformance::db::Backend;
 use ewii_conformance::process::{RunningProcess, Stream};

@@ -153,9 +153,11 @@ impl HubState {
             )),
             Err(e) => {
                 tracing::error!(error = %e, "cannot count the call against the agent's rate limit; refusing it");
-                Err(format!(
-                    "agent policy rule `rate_limit`: the hub cannot count this call against the                      agent's rate limit right now (its store is unavailable); try again shortly"
-                ))
+                Err(
+                    "agent policy rule `rate_limit`: the hub cannot count this call against the \
+                     agent's rate limit right now (its store is unavailable); try again shortly"
+                        .to_owned(),
+                )
             }
         }
     }
