@@ -732,3 +732,58 @@ async fn syslog_exporter_runs_on_one_replica_and_fails_over() {
     // record had been acknowledged before the kill.
     assert!(twice.is_empty(), "delivered twice: {twice:?}");
 }
+
+/// A client enrols with a token through replica 3 (its first address), and
+/// its SVID, issued there, opens its tunnel on replica 1 once replica 3 is
+/// `kill -9`ed: the replicas share the workspace CAs, the token and the
+/// issued SVIDs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn enrolled_on_one_replica_serves_through_another() {
+    let Some((backend, mut replicas)) = three_replicas(&[]).await else {
+        return;
+    };
+    let store = &backend.store;
+    let adapter = TestAdapter::sqlite("shop").await;
+    let (_, token) = store
+        .create_deployment("acme", "eu", Duration::from_secs(600), now())
+        .await
+        .unwrap();
+    let home = ewii_conformance::client::ClientHome::new();
+    let mut settings = settings_at(replicas[2].quic, hub_ca(&backend), &adapter);
+    settings.hub = format!("{},{}", replicas[2].quic, replicas[0].quic);
+    settings.log = Some(Arc::new(ConnectionLog::open(&home.log).unwrap()));
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let client = tokio::time::timeout(
+        STEP,
+        ewii_client::client::Client::start(
+            settings,
+            ewii_conformance::client::enrolled(&home.state, Some(token.token.expose())),
+            &cancel,
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let client = TestClient::run_with(client, cancel);
+    replicas[2].wait_connected(1.0, STEP).await;
+    replicas[2].process.kill();
+    replicas[0].wait_connected(1.0, STEP).await;
+    let credential = agent_credential(store, "acme", "a", None).await;
+    let a = agent(&replicas[0].mcp_url, &credential).await;
+    let r =
+        ewii_conformance::agent::call(&a, "eu_shop_query", ewii_conformance::sample::count_query())
+            .await;
+    assert_ne!(r.is_error, Some(true), "{r:?}");
+    let log = std::fs::read_to_string(&home.log).unwrap();
+    let ups: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("\"tunnel_up\""))
+        .collect();
+    assert!(ups.len() >= 2, "{log}");
+    assert!(ups[0].contains(&replicas[2].quic.to_string()), "{log}");
+    assert!(
+        ups.last().unwrap().contains(&replicas[0].quic.to_string()),
+        "{log}"
+    );
+    client.stop().await;
+}
