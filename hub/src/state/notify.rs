@@ -122,18 +122,22 @@ impl Notifications {
     }
 }
 
+/// The wait before re-establishing a lost listener, doubled after each
+/// failed attempt: meanwhile the polls run at full speed, so there is no
+/// hurry, and a database that is restarting is not pressed.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 /// The longest wait between two attempts to re-establish the listener.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Listens on every [`Topic`]'s channel of the PostgreSQL store at `url`
 /// until `cancel`, re-establishing the connection with backoff whenever it
 /// is lost; every (re)connection wakes every topic for a catch-up.
 pub async fn listen(url: String, notifications: Arc<Notifications>, cancel: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = FIRST_RETRY;
     loop {
         match connect(&url).await {
             Ok(mut listener) => {
-                backoff = Duration::from_millis(100);
+                backoff = FIRST_RETRY;
                 notifications.listening.store(true, Ordering::Release);
                 notifications.connects.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("store notifications: listening");
@@ -160,6 +164,10 @@ pub async fn listen(url: String, notifications: Arc<Notifications>, cancel: Canc
                     }
                 };
                 notifications.listening.store(false, Ordering::Release);
+                // The polls go to full speed now, not after their slow wait.
+                for topic in Topic::ALL {
+                    notifications.wake(topic);
+                }
                 tracing::warn!(
                     error = %lost,
                     "store notifications: connection lost; polling at full speed until it is back"
