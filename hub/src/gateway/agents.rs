@@ -166,6 +166,38 @@ impl HubState {
         out
     }
 
+    /// Takes one call from the agent's `rate_limit`, or says why not. On
+    /// PostgreSQL the bucket is in the store, shared by every replica; on
+    /// SQLite (one process) it is in memory. A store that cannot be read
+    /// refuses the call (fail closed).
+    async fn take_call(&self, agent_id: &str, limit: &policy::RateLimit) -> Result<(), String> {
+        if self.store.postgres_url().is_none() {
+            return self
+                .limiter
+                .check(agent_id, limit, Instant::now())
+                .map_err(|retry| policy::rate_limited(limit, retry));
+        }
+        match (self.store)
+            .take_shared_call(agent_id, limit.calls, limit.per_seconds)
+            .await
+        {
+            Ok(true) => Ok(()),
+            // About one call's refill: the store keeps the exact count.
+            Ok(false) => Err(policy::rate_limited(
+                limit,
+                Duration::from_secs(u64::from(limit.per_seconds.max(1))) / limit.calls.max(1),
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot count the call against the agent's rate limit; refusing it");
+                Err(
+                    "agent policy rule `rate_limit`: the hub cannot count this call against the \
+                     agent's rate limit right now (its store is unavailable); try again shortly"
+                        .to_owned(),
+                )
+            }
+        }
+    }
+
     /// The tools an agent of `workspace` with `policy` sees.
     pub fn tools_for(&self, workspace: &str, policy: &Policy) -> Vec<Tool> {
         let mut out = Vec::new();
@@ -334,10 +366,10 @@ impl HubState {
             }
         };
         if let Some(limit) = &policy.rate_limit
-            && let Err(retry) = self.limiter.check(&agent.id, limit, Instant::now())
+            && let Err(refusal) = self.take_call(&agent.id, limit).await
         {
             record.rule = Some(Rule::RateLimit.as_str().into());
-            return (denied(policy::rate_limited(limit, retry)), "denied");
+            return (denied(refusal), "denied");
         }
         let Ok(name) = ToolName::parse_namespaced(&request.name) else {
             record.rule = Some("unknown_tool".into());

@@ -46,6 +46,8 @@ use crate::gateway::agents::HubState;
 use crate::gateway::metrics::Metrics;
 use crate::gateway::registry::Registry;
 use crate::state::ca;
+use crate::state::duty;
+use crate::state::notify::{self, Notifications, Topic};
 use crate::state::store::Store;
 use crate::state::trust::StoreTrust;
 
@@ -82,8 +84,13 @@ pub struct ServeOptions {
     pub trust_refresh: Duration,
     /// How often the store's revocation revision is polled: a revocation
     /// made by the CLI or another replica closes live tunnels and refuses
-    /// handshakes within about this long.
+    /// handshakes within about this long. On PostgreSQL the replicas are
+    /// notified at once ([`crate::state::notify`]) and this is the pace
+    /// only while the notification connection is down.
     pub revocation_poll: Duration,
+    /// The poll's pace while PostgreSQL notifications arrive (the fallback
+    /// for a notification lost with a connection that died silently).
+    pub revocation_poll_notified: Duration,
     /// Record statements with their literals replaced by `?`, and no
     /// bound parameters, in the audit trail.
     pub audit_redact: bool,
@@ -134,6 +141,7 @@ impl Default for ServeOptions {
             binding: TlsBinding::Strict,
             trust_refresh: Duration::from_secs(10),
             revocation_poll: Duration::from_millis(25),
+            revocation_poll_notified: Duration::from_millis(500),
             audit_redact: false,
             audit_export: Vec::new(),
             webhook_ca: None,
@@ -355,20 +363,32 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
             }
         }
     }));
+    // Store notifications from other replicas and the CLI (PostgreSQL).
+    let notifications = Notifications::new();
+    if let Some(url) = store.postgres_url() {
+        tasks.push(tokio::spawn(notify::listen(
+            url.to_owned(),
+            notifications.clone(),
+            cancel.clone(),
+        )));
+    }
     // Revocations: from the CLI, other replicas, goodbyes.
     tasks.push(tokio::spawn({
         let trust = trust.clone();
         let registry = state.registry.clone();
         let cancel = cancel.clone();
-        let every = options.revocation_poll;
+        let notifications = notifications.clone();
+        let (fast, notified) = (options.revocation_poll, options.revocation_poll_notified);
         async move {
             let mut failing = false;
             // The revision this task last enforced: other paths (the trust
             // refresh, a goodbye, an enrolment) reload the cache too.
             let mut enforced = trust.revocation_revision();
             loop {
+                let every = if notifications.listening() { notified } else { fast };
                 tokio::select! {
                     _ = tokio::time::sleep(every) => {}
+                    _ = notifications.wait(Topic::Revocation) => {}
                     _ = cancel.cancelled() => return,
                 }
                 match trust.refresh_revocations().await {
@@ -393,25 +413,38 @@ pub async fn start(store: Store, options: ServeOptions) -> Result<RunningHub, Er
             }
         }
     }));
-    // Revocation webhooks.
+    // Revocation webhooks and audit exporters: on one replica at a time
+    // (the holder of the duty lock on PostgreSQL).
     let webhooks =
         crate::audit::egress::http_client(Duration::from_secs(10), options.webhook_ca.as_deref())
             .map_err(|e| Error::Serve(format!("webhook HTTP client: {e}")))?;
-    tasks.push(tokio::spawn(crate::audit::webhook::deliver_queued(
-        store.clone(),
-        webhooks,
-        cancel.clone(),
-    )));
-    // Audit exporters.
-    for sink in &options.audit_export {
-        tracing::info!(exporter = %sink.name(), "exporting the audit trail");
-        tasks.push(tokio::spawn(crate::audit::export::run(
-            sink.clone(),
-            Arc::new(crate::audit::trail::StoreSource(store.clone())),
-            state.audit.appended.clone(),
+    tasks.push(tokio::spawn({
+        let store = store.clone();
+        let sinks = options.audit_export.clone();
+        let appended = state.audit.appended.clone();
+        duty::run_exclusively(
+            store.postgres_url().map(str::to_owned),
+            duty::EXPORT_DUTY,
             cancel.clone(),
-        )));
-    }
+            move |duties| {
+                let mut tasks = vec![tokio::spawn(crate::audit::webhook::deliver_queued(
+                    store.clone(),
+                    webhooks.clone(),
+                    duties.clone(),
+                ))];
+                for sink in &sinks {
+                    tracing::info!(exporter = %sink.name(), "exporting the audit trail");
+                    tasks.push(tokio::spawn(crate::audit::export::run(
+                        sink.clone(),
+                        Arc::new(crate::audit::trail::StoreSource(store.clone())),
+                        appended.clone(),
+                        duties.clone(),
+                    )));
+                }
+                tasks
+            },
+        )
+    }));
     // Agents, health, metrics.
     let https = http_tls.is_some();
     let scheme = if https { "https" } else { "http" };

@@ -15,13 +15,19 @@
 //!   PKCS#10 CSR.
 //! - [`bundle`]: the SPIFFE trust bundle format (JWKS) and PEM, export and
 //!   import.
+//! - [`duty`]: single duties (exporters, webhooks) on exactly one replica
+//!   at a time, by a PostgreSQL advisory lock.
+//! - [`notify`]: PostgreSQL `LISTEN`/`NOTIFY` between replicas for what
+//!   must be fast everywhere (revocations), the poll as the fallback.
 //! - [`trust`]: [`trust::StoreTrust`], the tunnel's trust source over the
 //!   store (bundles and revocations, cached and refreshed).
 
 pub mod bundle;
 pub mod ca;
+pub mod duty;
 pub mod master_key;
 pub mod names;
+pub mod notify;
 pub mod store;
 pub mod tokens;
 pub mod trust;

@@ -41,6 +41,7 @@ pub mod audit;
 mod deployments;
 pub mod oauth;
 pub mod replicas;
+mod rate;
 pub mod revocation;
 mod workspaces;
 
@@ -180,6 +181,9 @@ pub struct Store {
     /// The audit chain's head (sequence number and hash) as this store
     /// last committed it: see [`Store::append_audit`].
     audit_head: Arc<std::sync::Mutex<Option<(i64, String)>>>,
+    /// The URL of a PostgreSQL store, for its notification listener
+    /// ([`crate::state::notify`]); `None` for SQLite.
+    postgres_url: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -239,7 +243,14 @@ impl Store {
             pool,
             master_key: Arc::new(master_key),
             audit_head: Arc::default(),
+            postgres_url: crate::state::notify::is_postgres(url).then(|| Arc::from(url)),
         })
+    }
+
+    /// The URL of a PostgreSQL store (several replicas may share it and
+    /// notify each other), or `None` for SQLite.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.postgres_url.as_deref()
     }
 
     /// Closes the pool, waiting for connections to be returned.

@@ -6,9 +6,11 @@
 //! change, and periodically or on a notification when replicas share a
 //! database). The revocation state is cached the same way:
 //! [`StoreTrust::refresh_revocations`] reloads it, and a serving hub calls
-//! it whenever the store's revocation revision moves (polled every few tens
-//! of milliseconds), so a revocation made by the CLI or another replica is
-//! enforced on new handshakes within one poll.
+//! it on every revocation notification from PostgreSQL
+//! ([`crate::state::notify`]) and whenever the store's revocation revision
+//! moves (polled every few tens of milliseconds when there are no
+//! notifications), so a revocation made by the CLI or another replica is
+//! enforced on new handshakes within one notification or one poll.
 //!
 //! A SPIFFE ID `spiffe://<td>/ws/<workspace>/…` maps to `<workspace>`'s
 //! bundle only when `<td>` is that workspace's trust domain, so no ID can

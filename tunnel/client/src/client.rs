@@ -23,7 +23,7 @@
 //!   renewal, goodbye and revocation goes to the JSON-lines connection log.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -57,7 +57,10 @@ const NOT_RENEWABLE: &str = "not_renewable";
 /// [`ClientSettings`] and [`Client::start`] for an enrolled client).
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
-    /// The hub's address, `HOST:PORT` (resolved again on each attempt).
+    /// The hub's address, `HOST:PORT` (resolved again on each attempt), or
+    /// the addresses of several replicas of one hub separated by commas:
+    /// the client dials one and moves to the next when it fails
+    /// ([`hub_addresses`]).
     pub hub: String,
     /// The name the hub must prove (defaults to the host of `hub`).
     pub hub_name: String,
@@ -97,7 +100,10 @@ impl ClientOptions {
 /// Everything the client needs apart from its identity.
 #[derive(Debug, Clone)]
 pub struct ClientSettings {
-    /// The hub's address, `HOST:PORT` (resolved again on each attempt).
+    /// The hub's address, `HOST:PORT` (resolved again on each attempt), or
+    /// the addresses of several replicas of one hub separated by commas:
+    /// the client dials one and moves to the next when it fails
+    /// ([`hub_addresses`]).
     pub hub: String,
     /// The name the hub must prove (defaults to the host of `hub`).
     pub hub_name: String,
@@ -246,6 +252,15 @@ fn new_backoff() -> Backoff {
     Backoff::new(Duration::from_millis(250), Duration::from_secs(30))
 }
 
+/// The addresses in a hub setting: one `HOST:PORT`, or several (replicas of
+/// one hub sharing its store) separated by commas.
+pub fn hub_addresses(hub: &str) -> Vec<&str> {
+    hub.split(',')
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+        .collect()
+}
+
 async fn resolve(hub: &str) -> Result<SocketAddr, NetError> {
     tokio::net::lookup_host(hub)
         .await
@@ -294,6 +309,8 @@ pub struct Client {
     renewable: AtomicBool,
     /// Say goodbye and forget an enrolled identity on stop.
     revoke_on_stop: bool,
+    /// Which of the hub's addresses is dialled next (modulo their number).
+    hub_index: AtomicUsize,
 }
 
 impl Client {
@@ -403,6 +420,7 @@ impl Client {
             store,
             renewable: AtomicBool::new(true),
             revoke_on_stop: false,
+            hub_index: AtomicUsize::new(0),
         })
     }
 
@@ -448,8 +466,23 @@ impl Client {
         log_to(&self.settings.log, record);
     }
 
-    async fn connect(&self, dialer: &Dialer) -> Result<ClientTunnel, NetError> {
-        let addr = resolve(&self.settings.hub).await?;
+    /// The hub address dialled next.
+    fn hub(&self) -> String {
+        let addrs = hub_addresses(&self.settings.hub);
+        match addrs.len() {
+            0 => self.settings.hub.clone(),
+            n => addrs[self.hub_index.load(Ordering::SeqCst) % n].to_owned(),
+        }
+    }
+
+    /// After a failed dial or a lost tunnel: the next address of the hub
+    /// (another replica), if it has several.
+    fn next_hub(&self) {
+        self.hub_index.fetch_add(1, Ordering::SeqCst);
+    }
+
+    async fn connect(&self, dialer: &Dialer, hub: &str) -> Result<ClientTunnel, NetError> {
+        let addr = resolve(hub).await?;
         let active = self.active();
         let credentials = active.identity.keys().credentials()?;
         let config = ClientConfig {
@@ -498,11 +531,12 @@ impl Client {
                 break Ok(None);
             }
             let attempt_at = Instant::now();
-            match this.connect(&dialer).await {
+            let hub = this.hub();
+            match this.connect(&dialer, &hub).await {
                 Ok(tunnel) => {
-                    tracing::info!(hub = %this.settings.hub, identity = %this.identity, "tunnel up");
+                    tracing::info!(%hub, identity = %this.identity, "tunnel up");
                     let mut up = ConnectionRecord::now(&this.identity, "tunnel_up");
-                    up.destination = Some(this.settings.hub.clone());
+                    up.destination = Some(hub.clone());
                     this.log(up);
                     let end = this.clone().serve(tunnel, &cancel).await;
                     let reason = match &end {
@@ -512,12 +546,13 @@ impl Client {
                     };
                     tracing::warn!(%reason, "tunnel down");
                     let mut down = ConnectionRecord::now(&this.identity, "tunnel_down");
-                    down.destination = Some(this.settings.hub.clone());
+                    down.destination = Some(hub.clone());
                     down.duration_ms = attempt_at.elapsed().as_millis() as u64;
                     down.outcome = reason;
                     this.log(down);
                     match end {
-                        TunnelEnd::Lost(_) => {}
+                        // The replica may be gone: try the next one.
+                        TunnelEnd::Lost(_) => this.next_hub(),
                         TunnelEnd::Revoked(how) => break Err(how),
                         TunnelEnd::Stopped(goodbye) => break Ok(goodbye),
                     }
@@ -530,20 +565,21 @@ impl Client {
                 }
                 Err(NetError::Revoked(how)) => {
                     let mut failed = ConnectionRecord::now(&this.identity, "connect_failed");
-                    failed.destination = Some(this.settings.hub.clone());
+                    failed.destination = Some(hub.clone());
                     failed.duration_ms = attempt_at.elapsed().as_millis() as u64;
                     failed.outcome = how.clone();
                     this.log(failed);
                     break Err(how);
                 }
                 Err(e) => {
-                    tracing::warn!(hub = %this.settings.hub, reason = e.reason(), error = %e, "cannot connect to the hub");
+                    tracing::warn!(%hub, reason = e.reason(), error = %e, "cannot connect to the hub");
                     let mut failed = ConnectionRecord::now(&this.identity, "connect_failed");
-                    failed.destination = Some(this.settings.hub.clone());
+                    failed.destination = Some(hub.clone());
                     failed.duration_ms = attempt_at.elapsed().as_millis() as u64;
                     failed.outcome = e.to_string();
                     this.log(failed);
                     this.explain_expiry();
+                    this.next_hub();
                 }
             }
             if cancel.is_cancelled() {
@@ -638,6 +674,19 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hub_setting_lists_one_or_several_replicas() {
+        assert_eq!(
+            hub_addresses("hub.example.com:443"),
+            ["hub.example.com:443"]
+        );
+        assert_eq!(
+            hub_addresses("10.0.0.1:4433, 10.0.0.2:4433,,[::1]:4433 "),
+            ["10.0.0.1:4433", "10.0.0.2:4433", "[::1]:4433"]
+        );
+        assert!(hub_addresses(" , ").is_empty());
+    }
 
     #[test]
     fn the_revoke_command_names_workspace_and_deployment() {

@@ -3,7 +3,8 @@
 //! Revoking writes, in one transaction: the revoked serials, the
 //! deployment's `revoked_at` and the invalidation of its outstanding
 //! enrolment tokens (for a deployment revoke), a bump of the
-//! `revocation` revision that serving hubs poll, and one outbox row per
+//! `revocation` revision that serving hubs poll, a `NOTIFY` on
+//! PostgreSQL ([`crate::state::notify`]), and one outbox row per
 //! webhook that wants the event. A serving hub therefore learns of a
 //! revocation made by the CLI or another replica within one poll, and a
 //! webhook is delivered even if no hub was running when it was revoked.
@@ -25,6 +26,7 @@ use zeroize::Zeroizing;
 
 use super::{Store, unix};
 use crate::Error;
+use crate::state::notify::{self, Topic};
 use crate::state::tokens;
 
 /// Why something was revoked.
@@ -607,11 +609,14 @@ pub(super) async fn lift_deployment_revocation(
     Ok(changed > 0)
 }
 
+/// Bumps the revocation revision and notifies every replica, both taking
+/// effect when `tx` commits.
 async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Any>, id: &str) -> Result<(), Error> {
     sqlx::query("UPDATE revisions SET value = value + 1 WHERE id = $1")
         .bind(id)
         .execute(&mut **tx)
         .await?;
+    notify::notify(tx, Topic::Revocation).await?;
     Ok(())
 }
 

@@ -93,15 +93,18 @@ enum Command {
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// The hub's QUIC address, HOST:PORT.
-    #[arg(long, env = "EWII_HUB")]
-    hub: String,
+    /// The hub's QUIC address, HOST:PORT. Repeat it (or give a comma list)
+    /// for the replicas of one hub: the client dials one and moves to the
+    /// next, with its backoff, when that one fails.
+    #[arg(long, env = "EWII_HUB", value_delimiter = ',', required = true)]
+    hub: Vec<String>,
     /// PEM file of the CA that issued the hub's certificate. The hub must
     /// prove an identity under it, in TLS and again end to end (and in TLS
     /// at enrolment).
     #[arg(long, env = "EWII_HUB_CA")]
     hub_ca: PathBuf,
-    /// The name the hub's certificate must carry (default: HOST of --hub).
+    /// The name the hub's certificate must carry (default: HOST of the first
+    /// --hub; every replica's certificate must carry it).
     #[arg(long, env = "EWII_HUB_NAME")]
     hub_name: Option<String>,
     /// PEM CA for the TLS layer only, when a TLS-terminating relay sits in
@@ -209,6 +212,22 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+}
+
+/// The hub addresses as one setting (comma-separated), each checked.
+fn hub_list(hubs: &[String]) -> Result<String> {
+    let hubs: Vec<&str> = hubs
+        .iter()
+        .map(|h| h.trim())
+        .filter(|h| !h.is_empty())
+        .collect();
+    if hubs.is_empty() {
+        bail!("--hub: give the hub's address, HOST:PORT");
+    }
+    for hub in &hubs {
+        hub_host(hub)?;
+    }
+    Ok(hubs.join(","))
 }
 
 fn hub_host(hub: &str) -> Result<String> {
@@ -331,9 +350,10 @@ fn create_state_dir(dir: &Path) -> Result<()> {
 }
 
 async fn run(args: RunArgs) -> Result<()> {
+    let hubs = hub_list(&args.hub)?;
     let hub_name = match args.hub_name.clone() {
         Some(n) => n,
-        None => hub_host(&args.hub)?,
+        None => hub_host(hubs.split(',').next().unwrap_or_default())?,
     };
     let destinations = args
         .allow
@@ -378,7 +398,7 @@ async fn run(args: RunArgs) -> Result<()> {
         );
     }
     let settings = ClientSettings {
-        hub: args.hub.clone(),
+        hub: hubs.clone(),
         hub_name,
         hub_ca,
         tls_ca,
@@ -400,7 +420,7 @@ async fn run(args: RunArgs) -> Result<()> {
     };
     let svid = client.svid();
     tracing::info!(
-        hub = %args.hub,
+        hub = %hubs,
         identity = client.identity(),
         serial = %svid.serial,
         expires = %svid.expires_at_rfc3339(),
@@ -476,7 +496,7 @@ fn check(
     let revoke_on_stop = renewed && !args.keep_enrollment_on_stop;
     if args.json {
         let summary = serde_json::json!({
-            "hub": args.hub,
+            "hub": args.hub.join(","),
             "hub_name": hub_name,
             "identity_source": kind,
             "enrolled": kind == "enrolled" && svid.is_some(),
@@ -496,7 +516,7 @@ fn check(
     } else {
         println!(
             "hub:             {} (must prove the name {hub_name})",
-            args.hub
+            args.hub.join(", ")
         );
         match kind {
             "static" => println!("identity source: --svid/--key (never renewed)"),

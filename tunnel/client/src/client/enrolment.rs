@@ -8,7 +8,9 @@ use ewii_wire::enrol::EnrolResponse;
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-use super::{Client, ClientError, ClientSettings, log_to, new_backoff, one_line, resolve};
+use super::{
+    Client, ClientError, ClientSettings, hub_addresses, log_to, new_backoff, one_line, resolve,
+};
 use crate::connlog::ConnectionRecord;
 use crate::identity::{CurrentIdentity, IdentityStore, KeyRequest, random_unit};
 
@@ -27,11 +29,18 @@ impl Client {
         let quic = ClientQuicConfig::enrolment(&verifier)?;
         let dialer = Dialer::bind()?;
         let mut backoff = new_backoff();
+        let hubs = hub_addresses(&settings.hub);
+        let mut next = 0usize;
         let outcome = loop {
             let request = KeyRequest::generate()?;
             let started = Instant::now();
+            // Another replica after each failure, when the hub has several.
+            let hub = hubs
+                .get(next % hubs.len().max(1))
+                .copied()
+                .unwrap_or(settings.hub.as_str());
             let attempt = async {
-                let addr = resolve(&settings.hub).await?;
+                let addr = resolve(hub).await?;
                 dialer
                     .enrol(
                         &quic,
@@ -58,7 +67,7 @@ impl Client {
                         "enrolled"
                     );
                     let mut record = ConnectionRecord::now(identity.spiffe_id(), "enrolled");
-                    record.destination = Some(settings.hub.clone());
+                    record.destination = Some(hub.to_owned());
                     record.duration_ms = started.elapsed().as_millis() as u64;
                     record.outcome = identity.svid().serial.clone();
                     log_to(&settings.log, record);
@@ -71,7 +80,8 @@ impl Client {
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(hub = %settings.hub, reason = e.reason(), error = %e, "cannot enrol with the hub; retrying");
+                    tracing::warn!(%hub, reason = e.reason(), error = %e, "cannot enrol with the hub; retrying");
+                    next = next.wrapping_add(1);
                 }
             }
             let delay = backoff.next_delay(random_unit());
