@@ -40,8 +40,8 @@ mod agents;
 pub mod audit;
 mod deployments;
 pub mod oauth;
-pub mod replicas;
 mod rate;
+pub mod replicas;
 pub mod revocation;
 mod workspaces;
 
