@@ -34,6 +34,11 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use serde_json::{Value, json};
 
+/// One test of this file at a time: each runs three hub processes, several
+/// clients and a load, and the latencies they measure (revocation p99,
+/// failover time) are this machine's, not those of six such tests at once.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn now() -> SystemTime {
     SystemTime::now()
 }
@@ -195,6 +200,7 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 /// exiting) to the last tunnel closed under 100 ms.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revoke_closes_tunnels_on_every_replica_fast() {
+    let _serial = SERIAL.lock().await;
     let Some((backend, replicas)) = three_replicas(&[]).await else {
         return;
     };
@@ -241,6 +247,7 @@ async fn revoke_closes_tunnels_on_every_replica_fast() {
 /// come back, and revokes are fast again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn lost_notification_connection_falls_back_to_the_poll() {
+    let _serial = SERIAL.lock().await;
     let Some((backend, replicas)) = three_replicas(&[]).await else {
         return;
     };
@@ -324,6 +331,7 @@ async fn lost_notification_connection_falls_back_to_the_poll() {
 /// tool`, a refused one as the `rate_limit` denial.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rate_limit_holds_across_replicas() {
+    let _serial = SERIAL.lock().await;
     let Some((backend, replicas)) = three_replicas(&[]).await else {
         return;
     };
@@ -448,6 +456,7 @@ fn call_loop(
 /// 10 s, no call is answered twice, and `audit verify` passes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn client_moves_to_another_replica_when_its_replica_dies() {
+    let _serial = SERIAL.lock().await;
     let Some((backend, mut replicas)) = three_replicas(&[]).await else {
         return;
     };
@@ -665,6 +674,7 @@ async fn audited_calls(replicas: &[&Replica], credential: &str, per_replica: usi
 /// `kill -9`ed: another takes over and exports the rest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn syslog_exporter_runs_on_one_replica_and_fails_over() {
+    let _serial = SERIAL.lock().await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let spec = format!("syslog+tcp://{}", listener.local_addr().unwrap());
     let Some((backend, mut replicas)) = three_replicas(&["--audit-export", &spec]).await else {
@@ -753,6 +763,7 @@ async fn syslog_exporter_runs_on_one_replica_and_fails_over() {
 /// issued SVIDs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn enrolled_on_one_replica_serves_through_another() {
+    let _serial = SERIAL.lock().await;
     let Some((backend, mut replicas)) = three_replicas(&[]).await else {
         return;
     };
